@@ -1,0 +1,91 @@
+//! The response future shared by the layer and the guards.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use http::{HeaderValue, Response, header};
+use pin_project_lite::pin_project;
+
+use super::body::AuthBody;
+use crate::respond;
+
+type Own = Response<respond::Body>;
+type BoxedOwn = Pin<Box<dyn Future<Output = Own> + Send>>;
+
+pin_project! {
+    /// Response future of [`HfAuth`](crate::HfAuth) and the guards.
+    #[project = StateProj]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project! {
+    #[project = InnerProj]
+    enum State<F> {
+        // The inner service answers; `set_cookies` are appended (e.g. clearing a broken
+        // session cookie).
+        Inner { #[pin] fut: F, set_cookies: Vec<HeaderValue> },
+        // The crate answered at once (a guard's denial, sign-out).
+        Ready { response: Option<Own> },
+        // The crate answers after talking to the provider (sign-in, callback).
+        Boxed { fut: BoxedOwn },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn inner(fut: F, set_cookies: Vec<HeaderValue>) -> Self {
+        Self {
+            state: State::Inner { fut, set_cookies },
+        }
+    }
+
+    pub(crate) fn ready(response: Own) -> Self {
+        Self {
+            state: State::Ready {
+                response: Some(response),
+            },
+        }
+    }
+
+    pub(crate) fn boxed(fut: impl Future<Output = Own> + Send + 'static) -> Self {
+        Self {
+            state: State::Boxed { fut: Box::pin(fut) },
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<AuthBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            InnerProj::Inner { fut, set_cookies } => {
+                let mut res = ready!(fut.poll(cx))?;
+                for cookie in set_cookies.drain(..) {
+                    res.headers_mut().append(header::SET_COOKIE, cookie);
+                }
+                Poll::Ready(Ok(res.map(AuthBody::inner)))
+            }
+            InnerProj::Ready { response } => {
+                let res = response.take().expect("polled after completion");
+                Poll::Ready(Ok(res.map(AuthBody::own)))
+            }
+            InnerProj::Boxed { fut } => {
+                let res = ready!(fut.as_mut().poll(cx));
+                Poll::Ready(Ok(res.map(AuthBody::own)))
+            }
+        }
+    }
+}

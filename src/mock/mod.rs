@@ -1,0 +1,516 @@
+//! An offline stand-in for huggingface.co as an OpenID provider.
+//!
+//! [`MockHfProvider`] serves Hugging Face's OAuth endpoints on `127.0.0.1` with the same
+//! paths and shapes as the real provider: discovery, `/oauth/authorize`, `/oauth/token`,
+//! `/oauth/userinfo`, `/oauth/jwks` and `/api/whoami-v2`. It is there for local
+//! development (sign in as `alice`, `bob` or `carol` without a network) and for tests.
+//!
+//! It is strict where Hugging Face is strict, so code that passes against it does not
+//! rely on leniency: exact redirect URIs (any port on a loopback host), `S256` PKCE only,
+//! single-use codes bound to the client, redirect URI, PKCE challenge and nonce, client
+//! authentication, rotating refresh tokens, RS256 ID tokens from a key in its JWKS, and
+//! expiring, revocable access tokens. It can also be told to misbehave with
+//! [`MockFault`]s: forged ID tokens, a wrong issuer, error statuses, slow, huge or
+//! non-JSON answers.
+//!
+//! To pick a user without a browser, add `mock_user=NAME` to the authorize URL (or
+//! `mock_deny=1` to decline); [`MockHfProviderBuilder::with_auto_approve`] signs everyone
+//! in as one user. Otherwise the authorize endpoint shows a small page listing the users.
+//!
+//! ```
+//! use tower_hf_auth::mock::{MockEndpoint, MockFault, MockHfProvider};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let provider = MockHfProvider::builder()
+//!     .with_client_id("my-app")
+//!     .add_redirect_uri("http://localhost:3000/login/callback")
+//!     .start()
+//!     .await?;
+//! // Point the app at it the way a Space would be configured.
+//! println!("OPENID_PROVIDER_URL={}", provider.issuer());
+//! println!("OAUTH_CLIENT_ID={}", provider.client_id());
+//!
+//! // Later, in a test: make the token endpoint fail.
+//! provider.add_fault(MockFault::Status { endpoint: MockEndpoint::Token, status: 503 });
+//! assert_eq!(provider.requests(MockEndpoint::Token), 0);
+//! # Ok(())
+//! # }
+//! ```
+
+mod jwt;
+mod server;
+mod state;
+mod users;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use users::{MockOrg, MockUser};
+
+use jwt::SigningKey;
+use state::{AccessToken, Config, Shared, TokenKind};
+
+/// A running offline Hugging Face provider.
+///
+/// Start one with [`MockHfProvider::start`] or [`MockHfProvider::builder`]. The server
+/// runs on the current tokio runtime until the handle is dropped, which stops it and
+/// closes its connections.
+pub struct MockHfProvider {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl fmt::Debug for MockHfProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MockHfProvider")
+            .field("issuer", &self.shared.config.issuer)
+            .field("client_id", &self.shared.config.client_id)
+            .field(
+                "client_secret",
+                &self.shared.config.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for MockHfProvider {
+    fn drop(&mut self) {
+        // Aborting the accept loop drops its JoinSet, which aborts every connection.
+        self.task.abort();
+    }
+}
+
+impl MockHfProvider {
+    /// A builder, to change the client, users, lifetimes or behaviour.
+    #[must_use]
+    pub fn builder() -> MockHfProviderBuilder {
+        MockHfProviderBuilder::default()
+    }
+
+    /// Starts a provider with the default settings and users (`alice`, `bob`, `carol`).
+    ///
+    /// # Errors
+    /// If no local port can be bound.
+    pub async fn start() -> io::Result<Self> {
+        Self::builder().start().await
+    }
+
+    /// The issuer and discovery base, `http://127.0.0.1:PORT` (no trailing slash).
+    pub fn issuer(&self) -> String {
+        self.shared.config.issuer.clone()
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The registered client's id.
+    pub fn client_id(&self) -> &str {
+        &self.shared.config.client_id
+    }
+
+    /// The registered client's secret; `None` for a public client.
+    pub fn client_secret(&self) -> Option<&str> {
+        self.shared.config.client_secret.as_deref()
+    }
+
+    /// Starts misbehaving as `fault` says, until [`clear_faults`](Self::clear_faults).
+    /// Several faults can be active at once.
+    pub fn add_fault(&self, fault: MockFault) {
+        self.shared.lock().faults.push(fault);
+    }
+
+    /// Removes every fault.
+    pub fn clear_faults(&self) {
+        self.shared.lock().faults.clear();
+    }
+
+    /// Replaces the signing key with a new one under a new `kid`: the JWKS serves only
+    /// the new key, and ID tokens are signed with it from now on.
+    pub fn rotate_keys(&self) {
+        let key = Arc::new(SigningKey::generate());
+        self.shared.lock().key = key;
+    }
+
+    /// How many requests `endpoint` has received, including rejected ones.
+    pub fn requests(&self, endpoint: MockEndpoint) -> usize {
+        self.shared.requests(endpoint)
+    }
+
+    /// Issues a user access token (`hf_…`) with `role` (`read`, `write` or
+    /// `fineGrained`), as created on the Hub's settings page. `/api/whoami-v2` accepts
+    /// it; `/oauth/userinfo` does not. It never expires but can be revoked.
+    ///
+    /// # Panics
+    /// If `username` is not one of the provider's [`users`](Self::users).
+    pub fn issue_user_token(&self, username: &str, role: &str) -> String {
+        let user = self
+            .shared
+            .config
+            .user(username)
+            .unwrap_or_else(|| panic!("MockHfProvider has no user {username:?}"));
+        let token = AccessToken {
+            user,
+            scopes: Vec::new(),
+            expires_at: None,
+            kind: TokenKind::User {
+                role: role.to_owned(),
+                display_name: format!("mock {role} token"),
+            },
+        };
+        self.shared.lock().insert_access_token("hf_", token)
+    }
+
+    /// Revokes an access, user or refresh token: it stops working everywhere.
+    pub fn revoke_token(&self, token: &str) {
+        self.shared.lock().revoke(token);
+    }
+
+    /// The usernames of the provider's users.
+    pub fn users(&self) -> Vec<String> {
+        self.shared
+            .config
+            .users
+            .iter()
+            .map(|u| u.username.clone())
+            .collect()
+    }
+}
+
+/// Settings for a [`MockHfProvider`].
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_hf_auth::mock::{MockClientAuth, MockHfProvider, MockUser};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let provider = MockHfProvider::builder()
+///     .with_client_id("space-client")
+///     .with_client_secret(Some("s3cret".into()))
+///     .with_client_auth(MockClientAuth::Basic)
+///     .add_redirect_uri("https://me-my-space.hf.space/login/callback")
+///     .add_user(MockUser::new("dora"))
+///     .with_token_lifetime(Duration::from_secs(60))
+///     .with_auto_approve(Some("dora".into()))
+///     .with_refresh_tokens(false)
+///     .start()
+///     .await?;
+/// assert_eq!(provider.users(), ["dora"]);
+/// # Ok(())
+/// # }
+/// ```
+#[must_use]
+pub struct MockHfProviderBuilder {
+    client_id: String,
+    client_secret: Option<String>,
+    client_auth: MockClientAuth,
+    redirect_uris: Vec<String>,
+    users: Vec<MockUser>,
+    token_lifetime: Duration,
+    id_token_lifetime: Duration,
+    auto_approve: Option<String>,
+    refresh_tokens: bool,
+}
+
+impl Default for MockHfProviderBuilder {
+    fn default() -> Self {
+        Self {
+            client_id: "mock-client-id".to_owned(),
+            client_secret: Some("mock-client-secret".to_owned()),
+            client_auth: MockClientAuth::Any,
+            redirect_uris: Vec::new(),
+            users: Vec::new(),
+            token_lifetime: Duration::from_secs(8 * 60 * 60),
+            id_token_lifetime: Duration::from_secs(60 * 60),
+            auto_approve: None,
+            refresh_tokens: true,
+        }
+    }
+}
+
+impl fmt::Debug for MockHfProviderBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MockHfProviderBuilder")
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("client_auth", &self.client_auth)
+            .field("redirect_uris", &self.redirect_uris)
+            .field("users", &self.users)
+            .field("token_lifetime", &self.token_lifetime)
+            .field("id_token_lifetime", &self.id_token_lifetime)
+            .field("auto_approve", &self.auto_approve)
+            .field("refresh_tokens", &self.refresh_tokens)
+            .finish()
+    }
+}
+
+impl MockHfProviderBuilder {
+    /// The registered client id. Default: `"mock-client-id"`.
+    pub fn with_client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = client_id.into();
+        self
+    }
+
+    /// The client secret; `None` registers a public client (PKCE only, no client
+    /// authentication). Default: `Some("mock-client-secret")`.
+    pub fn with_client_secret(mut self, secret: Option<String>) -> Self {
+        self.client_secret = secret;
+        self
+    }
+
+    /// Which client authentication the token endpoint accepts from a confidential
+    /// client. Default: [`MockClientAuth::Any`].
+    pub fn with_client_auth(mut self, auth: MockClientAuth) -> Self {
+        self.client_auth = auth;
+        self
+    }
+
+    /// Registers a redirect URI. Matching is exact, except that an `http` loopback host
+    /// (`localhost`, `127.0.0.1`, `[::1]`) may use any port. Default: none registered,
+    /// in which case any `http` loopback URI whose path ends in `/login/callback` is
+    /// accepted.
+    pub fn add_redirect_uri(mut self, uri: impl Into<String>) -> Self {
+        self.redirect_uris.push(uri.into());
+        self
+    }
+
+    /// Adds a user. Default: when none is added, `alice` (Alice Liddell, PRO, admin of
+    /// `acme` on the `team` plan, reader of `huggingface`), `bob` (no orgs, not PRO) and
+    /// `carol` (writer in `acme` and reader of 40 more orgs `org-00`..`org-39`, for
+    /// large sessions).
+    pub fn add_user(mut self, user: MockUser) -> Self {
+        self.users.push(user);
+        self
+    }
+
+    /// Access token lifetime (`expires_in`). Default: 8 hours.
+    pub fn with_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.token_lifetime = lifetime;
+        self
+    }
+
+    /// ID token lifetime (`exp - iat`). Default: 1 hour.
+    pub fn with_id_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.id_token_lifetime = lifetime;
+        self
+    }
+
+    /// `Some(username)` makes `/oauth/authorize` sign everyone in as that user at once,
+    /// without a page. Default: `None` (show the page, unless the URL has `mock_user`).
+    pub fn with_auto_approve(mut self, username: Option<String>) -> Self {
+        self.auto_approve = username;
+        self
+    }
+
+    /// Whether token responses carry a refresh token and `grant_type=refresh_token`
+    /// works. Refresh tokens rotate: each works once. Default: `true`.
+    pub fn with_refresh_tokens(mut self, enabled: bool) -> Self {
+        self.refresh_tokens = enabled;
+        self
+    }
+
+    /// Binds `127.0.0.1` on a free port and starts serving on the current tokio runtime.
+    ///
+    /// # Errors
+    /// If no local port can be bound, or (`InvalidInput`) if the auto-approve user is not
+    /// one of the users.
+    pub async fn start(self) -> io::Result<MockHfProvider> {
+        let users = if self.users.is_empty() {
+            users::default_users()
+        } else {
+            self.users
+        };
+        if let Some(name) = &self.auto_approve
+            && !users.iter().any(|u| &u.username == name)
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("auto-approve user {name:?} is not a mock user"),
+            ));
+        }
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared::new(Config {
+            issuer: format!("http://{addr}"),
+            client_id: self.client_id,
+            client_secret: self.client_secret,
+            client_auth: self.client_auth,
+            redirect_uris: self.redirect_uris,
+            users,
+            token_lifetime: self.token_lifetime,
+            id_token_lifetime: self.id_token_lifetime,
+            auto_approve: self.auto_approve,
+            refresh_tokens: self.refresh_tokens,
+        }));
+        let task = tokio::spawn(server::serve(listener, Arc::clone(&shared)));
+        Ok(MockHfProvider { shared, addr, task })
+    }
+}
+
+/// How a confidential client may authenticate at the token endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MockClientAuth {
+    /// Only `client_secret_basic` (HTTP Basic).
+    Basic,
+    /// Only `client_secret_post` (`client_id` and `client_secret` form fields).
+    Post,
+    /// Either one (but never both in one request).
+    #[default]
+    Any,
+}
+
+/// The provider's endpoints, for [`MockHfProvider::requests`] and per-endpoint faults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MockEndpoint {
+    /// `GET /.well-known/openid-configuration`
+    Discovery,
+    /// `GET /oauth/authorize`
+    Authorize,
+    /// `POST /oauth/token`
+    Token,
+    /// `GET /oauth/userinfo`
+    Userinfo,
+    /// `GET /oauth/jwks`
+    Jwks,
+    /// `GET /api/whoami-v2`
+    WhoAmI,
+}
+
+impl MockEndpoint {
+    const COUNT: usize = 6;
+
+    fn index(self) -> usize {
+        match self {
+            Self::Discovery => 0,
+            Self::Authorize => 1,
+            Self::Token => 2,
+            Self::Userinfo => 3,
+            Self::Jwks => 4,
+            Self::WhoAmI => 5,
+        }
+    }
+
+    fn from_path(path: &str) -> Option<Self> {
+        Some(match path {
+            "/.well-known/openid-configuration" => Self::Discovery,
+            "/oauth/authorize" => Self::Authorize,
+            "/oauth/token" => Self::Token,
+            "/oauth/userinfo" => Self::Userinfo,
+            "/oauth/jwks" => Self::Jwks,
+            "/api/whoami-v2" => Self::WhoAmI,
+            _ => return None,
+        })
+    }
+}
+
+/// A way for the provider to misbehave, set with [`MockHfProvider::add_fault`].
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_hf_auth::mock::{MockEndpoint, MockFault, MockHfProvider};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let provider = MockHfProvider::start().await?;
+/// provider.add_fault(MockFault::IdTokenExpiredBy(Duration::from_secs(600)));
+/// provider.add_fault(MockFault::Delay {
+///     endpoint: MockEndpoint::Userinfo,
+///     delay: Duration::from_secs(5),
+/// });
+/// provider.clear_faults();
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MockFault {
+    /// The discovery document reports this issuer.
+    DiscoveryIssuer(String),
+    /// The `iss` parameter on the redirect back (RFC 9207) is this.
+    AuthorizeIss(String),
+    /// Authorize redirects back with `error=<this>` (after checking client and redirect
+    /// URI, which are never redirected to when wrong).
+    AuthorizeError(String),
+    /// ID tokens carry this `iss`.
+    IdTokenIssuer(String),
+    /// ID tokens carry this `aud` (as an array).
+    IdTokenAudience(Vec<String>),
+    /// ID tokens carry this `azp`.
+    IdTokenAzp(String),
+    /// ID tokens have valid header and claims but a corrupted signature.
+    IdTokenBadSignature,
+    /// ID tokens have header `alg: none` and an empty signature.
+    IdTokenAlgNone,
+    /// ID tokens use `alg: HS256`, keyed with the RSA public key's PEM (the
+    /// algorithm-confusion attack).
+    IdTokenHs256WithPublicKey,
+    /// ID tokens expired this long ago (`exp = now - d`).
+    IdTokenExpiredBy(Duration),
+    /// ID tokens are issued this far in the future (`iat = now + d`, `exp` after it).
+    IdTokenIatInFuture(Duration),
+    /// ID tokens carry this `nonce`; `None` leaves it out.
+    IdTokenNonce(Option<String>),
+    /// ID tokens have no `sub`.
+    IdTokenWithoutSub,
+    /// ID token headers have no `kid`.
+    IdTokenWithoutKid,
+    /// ID tokens are signed with a fresh key whose `kid` is not in the JWKS.
+    IdTokenUnknownKid,
+    /// Token responses have no `id_token`.
+    MissingIdToken,
+    /// Token responses carry this `token_type`.
+    TokenType(String),
+    /// Userinfo reports this `sub`.
+    UserinfoSub(String),
+    /// The endpoint answers with this status and a JSON error body.
+    Status {
+        /// Where.
+        endpoint: MockEndpoint,
+        /// The HTTP status (500 if not a valid status code).
+        status: u16,
+    },
+    /// The endpoint sleeps this long before answering.
+    Delay {
+        /// Where.
+        endpoint: MockEndpoint,
+        /// How long.
+        delay: Duration,
+    },
+    /// The endpoint's answer is padded to this many bytes (JSON stays valid JSON).
+    Oversized {
+        /// Where.
+        endpoint: MockEndpoint,
+        /// The body's size.
+        bytes: usize,
+    },
+    /// The endpoint answers with an HTML page instead of JSON (same status).
+    NotJson {
+        /// Where.
+        endpoint: MockEndpoint,
+    },
+    /// The endpoint answers `302 Found` to `location`.
+    Redirect {
+        /// Where.
+        endpoint: MockEndpoint,
+        /// The `Location` header.
+        location: String,
+    },
+}

@@ -1,0 +1,193 @@
+//! What the mock remembers: its fixed configuration, and the codes, tokens, keys and
+//! faults that change while it runs.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::jwt::SigningKey;
+use super::users::MockUser;
+use super::{MockClientAuth, MockEndpoint, MockFault};
+
+/// How long an authorization code can be redeemed.
+pub(crate) const CODE_LIFETIME: Duration = Duration::from_secs(60);
+
+/// Everything the server tasks and the handle share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    state: Mutex<State>,
+    counters: [AtomicUsize; MockEndpoint::COUNT],
+}
+
+/// Settings fixed at start.
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(crate) issuer: String,
+    pub(crate) client_id: String,
+    pub(crate) client_secret: Option<String>,
+    pub(crate) client_auth: MockClientAuth,
+    pub(crate) redirect_uris: Vec<String>,
+    pub(crate) users: Vec<MockUser>,
+    pub(crate) token_lifetime: Duration,
+    pub(crate) id_token_lifetime: Duration,
+    pub(crate) auto_approve: Option<String>,
+    pub(crate) refresh_tokens: bool,
+}
+
+impl Config {
+    pub(crate) fn user(&self, username: &str) -> Option<usize> {
+        self.users.iter().position(|u| u.username == username)
+    }
+}
+
+/// Mutable state, behind the mutex (never held across an `.await`).
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) faults: Vec<MockFault>,
+    pub(crate) key: Arc<SigningKey>,
+    pub(crate) codes: HashMap<String, CodeGrant>,
+    pub(crate) access_tokens: HashMap<String, AccessToken>,
+    pub(crate) refresh_tokens: HashMap<String, RefreshGrant>,
+}
+
+/// An authorization code and everything it was issued for.
+#[derive(Debug)]
+pub(crate) struct CodeGrant {
+    pub(crate) client_id: String,
+    pub(crate) redirect_uri: String,
+    pub(crate) code_challenge: String,
+    pub(crate) nonce: Option<String>,
+    pub(crate) user: usize,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) auth_time: u64,
+    pub(crate) expires_at: Instant,
+    /// Set once redeemed (or tried): a second use is refused and revokes `issued`.
+    pub(crate) used: bool,
+    /// Tokens issued for this code, revoked if the code is replayed.
+    pub(crate) issued: Vec<String>,
+}
+
+/// A bearer token: an OAuth access token or a user access token.
+#[derive(Debug, Clone)]
+pub(crate) struct AccessToken {
+    pub(crate) user: usize,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) expires_at: Option<SystemTime>,
+    pub(crate) kind: TokenKind,
+}
+
+impl AccessToken {
+    pub(crate) fn is_expired(&self, now: SystemTime) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
+    }
+}
+
+/// Where a bearer token came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TokenKind {
+    /// `hf_oauth_…`, from the token endpoint.
+    OAuth,
+    /// `hf_…`, from [`MockHfProvider::issue_user_token`](super::MockHfProvider::issue_user_token).
+    User { role: String, display_name: String },
+}
+
+/// A refresh token, valid for one use.
+#[derive(Debug, Clone)]
+pub(crate) struct RefreshGrant {
+    pub(crate) client_id: String,
+    pub(crate) user: usize,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) auth_time: u64,
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config) -> Self {
+        Self {
+            config,
+            state: Mutex::new(State {
+                faults: Vec::new(),
+                key: Arc::new(SigningKey::generate()),
+                codes: HashMap::new(),
+                access_tokens: HashMap::new(),
+                refresh_tokens: HashMap::new(),
+            }),
+            counters: Default::default(),
+        }
+    }
+
+    /// Locks the state; a panic elsewhere while it was held does not make it unusable.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn count(&self, endpoint: MockEndpoint) {
+        self.counters[endpoint.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn requests(&self, endpoint: MockEndpoint) -> usize {
+        self.counters[endpoint.index()].load(Ordering::Relaxed)
+    }
+
+    /// The active faults (a copy, so the lock is not held while acting on them).
+    pub(crate) fn faults(&self) -> Vec<MockFault> {
+        self.lock().faults.clone()
+    }
+
+    pub(crate) fn current_key(&self) -> Arc<SigningKey> {
+        Arc::clone(&self.lock().key)
+    }
+}
+
+impl State {
+    /// Stores a new code, forgetting codes long past their lifetime.
+    pub(crate) fn insert_code(&mut self, grant: CodeGrant) -> String {
+        let now = Instant::now();
+        self.codes
+            .retain(|_, c| c.expires_at + CODE_LIFETIME > now);
+        let code = random_token("");
+        self.codes.insert(code.clone(), grant);
+        code
+    }
+
+    /// Stores a new bearer token, forgetting expired ones.
+    pub(crate) fn insert_access_token(&mut self, prefix: &str, token: AccessToken) -> String {
+        let now = SystemTime::now();
+        self.access_tokens.retain(|_, t| !t.is_expired(now));
+        let value = random_token(prefix);
+        self.access_tokens.insert(value.clone(), token);
+        value
+    }
+
+    pub(crate) fn insert_refresh_token(&mut self, grant: RefreshGrant) -> String {
+        let value = random_token("hf_oauth_refresh_");
+        self.refresh_tokens.insert(value.clone(), grant);
+        value
+    }
+
+    pub(crate) fn revoke(&mut self, token: &str) {
+        self.access_tokens.remove(token);
+        self.refresh_tokens.remove(token);
+    }
+}
+
+/// `prefix` followed by 40 random alphanumeric characters (about 238 bits), the
+/// alphabet of Hugging Face's own tokens.
+pub(crate) fn random_token(prefix: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut token = String::with_capacity(prefix.len() + 40);
+    token.push_str(prefix);
+    let mut bytes = [0u8; 64];
+    while token.len() < prefix.len() + 40 {
+        aws_lc_rs::rand::fill(&mut bytes).expect("system randomness failed");
+        // Rejection sampling keeps every character equally likely.
+        for &b in bytes.iter().filter(|&&b| b < 248) {
+            if token.len() == prefix.len() + 40 {
+                break;
+            }
+            token.push(char::from(ALPHABET[usize::from(b % 62)]));
+        }
+    }
+    token
+}

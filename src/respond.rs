@@ -1,0 +1,265 @@
+//! How a denial or an error becomes a response: one place decides who is asking
+//! ([`Caller`]) and answers in their protocol.
+//!
+//! | caller | how it is recognized | not signed in | error |
+//! |---|---|---|---|
+//! | gRPC | `content-type: application/grpc…` | HTTP 200, `grpc-status: 16` | `grpc-status` 3, 7, 13 or 14 |
+//! | browser | a `GET`/`HEAD` navigation accepting `text/html` | redirect to sign-in | a small HTML page with a retry link |
+//! | API | everything else | 401 + `WWW-Authenticate: Bearer` + JSON | JSON `{"error", "error_description"}` |
+
+use std::fmt;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+
+/// Who is asking, which decides the shape of a denial or error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Caller {
+    /// A browser navigating: gets redirects and HTML pages.
+    Browser,
+    /// A program: gets status codes, `WWW-Authenticate` and JSON.
+    Api,
+    /// A gRPC client: gets `grpc-status` codes.
+    Grpc,
+}
+
+impl Caller {
+    /// Classifies a request by its method and headers.
+    pub fn of<B>(req: &Request<B>) -> Self {
+        Self::of_parts(req.method(), req.headers())
+    }
+
+    /// Classifies a request by its method and headers, when only those are at hand.
+    pub fn of_parts(method: &Method, headers: &http::HeaderMap) -> Self {
+        let has = |name, needle: &str| {
+            headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .any(|v| v.to_ascii_lowercase().contains(needle))
+        };
+        let grpc = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/grpc"));
+        if grpc {
+            Self::Grpc
+        } else if matches!(*method, Method::GET | Method::HEAD)
+            && has(header::ACCEPT, "text/html")
+        {
+            Self::Browser
+        } else {
+            Self::Api
+        }
+    }
+}
+
+/// What went wrong on an auth route or in a guard, put into the response's extensions
+/// so outer layers (logging, metrics) can see it. It never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl AuthError {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status the error was answered with (for gRPC callers, the one it maps from).
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// A stable, machine-readable code such as `invalid_state` or `provider_timeout`.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// A human-readable explanation.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+/// The response body of the crate's own answers.
+pub(crate) type Body = Full<Bytes>;
+
+/// Escapes text for HTML element content and attribute values.
+pub(crate) fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn grpc_code(status: StatusCode) -> u8 {
+    match status.as_u16() {
+        401 => 16,
+        403 => 7,
+        400..=499 => 3,
+        503 | 504 => 14,
+        _ => 13,
+    }
+}
+
+/// Percent-encodes a `grpc-message` as the gRPC spec asks.
+fn grpc_message(s: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+fn base(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut res = Response::new(Full::new(body.into()));
+    *res.status_mut() = status;
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// A redirect (`303 See Other`) to `location`, which the caller has made header-safe.
+pub(crate) fn redirect(location: &str) -> Response<Body> {
+    let mut res = base(StatusCode::SEE_OTHER, "text/plain; charset=utf-8", Bytes::new());
+    match HeaderValue::from_str(location) {
+        Ok(v) => {
+            res.headers_mut().insert(header::LOCATION, v);
+        }
+        Err(_) => {
+            res.headers_mut()
+                .insert(header::LOCATION, HeaderValue::from_static("/"));
+        }
+    }
+    res
+}
+
+/// An error answered in the caller's protocol: an HTML page with an optional retry
+/// link, JSON, or a gRPC status. `AuthError` goes into the extensions.
+pub(crate) fn error(caller: Caller, err: AuthError, retry: Option<&str>) -> Response<Body> {
+    let mut res = match caller {
+        Caller::Grpc => {
+            let mut res = base(StatusCode::OK, "application/grpc", Bytes::new());
+            let h = res.headers_mut();
+            h.insert("grpc-status", HeaderValue::from(u16::from(grpc_code(err.status))));
+            if let Ok(v) = HeaderValue::from_str(&grpc_message(&err.message)) {
+                h.insert("grpc-message", v);
+            }
+            res
+        }
+        Caller::Api => {
+            let body = serde_json::json!({
+                "error": err.code,
+                "error_description": err.message,
+            });
+            base(err.status, "application/json", body.to_string())
+        }
+        Caller::Browser => {
+            let retry = retry.map_or_else(String::new, |href| {
+                format!(
+                    r#"<p><a class="button" href="{}">Try again</a></p>"#,
+                    html_escape(href)
+                )
+            });
+            let title = html_escape(err.status.canonical_reason().unwrap_or("Error"));
+            let page = format!(
+                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+                 <meta name=\"viewport\" content=\"width=device-width\">\
+                 <title>{title}</title><style>body{{font-family:system-ui,sans-serif;\
+                 max-width:40rem;margin:4rem auto;padding:0 1rem}}code{{background:#eee}}\
+                 .button{{display:inline-block;padding:.5rem 1rem;background:#ffd21e;\
+                 color:#000;border-radius:.5rem;text-decoration:none}}</style></head><body>\
+                 <h1>Sign-in problem</h1><p>{}</p><p><small>Error code: <code>{}</code> \
+                 ({})</small></p>{retry}</body></html>",
+                html_escape(&err.message),
+                err.code,
+                err.status.as_u16(),
+            );
+            base(err.status, "text/html; charset=utf-8", page)
+        }
+    };
+    res.extensions_mut().insert(err);
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(method: Method, headers: &[(&'static str, &'static str)]) -> Request<()> {
+        let mut b = Request::builder().method(method).uri("/x");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn callers_are_classified() {
+        let html = ("accept", "text/html,application/xhtml+xml");
+        assert_eq!(Caller::of(&req(Method::GET, &[html])), Caller::Browser);
+        assert_eq!(Caller::of(&req(Method::HEAD, &[html])), Caller::Browser);
+        assert_eq!(Caller::of(&req(Method::POST, &[html])), Caller::Api);
+        assert_eq!(Caller::of(&req(Method::GET, &[])), Caller::Api);
+        assert_eq!(
+            Caller::of(&req(Method::GET, &[("accept", "application/json")])),
+            Caller::Api
+        );
+        assert_eq!(
+            Caller::of(&req(Method::POST, &[("content-type", "application/grpc+proto")])),
+            Caller::Grpc
+        );
+    }
+
+    #[test]
+    fn pages_escape_what_they_show() {
+        let err = AuthError::new(StatusCode::BAD_REQUEST, "x", "<script>alert(1)</script>");
+        let res = error(Caller::Browser, err, Some("/login?return_to=\"><x"));
+        let body = format!("{:?}", res.body());
+        assert!(!body.contains("<script>"), "{body}");
+        assert!(res.extensions().get::<AuthError>().is_some());
+    }
+
+    #[test]
+    fn grpc_errors_are_trailers_only_statuses() {
+        let err = AuthError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in: ünïcode");
+        let res = error(Caller::Grpc, err, None);
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["grpc-status"], "16");
+        assert_eq!(res.headers()["grpc-message"], "sign in: %C3%BCn%C3%AFcode");
+    }
+}

@@ -1,0 +1,204 @@
+//! The cookie cipher: AES-256-GCM under keys derived with HKDF-SHA256, in a key ring.
+//!
+//! A sealed value is `base64url(key id (4 bytes) || nonce (12) || ciphertext || tag)`.
+//! The cookie's name is the associated data, so a value cannot be moved from one cookie
+//! to another. The newest key seals; every key in the ring opens, so rotating
+//! `HF_AUTH_SECRET` (moving the old value to `HF_AUTH_OLD_SECRETS`) keeps sessions.
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::hkdf::{HKDF_SHA256, KeyType, Salt};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::Secret;
+
+const KEY_ID_LEN: usize = 4;
+const TAG_LEN: usize = 16;
+const SALT: &[u8] = b"tower-hf-auth cookie keys v1";
+
+struct Len(usize);
+
+impl KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+struct CookieKey {
+    id: [u8; KEY_ID_LEN],
+    key: LessSafeKey,
+}
+
+/// The keys that seal and open cookies. The first key seals; all keys open.
+pub(crate) struct KeyRing {
+    keys: Vec<CookieKey>,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("keys", &self.keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn derive(material: &[u8]) -> CookieKey {
+    let prk = Salt::new(HKDF_SHA256, SALT).extract(material);
+    let mut key = [0u8; 32];
+    let mut id = [0u8; KEY_ID_LEN];
+    // Both expansions ask for lengths far below HKDF-SHA256's 255 * 32 byte limit.
+    prk.expand(&[b"aes-256-gcm"], Len(32))
+        .and_then(|okm| okm.fill(&mut key))
+        .expect("HKDF output length is valid");
+    prk.expand(&[b"key-id"], Len(KEY_ID_LEN))
+        .and_then(|okm| okm.fill(&mut id))
+        .expect("HKDF output length is valid");
+    let unbound = UnboundKey::new(&AES_256_GCM, &key).expect("32 bytes is an AES-256 key");
+    CookieKey {
+        id,
+        key: LessSafeKey::new(unbound),
+    }
+}
+
+impl KeyRing {
+    /// A ring from the current secret and older ones (newest first).
+    pub(crate) fn from_secrets<'a>(
+        current: &'a Secret,
+        old: impl IntoIterator<Item = &'a Secret>,
+    ) -> Self {
+        let keys = std::iter::once(current)
+            .chain(old)
+            .map(|s| derive(s.expose().as_bytes()))
+            .collect();
+        Self {
+            keys,
+            rng: SystemRandom::new(),
+        }
+    }
+
+    /// A ring with one random key: sessions do not survive a restart.
+    pub(crate) fn random() -> Self {
+        let rng = SystemRandom::new();
+        let mut material = [0u8; 32];
+        rng.fill(&mut material).expect("system randomness");
+        Self {
+            keys: vec![derive(&material)],
+            rng,
+        }
+    }
+
+    /// Fills `buf` with secure random bytes.
+    pub(crate) fn random_bytes<const N: usize>(&self) -> [u8; N] {
+        let mut buf = [0u8; N];
+        self.rng.fill(&mut buf).expect("system randomness");
+        buf
+    }
+
+    /// Encrypts `plaintext` for the cookie named `name`.
+    pub(crate) fn seal(&self, name: &str, plaintext: &[u8]) -> String {
+        let key = &self.keys[0];
+        let nonce_bytes: [u8; NONCE_LEN] = self.random_bytes();
+        let mut buf = Vec::with_capacity(KEY_ID_LEN + NONCE_LEN + plaintext.len() + TAG_LEN);
+        buf.extend_from_slice(&key.id);
+        buf.extend_from_slice(&nonce_bytes);
+        let mut body = plaintext.to_vec();
+        key.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce_bytes),
+                Aad::from(name.as_bytes()),
+                &mut body,
+            )
+            .expect("AES-GCM sealing of a cookie-sized value");
+        buf.extend_from_slice(&body);
+        URL_SAFE_NO_PAD.encode(buf)
+    }
+
+    /// Decrypts a value sealed for the cookie named `name`; `None` when it is not
+    /// base64, was sealed under a key not in the ring, or was altered in any way.
+    pub(crate) fn open(&self, name: &str, value: &str) -> Option<Vec<u8>> {
+        let mut raw = URL_SAFE_NO_PAD.decode(value.as_bytes()).ok()?;
+        if raw.len() < KEY_ID_LEN + NONCE_LEN + TAG_LEN {
+            return None;
+        }
+        let key = self.keys.iter().find(|k| k.id[..] == raw[..KEY_ID_LEN])?;
+        let nonce = Nonce::try_assume_unique_for_key(&raw[KEY_ID_LEN..KEY_ID_LEN + NONCE_LEN])
+            .ok()?;
+        let body = &mut raw[KEY_ID_LEN + NONCE_LEN..];
+        let plain = key
+            .key
+            .open_in_place(nonce, Aad::from(name.as_bytes()), body)
+            .ok()?;
+        Some(plain.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring(secret: &str) -> KeyRing {
+        KeyRing::from_secrets(&Secret::new(secret), [])
+    }
+
+    #[test]
+    fn round_trip() {
+        let r = ring("a-long-enough-secret-for-testing-purposes");
+        let sealed = r.seal("session", b"hello");
+        assert_eq!(r.open("session", &sealed).as_deref(), Some(&b"hello"[..]));
+    }
+
+    #[test]
+    fn any_bit_flip_is_rejected() {
+        let r = ring("a-long-enough-secret-for-testing-purposes");
+        let sealed = r.seal("session", b"payload");
+        let raw = URL_SAFE_NO_PAD.decode(&sealed).unwrap();
+        for i in 0..raw.len() {
+            for bit in [0x01u8, 0x80] {
+                let mut m = raw.clone();
+                m[i] ^= bit;
+                assert!(r.open("session", &URL_SAFE_NO_PAD.encode(&m)).is_none(), "byte {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_garbage_and_foreign_values_are_rejected() {
+        let r = ring("a-long-enough-secret-for-testing-purposes");
+        let sealed = r.seal("session", b"payload");
+        assert!(r.open("session", &sealed[..sealed.len() - 1]).is_none());
+        assert!(r.open("session", &sealed[..10]).is_none());
+        assert!(r.open("session", "").is_none());
+        assert!(r.open("session", "not base64 !!!").is_none());
+        let other = ring("another-secret-that-is-long-enough-too");
+        assert!(other.open("session", &sealed).is_none());
+    }
+
+    #[test]
+    fn value_is_bound_to_cookie_name() {
+        let r = ring("a-long-enough-secret-for-testing-purposes");
+        let sealed = r.seal("pending", b"payload");
+        assert!(r.open("session", &sealed).is_none());
+    }
+
+    #[test]
+    fn old_keys_open_new_key_seals() {
+        let old = ring("the-old-secret-that-is-long-enough-xxxxx");
+        let sealed_old = old.seal("s", b"v");
+        let rotated = KeyRing::from_secrets(
+            &Secret::new("the-new-secret-that-is-long-enough-yyyyy"),
+            [&Secret::new("the-old-secret-that-is-long-enough-xxxxx")],
+        );
+        assert_eq!(rotated.open("s", &sealed_old).as_deref(), Some(&b"v"[..]));
+        let sealed_new = rotated.seal("s", b"w");
+        assert!(old.open("s", &sealed_new).is_none(), "sealed with the new key");
+    }
+
+    #[test]
+    fn random_rings_differ() {
+        let a = KeyRing::random();
+        let b = KeyRing::random();
+        assert!(b.open("s", &a.seal("s", b"v")).is_none());
+    }
+}

@@ -1,0 +1,225 @@
+//! Reading `Cookie` headers and writing `Set-Cookie` headers, with chunking for values
+//! past the browsers' 4 KB-per-cookie limit.
+
+use http::{HeaderMap, HeaderValue, header};
+
+/// Bytes of value per cookie; name and attributes fit in the rest of 4096.
+pub(crate) const CHUNK_LEN: usize = 3800;
+/// Most chunks one value may span (about 38 KB).
+pub(crate) const MAX_CHUNKS: usize = 10;
+
+/// The cookie's `SameSite` attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SameSite {
+    Lax,
+    /// For apps shown in a cross-site iframe (Spaces); always with `Secure`.
+    None,
+}
+
+/// Attributes shared by every cookie the crate writes.
+#[derive(Debug, Clone)]
+pub(crate) struct CookieAttrs {
+    pub(crate) secure: bool,
+    pub(crate) same_site: SameSite,
+}
+
+/// Every `name=value` pair in the request's `Cookie` headers, in order.
+pub(crate) fn all(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
+            Some((name.trim(), value))
+        })
+}
+
+/// The first cookie called `name`.
+pub(crate) fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    all(headers).find(|(n, _)| *n == name).map(|(_, v)| v)
+}
+
+/// The name of chunk `i` of the cookie `name`: `name`, `name.1`, `name.2`, …
+pub(crate) fn chunk_name(name: &str, i: usize) -> String {
+    if i == 0 {
+        name.to_owned()
+    } else {
+        format!("{name}.{i}")
+    }
+}
+
+/// A chunked value as the request carries it.
+#[derive(Debug, Default)]
+pub(crate) struct Chunked {
+    /// The chunks joined, when chunk 0 is present.
+    pub(crate) value: Option<String>,
+    /// How many chunk cookies the request carries (to clear the ones a new value
+    /// does not overwrite).
+    pub(crate) present: usize,
+}
+
+/// Reads `name`, `name.1`, … up to the first gap (at most [`MAX_CHUNKS`]).
+pub(crate) fn read_chunked(headers: &HeaderMap, name: &str) -> Chunked {
+    let Some(first) = get(headers, name) else {
+        // Orphan chunks without a head are still worth clearing.
+        let orphans = (1..MAX_CHUNKS)
+            .take_while(|&i| get(headers, &chunk_name(name, i)).is_some())
+            .count();
+        return Chunked {
+            value: None,
+            present: if orphans > 0 { orphans + 1 } else { 0 },
+        };
+    };
+    let mut value = first.to_owned();
+    let mut present = 1;
+    while present < MAX_CHUNKS {
+        match get(headers, &chunk_name(name, present)) {
+            Some(part) => value.push_str(part),
+            None => break,
+        }
+        present += 1;
+    }
+    Chunked {
+        value: Some(value),
+        present,
+    }
+}
+
+/// A `Set-Cookie` header. `max_age` of `Some(0)` deletes the cookie; `None` makes a
+/// browser-session cookie.
+pub(crate) fn set(
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: Option<u64>,
+    attrs: &CookieAttrs,
+) -> HeaderValue {
+    use std::fmt::Write;
+    let mut s = format!("{name}={value}; Path={path}; HttpOnly");
+    if let Some(age) = max_age {
+        let _ = write!(s, "; Max-Age={age}");
+        if age == 0 {
+            s.push_str("; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
+        }
+    }
+    if attrs.secure || attrs.same_site == SameSite::None {
+        s.push_str("; Secure");
+    }
+    s.push_str(match attrs.same_site {
+        SameSite::Lax => "; SameSite=Lax",
+        SameSite::None => "; SameSite=None",
+    });
+    // Names and values are ours (configured names are validated, values base64url).
+    HeaderValue::try_from(s).expect("cookie names and values are header-safe")
+}
+
+/// A `Set-Cookie` header that deletes `name`.
+pub(crate) fn remove(name: &str, path: &str, attrs: &CookieAttrs) -> HeaderValue {
+    set(name, "", path, Some(0), attrs)
+}
+
+/// `Set-Cookie` headers writing `value` over `name`, `name.1`, … and deleting chunks
+/// the request carried beyond the new count. `None` if the value needs more than
+/// [`MAX_CHUNKS`] cookies.
+pub(crate) fn write_chunked(
+    name: &str,
+    value: &str,
+    present: usize,
+    path: &str,
+    max_age: Option<u64>,
+    attrs: &CookieAttrs,
+) -> Option<Vec<HeaderValue>> {
+    let parts: Vec<&str> = value
+        .as_bytes()
+        .chunks(CHUNK_LEN)
+        .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
+        .collect();
+    if parts.len() > MAX_CHUNKS {
+        return None;
+    }
+    let mut out: Vec<HeaderValue> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| set(&chunk_name(name, i), part, path, max_age, attrs))
+        .collect();
+    out.extend((parts.len()..present).map(|i| remove(&chunk_name(name, i), path, attrs)));
+    Some(out)
+}
+
+/// `Set-Cookie` headers deleting `present` chunks of `name`.
+pub(crate) fn remove_chunked(
+    name: &str,
+    present: usize,
+    path: &str,
+    attrs: &CookieAttrs,
+) -> Vec<HeaderValue> {
+    (0..present)
+        .map(|i| remove(&chunk_name(name, i), path, attrs))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(cookies: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for c in cookies {
+            h.append(header::COOKIE, HeaderValue::from_str(c).unwrap());
+        }
+        h
+    }
+
+    const LAX: CookieAttrs = CookieAttrs {
+        secure: false,
+        same_site: SameSite::Lax,
+    };
+
+    #[test]
+    fn parses_several_headers_and_quoted_values() {
+        let h = headers(&["a=1; b=\"2\"", "c=3;d"]);
+        assert_eq!(get(&h, "a"), Some("1"));
+        assert_eq!(get(&h, "b"), Some("2"));
+        assert_eq!(get(&h, "c"), Some("3"));
+        assert_eq!(get(&h, "d"), None);
+    }
+
+    #[test]
+    fn chunks_round_trip_and_stale_chunks_are_cleared() {
+        let value = "x".repeat(CHUNK_LEN * 2 + 5);
+        let set_headers = write_chunked("s", &value, 5, "/", Some(60), &LAX).unwrap();
+        assert_eq!(set_headers.len(), 5, "3 chunks written, 2 stale cleared");
+        let pairs: Vec<String> = set_headers[..3]
+            .iter()
+            .map(|h| h.to_str().unwrap().split(';').next().unwrap().to_owned())
+            .collect();
+        let h = headers(&[&pairs.join("; ")]);
+        let read = read_chunked(&h, "s");
+        assert_eq!(read.value.as_deref(), Some(value.as_str()));
+        assert_eq!(read.present, 3);
+        assert!(set_headers[4].to_str().unwrap().starts_with("s.4=; "));
+    }
+
+    #[test]
+    fn too_large_values_are_refused() {
+        let value = "x".repeat(CHUNK_LEN * MAX_CHUNKS + 1);
+        assert!(write_chunked("s", &value, 0, "/", None, &LAX).is_none());
+    }
+
+    #[test]
+    fn iframe_cookies_are_secure_same_site_none() {
+        let attrs = CookieAttrs {
+            secure: false,
+            same_site: SameSite::None,
+        };
+        let v = set("s", "v", "/", None, &attrs);
+        assert_eq!(v, "s=v; Path=/; HttpOnly; Secure; SameSite=None");
+    }
+}

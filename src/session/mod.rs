@@ -1,0 +1,163 @@
+//! Sessions: the record a signed-in browser carries, sealed into an encrypted cookie.
+//!
+//! The session cookie holds the user's profile, the scopes they granted, the access
+//! token and its expiry, encrypted and authenticated with AES-256-GCM under a key
+//! derived from `HF_AUTH_SECRET` (see [`HfAuthConfigBuilder::with_secret`]). Values over
+//! the browsers' 4 KB cookie limit (users in dozens of organizations) are split over
+//! `name`, `name.1`, … A cookie that is tampered with, truncated, sealed under an
+//! unknown key or past its expiry yields no user and is cleared.
+//!
+//! [`HfAuthConfigBuilder::with_secret`]: crate::HfAuthConfigBuilder::with_secret
+
+pub(crate) mod codec;
+pub(crate) mod cookie;
+
+use http::{HeaderMap, HeaderValue};
+
+use crate::user::{HfUser, SessionRecord};
+use codec::KeyRing;
+use cookie::CookieAttrs;
+
+/// What a request's session cookie turned out to be.
+#[derive(Debug)]
+pub(crate) enum Loaded {
+    /// No session cookie.
+    Absent,
+    /// A valid, unexpired session.
+    Valid(HfUser),
+    /// A cookie that does not open, does not parse or has expired: clear it.
+    Invalid { present: usize },
+}
+
+/// Reads and writes the session cookie.
+#[derive(Debug)]
+pub(crate) struct SessionCookies {
+    pub(crate) name: String,
+    pub(crate) attrs: CookieAttrs,
+    pub(crate) keys: KeyRing,
+}
+
+/// The session is larger than [`cookie::MAX_CHUNKS`] cookies can hold.
+#[derive(Debug)]
+pub(crate) struct TooLarge;
+
+impl SessionCookies {
+    /// Reads the session from the request's cookies; `now` in Unix seconds.
+    pub(crate) fn load(&self, headers: &HeaderMap, now: u64) -> Loaded {
+        let chunked = cookie::read_chunked(headers, &self.name);
+        let present = chunked.present;
+        let Some(value) = chunked.value else {
+            return if present > 0 {
+                Loaded::Invalid { present }
+            } else {
+                Loaded::Absent
+            };
+        };
+        let record = self
+            .keys
+            .open(&self.name, &value)
+            .and_then(|plain| serde_json::from_slice::<SessionRecord>(&plain).ok());
+        match record {
+            Some(record) if record.expires_at > now => Loaded::Valid(HfUser::from_record(record)),
+            _ => Loaded::Invalid { present },
+        }
+    }
+
+    /// `Set-Cookie` headers storing `record`, replacing `present` old chunks.
+    pub(crate) fn save(
+        &self,
+        record: &SessionRecord,
+        present: usize,
+        now: u64,
+    ) -> Result<Vec<HeaderValue>, TooLarge> {
+        let plain = serde_json::to_vec(record).map_err(|_| TooLarge)?;
+        let sealed = self.keys.seal(&self.name, &plain);
+        let max_age = record.expires_at.saturating_sub(now);
+        cookie::write_chunked(&self.name, &sealed, present, "/", Some(max_age), &self.attrs)
+            .ok_or(TooLarge)
+    }
+
+    /// `Set-Cookie` headers deleting `present` chunks of the session cookie.
+    pub(crate) fn clear(&self, present: usize) -> Vec<HeaderValue> {
+        cookie::remove_chunked(&self.name, present, "/", &self.attrs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Secret;
+    use crate::user::{Profile, Scopes};
+    use http::header;
+
+    fn store() -> SessionCookies {
+        SessionCookies {
+            name: "hf_session".into(),
+            attrs: CookieAttrs {
+                secure: false,
+                same_site: cookie::SameSite::Lax,
+            },
+            keys: KeyRing::from_secrets(&Secret::new("x".repeat(40)), []),
+        }
+    }
+
+    fn record(expires_at: u64, orgs: usize) -> SessionRecord {
+        let orgs: Vec<String> = (0..orgs)
+            .map(|i| format!(r#"{{"sub":"{i:024x}","preferred_username":"org-{i}","name":"Organization {i}","picture":"https://cdn-avatars.huggingface.co/v1/production/uploads/{i:032x}.png","roleInOrg":"read"}}"#))
+            .collect();
+        let json = format!(
+            r#"{{"sub":"abc","preferred_username":"carol","orgs":[{}]}}"#,
+            orgs.join(",")
+        );
+        SessionRecord {
+            profile: serde_json::from_str::<Profile>(&json).unwrap(),
+            scopes: Scopes::parse("openid profile"),
+            access_token: Secret::new("hf_oauth_token"),
+            expires_at,
+            refresh_token: None,
+        }
+    }
+
+    fn request_with(set_cookies: &[HeaderValue]) -> HeaderMap {
+        let pairs: Vec<&str> = set_cookies
+            .iter()
+            .map(|v| v.to_str().unwrap().split(';').next().unwrap())
+            .collect();
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, pairs.join("; ").parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn large_sessions_are_chunked_and_read_back() {
+        let s = store();
+        let set = s.save(&record(2_000, 60), 0, 1_000).unwrap();
+        assert!(set.len() > 1, "60 orgs need several cookies");
+        assert!(set.iter().all(|v| v.len() < 4096));
+        match s.load(&request_with(&set), 1_000) {
+            Loaded::Valid(user) => assert_eq!(user.orgs().len(), 60),
+            other => panic!("expected a session, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn expired_sessions_yield_no_user() {
+        let s = store();
+        let set = s.save(&record(2_000, 0), 0, 1_000).unwrap();
+        assert!(matches!(
+            s.load(&request_with(&set), 2_000),
+            Loaded::Invalid { present: 1 }
+        ));
+    }
+
+    #[test]
+    fn a_missing_middle_chunk_invalidates() {
+        let s = store();
+        let mut set = s.save(&record(2_000, 60), 0, 1_000).unwrap();
+        set.remove(1);
+        assert!(matches!(
+            s.load(&request_with(&set), 1_000),
+            Loaded::Invalid { .. }
+        ));
+    }
+}

@@ -1,0 +1,551 @@
+//! The signed-in user: [`HfUser`], their organizations ([`HfOrg`], [`OrgRole`]) and the
+//! scopes they granted ([`Scopes`]).
+//!
+//! [`HfAuthLayer`](crate::HfAuthLayer) inserts an `HfUser` into the extensions of every
+//! request that carries a valid session. It is cheap to clone (one `Arc`), and its
+//! access token is a [`Secret`] that never shows in `Debug` output.
+//!
+//! ```
+//! use tower_hf_auth::{HfUser, OrgRole};
+//!
+//! fn describe(user: &HfUser) -> String {
+//!     let admin_of: Vec<&str> = user
+//!         .orgs()
+//!         .iter()
+//!         .filter(|org| org.role() >= Some(OrgRole::Admin))
+//!         .map(|org| org.name())
+//!         .collect();
+//!     format!("@{} administers {admin_of:?}", user.username())
+//! }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::Secret;
+
+/// A role in a Hugging Face organization, ordered `Read < Contributor < Write < Admin`.
+///
+/// ```
+/// use tower_hf_auth::OrgRole;
+/// assert!(OrgRole::Read < OrgRole::Contributor);
+/// assert!(OrgRole::Write < OrgRole::Admin);
+/// assert_eq!("write".parse::<OrgRole>(), Ok(OrgRole::Write));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum OrgRole {
+    /// Can read the organization's private repositories.
+    Read,
+    /// Can open pull requests and discussions.
+    Contributor,
+    /// Can write to the organization's repositories.
+    Write,
+    /// Administers the organization.
+    Admin,
+}
+
+impl OrgRole {
+    /// The role as Hugging Face spells it (`read`, `contributor`, `write`, `admin`).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Contributor => "contributor",
+            Self::Write => "write",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for OrgRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for OrgRole {
+    type Err = UnknownRole;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "read" => Ok(Self::Read),
+            "contributor" => Ok(Self::Contributor),
+            "write" => Ok(Self::Write),
+            "admin" => Ok(Self::Admin),
+            _ => Err(UnknownRole),
+        }
+    }
+}
+
+/// A role name that is not one of `read`, `contributor`, `write`, `admin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownRole;
+
+impl fmt::Display for UnknownRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("unknown organization role")
+    }
+}
+
+impl std::error::Error for UnknownRole {}
+
+/// An unknown role string becomes `None`: it grants nothing, and never fails parsing.
+fn lenient_role<'de, D: Deserializer<'de>>(d: D) -> Result<Option<OrgRole>, D::Error> {
+    let raw = Option::<String>::deserialize(d)?;
+    Ok(raw.and_then(|r| r.parse().ok()))
+}
+
+/// `null` and absent both become the default.
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// An organization the user belongs to, as userinfo reports it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HfOrg {
+    #[serde(default)]
+    sub: String,
+    #[serde(default, rename = "preferred_username")]
+    name: String,
+    #[serde(default, rename = "name")]
+    full_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    picture: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    plan: Option<String>,
+    #[serde(
+        default,
+        rename = "roleInOrg",
+        deserialize_with = "lenient_role",
+        skip_serializing_if = "Option::is_none"
+    )]
+    role: Option<OrgRole>,
+    #[serde(default, rename = "canPay", skip_serializing_if = "Option::is_none")]
+    can_pay: Option<bool>,
+    #[serde(
+        default,
+        rename = "securityRestrictions",
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    security_restrictions: Vec<String>,
+    // Older payload shape: folded into `plan` / `security_restrictions` by `normalize`.
+    #[serde(default, rename = "isEnterprise", skip_serializing)]
+    legacy_enterprise: Option<bool>,
+    #[serde(default, rename = "pendingSSO", skip_serializing)]
+    legacy_pending_sso: Option<bool>,
+    #[serde(default, rename = "missingMFA", skip_serializing)]
+    legacy_missing_mfa: Option<bool>,
+}
+
+impl HfOrg {
+    /// The organization's stable id (its `sub`).
+    #[must_use]
+    pub fn id(&self) -> &str {
+        &self.sub
+    }
+
+    /// The organization's handle, as in `huggingface.co/{name}`.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The organization's display name, when it has one.
+    #[must_use]
+    pub fn full_name(&self) -> Option<&str> {
+        self.full_name.as_deref()
+    }
+
+    /// The organization's avatar URL.
+    #[must_use]
+    pub fn avatar_url(&self) -> Option<&str> {
+        self.picture.as_deref()
+    }
+
+    /// The organization's plan (`team`, `enterprise`, …), when reported.
+    #[must_use]
+    pub fn plan(&self) -> Option<&str> {
+        self.plan.as_deref()
+    }
+
+    /// The user's role in the organization. `None` when the user did not grant this
+    /// app access to the organization, or the role is one this crate does not know.
+    #[must_use]
+    pub fn role(&self) -> Option<OrgRole> {
+        self.role
+    }
+
+    /// Whether the organization can pay, when reported (needs `read-billing`).
+    #[must_use]
+    pub fn can_pay(&self) -> Option<bool> {
+        self.can_pay
+    }
+
+    /// Security restrictions the organization imposes on this user (`mfa`, `sso`, `ip`,
+    /// `token-policy`).
+    #[must_use]
+    pub fn security_restrictions(&self) -> &[String] {
+        &self.security_restrictions
+    }
+
+    fn normalize(&mut self) {
+        if self.plan.is_none() && self.legacy_enterprise == Some(true) {
+            self.plan = Some("enterprise".to_owned());
+        }
+        for (flag, name) in [
+            (self.legacy_pending_sso, "sso"),
+            (self.legacy_missing_mfa, "mfa"),
+        ] {
+            if flag == Some(true) && !self.security_restrictions.iter().any(|r| r == name) {
+                self.security_restrictions.push(name.to_owned());
+            }
+        }
+        self.legacy_enterprise = None;
+        self.legacy_pending_sso = None;
+        self.legacy_missing_mfa = None;
+    }
+}
+
+impl fmt::Debug for HfOrg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HfOrg")
+            .field("id", &self.sub)
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("plan", &self.plan)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The scopes the user actually granted, which can be fewer than the app asked for.
+///
+/// Unknown scope strings are kept: Hugging Face adds scopes over time.
+///
+/// ```
+/// use tower_hf_auth::Scopes;
+/// let scopes = Scopes::parse("openid profile read-repos");
+/// assert!(scopes.contains("read-repos"));
+/// assert!(!scopes.contains("write-repos"));
+/// assert_eq!(scopes.to_string(), "openid profile read-repos");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Scopes(Vec<String>);
+
+impl Scopes {
+    /// Parses a space-separated scope string, dropping duplicates.
+    #[must_use]
+    pub fn parse(s: &str) -> Self {
+        s.split_ascii_whitespace().collect()
+    }
+
+    /// Whether `scope` was granted.
+    #[must_use]
+    pub fn contains(&self, scope: &str) -> bool {
+        self.0.iter().any(|s| s == scope)
+    }
+
+    /// The scopes, in the order granted.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
+    /// Whether no scope was granted.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<S: Into<String>> FromIterator<S> for Scopes {
+    fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
+        let mut out: Vec<String> = Vec::new();
+        for s in iter {
+            let s = s.into();
+            if !s.is_empty() && !out.contains(&s) {
+                out.push(s);
+            }
+        }
+        Self(out)
+    }
+}
+
+impl fmt::Display for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join(" "))
+    }
+}
+
+/// A user profile as the userinfo endpoint returns it. Old and new payload shapes both
+/// parse; unknown fields are ignored.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Profile {
+    pub(crate) sub: String,
+    #[serde(default)]
+    pub(crate) preferred_username: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) picture: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) profile: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) website: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) email_verified: Option<bool>,
+    #[serde(default, rename = "isPro", deserialize_with = "null_default")]
+    pub(crate) is_pro: bool,
+    #[serde(default, rename = "canPay", skip_serializing_if = "Option::is_none")]
+    pub(crate) can_pay: Option<bool>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub(crate) orgs: Vec<HfOrg>,
+}
+
+impl Profile {
+    /// Folds the older payload shape into the current one.
+    pub(crate) fn normalize(&mut self) {
+        self.orgs.iter_mut().for_each(HfOrg::normalize);
+        if self.website.as_deref() == Some("") {
+            self.website = None;
+        }
+    }
+}
+
+/// What a session holds: the profile, granted scopes and tokens.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct SessionRecord {
+    pub(crate) profile: Profile,
+    pub(crate) scopes: Scopes,
+    pub(crate) access_token: Secret,
+    /// Access token expiry, Unix seconds.
+    pub(crate) expires_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) refresh_token: Option<Secret>,
+}
+
+/// The signed-in Hugging Face user, inserted into request extensions by
+/// [`HfAuthLayer`](crate::HfAuthLayer).
+///
+/// Serializing an `HfUser` (e.g. as JSON for an API) never includes its tokens.
+#[derive(Clone)]
+pub struct HfUser(Arc<SessionRecord>);
+
+impl HfUser {
+    pub(crate) fn from_record(record: SessionRecord) -> Self {
+        Self(Arc::new(record))
+    }
+
+    /// The user's stable id (`sub`): 24 hex characters that survive renames.
+    #[must_use]
+    pub fn id(&self) -> &str {
+        &self.0.profile.sub
+    }
+
+    /// The user's handle, as in `huggingface.co/{username}`.
+    #[must_use]
+    pub fn username(&self) -> &str {
+        &self.0.profile.preferred_username
+    }
+
+    /// The user's full name, when set.
+    #[must_use]
+    pub fn name(&self) -> Option<&str> {
+        self.0.profile.name.as_deref()
+    }
+
+    /// The user's avatar URL.
+    #[must_use]
+    pub fn avatar_url(&self) -> Option<&str> {
+        self.0.profile.picture.as_deref()
+    }
+
+    /// The user's profile page URL.
+    #[must_use]
+    pub fn profile_url(&self) -> Option<&str> {
+        self.0.profile.profile.as_deref()
+    }
+
+    /// The user's website, when set.
+    #[must_use]
+    pub fn website(&self) -> Option<&str> {
+        self.0.profile.website.as_deref()
+    }
+
+    /// The user's email (needs the `email` scope).
+    #[must_use]
+    pub fn email(&self) -> Option<&str> {
+        self.0.profile.email.as_deref()
+    }
+
+    /// Whether the email is verified (`false` when unknown).
+    #[must_use]
+    pub fn email_verified(&self) -> bool {
+        self.0.profile.email_verified.unwrap_or(false)
+    }
+
+    /// Whether the user has a PRO subscription.
+    #[must_use]
+    pub fn is_pro(&self) -> bool {
+        self.0.profile.is_pro
+    }
+
+    /// Whether the user can pay, when reported (needs `read-billing`).
+    #[must_use]
+    pub fn can_pay(&self) -> Option<bool> {
+        self.0.profile.can_pay
+    }
+
+    /// The organizations the user belongs to. Roles are only reported for organizations
+    /// the user granted this app access to.
+    #[must_use]
+    pub fn orgs(&self) -> &[HfOrg] {
+        &self.0.profile.orgs
+    }
+
+    /// The organization with handle `name`, if the user belongs to it.
+    #[must_use]
+    pub fn org(&self, name: &str) -> Option<&HfOrg> {
+        self.orgs().iter().find(|o| o.name == name)
+    }
+
+    /// The scopes the user granted.
+    #[must_use]
+    pub fn scopes(&self) -> &Scopes {
+        &self.0.scopes
+    }
+
+    /// Whether the user granted `scope`.
+    #[must_use]
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.0.scopes.contains(scope)
+    }
+
+    /// The OAuth access token, for calling Hugging Face on the user's behalf.
+    #[must_use]
+    pub fn access_token(&self) -> &Secret {
+        &self.0.access_token
+    }
+
+    /// When the access token (and so the session) expires.
+    #[must_use]
+    pub fn expires_at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(self.0.expires_at)
+    }
+}
+
+impl fmt::Debug for HfUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HfUser")
+            .field("id", &self.id())
+            .field("username", &self.username())
+            .field("scopes", &self.0.scopes)
+            .field("orgs", &self.0.profile.orgs)
+            .field("access_token", &self.0.access_token)
+            .field("expires_at", &self.0.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The public view of a user: everything but the tokens.
+impl Serialize for HfUser {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let p = &self.0.profile;
+        let mut s = serializer.serialize_struct("HfUser", 13)?;
+        s.serialize_field("id", &p.sub)?;
+        s.serialize_field("username", &p.preferred_username)?;
+        s.serialize_field("name", &p.name)?;
+        s.serialize_field("avatar_url", &p.picture)?;
+        s.serialize_field("profile_url", &p.profile)?;
+        s.serialize_field("website", &p.website)?;
+        s.serialize_field("email", &p.email)?;
+        s.serialize_field("email_verified", &self.email_verified())?;
+        s.serialize_field("is_pro", &p.is_pro)?;
+        s.serialize_field("can_pay", &p.can_pay)?;
+        s.serialize_field("orgs", &p.orgs)?;
+        s.serialize_field("scopes", &self.0.scopes)?;
+        s.serialize_field("expires_at", &self.0.expires_at)?;
+        s.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Profile {
+        let mut p: Profile = serde_json::from_str(json).expect("parses");
+        p.normalize();
+        p
+    }
+
+    #[test]
+    fn current_shape_parses_with_roles_and_restrictions() {
+        let p = parse(
+            r#"{"sub":"0123456789abcdef01234567","name":"Alice","preferred_username":"alice",
+            "profile":"https://huggingface.co/alice","picture":"https://x/a.png","website":"",
+            "email":"a@x.org","email_verified":true,"isPro":true,"canPay":false,"unknown":{"deep":[1]},
+            "orgs":[{"sub":"aa","name":"Acme Inc","preferred_username":"acme","picture":"p","plan":"team",
+            "roleInOrg":"admin","securityRestrictions":["mfa"],"resourceGroups":[]},
+            {"sub":"bb","name":"HF","preferred_username":"huggingface","picture":"p","roleInOrg":"owner"}]}"#,
+        );
+        assert_eq!(p.preferred_username, "alice");
+        assert_eq!(p.website, None, "empty website is none");
+        assert!(p.is_pro);
+        assert_eq!(p.orgs[0].name(), "acme");
+        assert_eq!(p.orgs[0].full_name(), Some("Acme Inc"));
+        assert_eq!(p.orgs[0].role(), Some(OrgRole::Admin));
+        assert_eq!(p.orgs[0].security_restrictions(), ["mfa"]);
+        assert_eq!(p.orgs[1].role(), None, "unknown role grants nothing");
+    }
+
+    #[test]
+    fn legacy_shape_is_folded_into_current() {
+        let p = parse(
+            r#"{"sub":"x","preferred_username":"bob","isPro":null,"orgs":[{"sub":"o","preferred_username":"corp",
+            "isEnterprise":true,"pendingSSO":true,"missingMFA":true,"roleInOrg":"write"}]}"#,
+        );
+        let org = &p.orgs[0];
+        assert_eq!(org.plan(), Some("enterprise"));
+        assert_eq!(org.security_restrictions(), ["sso", "mfa"]);
+        assert_eq!(org.role(), Some(OrgRole::Write));
+        assert!(!p.is_pro);
+    }
+
+    #[test]
+    fn user_serialization_and_debug_hide_tokens() {
+        let record = SessionRecord {
+            profile: parse(r#"{"sub":"x","preferred_username":"bob"}"#),
+            scopes: Scopes::parse("openid profile"),
+            access_token: Secret::new("hf_oauth_secret_value"),
+            expires_at: 10,
+            refresh_token: Some(Secret::new("refresh_secret_value")),
+        };
+        let user = HfUser::from_record(record);
+        let json = serde_json::to_string(&user).unwrap();
+        let debug = format!("{user:?}");
+        for text in [&json, &debug] {
+            assert!(!text.contains("secret_value"), "{text}");
+        }
+        assert!(json.contains(r#""username":"bob""#));
+        assert!(user.has_scope("profile"));
+    }
+
+    #[test]
+    fn scopes_dedupe_and_keep_unknown() {
+        let s = Scopes::parse("openid  openid brand-new-scope");
+        assert_eq!(s.iter().collect::<Vec<_>>(), ["openid", "brand-new-scope"]);
+    }
+}
