@@ -1,1 +1,144 @@
-fn main() {}
+//! A small axum app with "Sign in with Hugging Face".
+//!
+//! ```sh
+//! cargo run --example axum_app --features axum,mock
+//! ```
+//!
+//! With no `OAUTH_CLIENT_ID` it starts the offline `MockHfProvider` and signs in
+//! against it; with the variables a Space injects (`OAUTH_CLIENT_ID`,
+//! `OAUTH_CLIENT_SECRET`, `OAUTH_SCOPES`, `OPENID_PROVIDER_URL`, `SPACE_HOST`) it talks
+//! to Hugging Face. `HOST`/`PORT` (default `127.0.0.1:7860`) choose where it listens,
+//! `PUBLIC_URL` the URL people open (default `http://{HOST}:{PORT}`), `HF_AUTH_SECRET`
+//! the cookie key.
+
+use axum::Router;
+use axum::response::{Html, IntoResponse, Json};
+use axum::routing::get;
+use tower_hf_auth::mock::MockHfProvider;
+use tower_hf_auth::{HfAuthConfig, HfAuthConfigBuilder, HfAuthLayer, HfUser, RequireLogin};
+
+/// The app's routes behind the sign-in layer.
+pub fn app(config: HfAuthConfig) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/me", get(me).route_layer(RequireLogin))
+        .layer(HfAuthLayer::new(config))
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+async fn home(user: Option<HfUser>) -> Html<String> {
+    let body = match user {
+        None => r#"<p>You are not signed in.</p>
+<p><a class="button" href="/login?return_to=/">Sign in with Hugging Face</a></p>"#
+            .to_owned(),
+        Some(user) => {
+            let orgs: Vec<String> = user
+                .orgs()
+                .iter()
+                .map(|o| {
+                    let role = o.role().map_or("no role granted".into(), |r| r.to_string());
+                    format!("<li>{} ({})</li>", escape(o.name()), role)
+                })
+                .collect();
+            let scopes: Vec<&str> = user.scopes().iter().collect();
+            format!(
+                r#"<p><img src="{avatar}" alt="" width="64" height="64"></p>
+<p>Signed in as <strong>{name}</strong> <span class="handle">@{username}</span></p>
+<h2>Organizations</h2><ul class="orgs">{orgs}</ul>
+<h2>Granted scopes</h2><p class="scopes">{scopes}</p>
+<p><a href="/me">Your profile as JSON</a> · <a href="/logout">Sign out</a></p>"#,
+                avatar = escape(user.avatar_url().unwrap_or("")),
+                name = escape(user.name().unwrap_or(user.username())),
+                username = escape(user.username()),
+                orgs = if orgs.is_empty() {
+                    "<li>none</li>".into()
+                } else {
+                    orgs.join("")
+                },
+                scopes = escape(&scopes.join(" ")),
+            )
+        }
+    };
+    Html(format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>tower-hf-auth demo</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}}
+.button{{display:inline-block;padding:.6rem 1.2rem;background:#ffd21e;color:#000;border-radius:.5rem;text-decoration:none}}
+.handle{{color:#666}}</style></head><body><h1>tower-hf-auth demo</h1>{body}</body></html>"#
+    ))
+}
+
+async fn me(user: HfUser) -> impl IntoResponse {
+    Json(user)
+}
+
+/// Where the app listens and the URL people open.
+pub fn address() -> (String, u16) {
+    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let port = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(7860);
+    (host, port)
+}
+
+/// The configuration against the mock provider, for `public_url`.
+pub fn mock_config(mock: &MockHfProvider, public_url: &str) -> HfAuthConfigBuilder {
+    let mut b = HfAuthConfig::builder()
+        .with_client_id(mock.client_id())
+        .with_provider_url(mock.issuer())
+        .with_public_url(public_url)
+        .with_scopes(["openid", "profile", "email", "read-repos"]);
+    if let Some(secret) = mock.client_secret() {
+        b = b.with_client_secret(secret);
+    }
+    if let Ok(secret) = std::env::var("HF_AUTH_SECRET") {
+        b = b.with_secret(secret);
+    }
+    b
+}
+
+#[allow(dead_code)] // The integration tests include this file for `app` and not `main`.
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let (host, port) = address();
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
+    let bound = listener.local_addr()?;
+    let default_public = format!("http://{host}:{}", bound.port());
+
+    let mut _mock = None;
+    let config = if std::env::var_os("OAUTH_CLIENT_ID").is_some() {
+        let mut builder = HfAuthConfigBuilder::from_env()?;
+        if std::env::var_os("SPACE_HOST").is_none() && std::env::var_os("PUBLIC_URL").is_none() {
+            builder = builder.with_public_url(&default_public);
+        }
+        builder.build()?
+    } else {
+        let mock = MockHfProvider::start().await?;
+        println!(
+            "OAUTH_CLIENT_ID is not set: using the offline MockHfProvider at {} \
+             (users: {})",
+            mock.issuer(),
+            mock.users().join(", ")
+        );
+        let public = std::env::var("PUBLIC_URL").unwrap_or(default_public);
+        let config = mock_config(&mock, &public).build()?;
+        _mock = Some(mock);
+        config
+    };
+    if config.has_ephemeral_keys() {
+        eprintln!(
+            "warning: HF_AUTH_SECRET is not set; a random cookie key is used and sessions \
+             will not survive a restart"
+        );
+    }
+    println!("tower-hf-auth demo listening on http://{bound}");
+    println!("Open {} in a browser", config.public_url());
+    axum::serve(listener, app(config)).await?;
+    Ok(())
+}

@@ -27,10 +27,10 @@ use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 
+use crate::HfUser;
 use crate::guard::{self, Denial};
 use crate::layer::AuthContext;
 use crate::respond::{self, Caller};
-use crate::HfUser;
 
 /// Why an [`HfUser`] could not be extracted; answers in the caller's protocol.
 #[derive(Debug)]
@@ -59,7 +59,12 @@ impl<S: Send + Sync> FromRequestParts<S> for HfUser {
             return Err(HfUserRejection(guard::missing_layer(caller)));
         };
         parts.extensions.get::<HfUser>().cloned().ok_or_else(|| {
-            HfUserRejection(guard::deny(context, caller, &parts.uri, Denial::NotSignedIn))
+            HfUserRejection(guard::deny(
+                context,
+                caller,
+                &parts.uri,
+                Denial::NotSignedIn,
+            ))
         })
     }
 }

@@ -32,13 +32,13 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::Secret;
 use crate::clock::{Clock, SystemClock};
 use crate::provider::{ClientAuth, Provider, ProviderError, ProviderSettings, is_loopback};
 use crate::session::SessionCookies;
 use crate::session::codec::KeyRing;
 use crate::session::cookie::{CookieAttrs, SameSite};
 use crate::user::Scopes;
-use crate::Secret;
 
 /// The issuer used when `OPENID_PROVIDER_URL` is not set.
 pub const DEFAULT_PROVIDER_URL: &str = "https://huggingface.co";
@@ -152,8 +152,8 @@ impl HfAuthConfigBuilder {
         };
         b.client_id = var("OAUTH_CLIENT_ID");
         b.client_secret = var("OAUTH_CLIENT_SECRET").map(Secret::new);
-        b.scopes = var("OAUTH_SCOPES")
-            .map(|s| s.split_ascii_whitespace().map(str::to_owned).collect());
+        b.scopes =
+            var("OAUTH_SCOPES").map(|s| s.split_ascii_whitespace().map(str::to_owned).collect());
         b.provider_url = var("OPENID_PROVIDER_URL");
         if let Some(hosts) = var("SPACE_HOST") {
             let first = hosts.split(',').map(str::trim).find(|h| !h.is_empty());
@@ -533,7 +533,11 @@ impl HfAuthConfigBuilder {
 
         let attrs = CookieAttrs {
             secure: https,
-            same_site: if iframe { SameSite::None } else { SameSite::Lax },
+            same_site: if iframe {
+                SameSite::None
+            } else {
+                SameSite::Lax
+            },
         };
         let pending_path = common_path(&login_path, &callback_path);
         Ok(HfAuthConfig {
@@ -714,7 +718,10 @@ mod tests {
             ("SPACE_HOST", "alice-app.hf.space,app.example.com"),
         ])
         .unwrap();
-        assert_eq!(c.redirect_uri(), "https://alice-app.hf.space/login/callback");
+        assert_eq!(
+            c.redirect_uri(),
+            "https://alice-app.hf.space/login/callback"
+        );
         assert_eq!(c.sessions.attrs.same_site, SameSite::None);
         assert!(c.sessions.attrs.secure);
         assert!(c.scopes.contains("read-repos"));
@@ -731,11 +738,25 @@ mod tests {
 
     #[test]
     fn http_provider_is_refused_unless_loopback() {
-        let base = [("OAUTH_CLIENT_ID", "id"), ("PUBLIC_URL", "http://127.0.0.1:1")];
-        let e = from(&[base[0], base[1], ("OPENID_PROVIDER_URL", "http://evil.example")])
-            .unwrap_err();
+        let base = [
+            ("OAUTH_CLIENT_ID", "id"),
+            ("PUBLIC_URL", "http://127.0.0.1:1"),
+        ];
+        let e = from(&[
+            base[0],
+            base[1],
+            ("OPENID_PROVIDER_URL", "http://evil.example"),
+        ])
+        .unwrap_err();
         assert!(e.to_string().contains("OPENID_PROVIDER_URL"), "{e}");
-        assert!(from(&[base[0], base[1], ("OPENID_PROVIDER_URL", "http://127.0.0.1:9")]).is_ok());
+        assert!(
+            from(&[
+                base[0],
+                base[1],
+                ("OPENID_PROVIDER_URL", "http://127.0.0.1:9")
+            ])
+            .is_ok()
+        );
     }
 
     #[test]

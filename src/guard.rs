@@ -103,7 +103,9 @@ where
                 let mut inner = std::mem::replace(&mut self.inner, clone);
                 ResponseFuture::inner(inner.call(req), Vec::new())
             }
-            Err(denial) => ResponseFuture::ready(deny(context, Caller::of(&req), req.uri(), denial)),
+            Err(denial) => {
+                ResponseFuture::ready(deny(context, Caller::of(&req), req.uri(), denial))
+            }
         }
     }
 }
@@ -129,9 +131,7 @@ pub(crate) fn deny(
     let config = &context.0.config;
     match denial {
         Denial::NotSignedIn => {
-            let here = uri
-                .path_and_query()
-                .map_or("/", |pq| pq.as_str());
+            let here = uri.path_and_query().map_or("/", |pq| pq.as_str());
             let login = flow::login_href(&context.0, &flow::return_to::sanitize(here));
             if caller == Caller::Browser {
                 return respond::redirect(&login);

@@ -104,9 +104,9 @@ impl fmt::Display for IdTokenError {
                 f,
                 "the ID token names signing key \"{kid}\", which is not in the provider's key set"
             ),
-            Self::NoMatchingKey => f.write_str(
-                "no key in the provider's key set verifies the ID token's signature",
-            ),
+            Self::NoMatchingKey => {
+                f.write_str("no key in the provider's key set verifies the ID token's signature")
+            }
             Self::BadSignature => f.write_str("the ID token's signature is invalid"),
             Self::MissingClaim(claim) => {
                 write!(f, "the ID token lacks the required \"{claim}\" claim")
@@ -155,6 +155,10 @@ pub(crate) struct Expectations<'a> {
 
 /// The claims of a verified ID token.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(
+    dead_code,
+    reason = "the whole standard claim set is offered to the session layer; not every claim is read"
+)]
 pub(crate) struct IdTokenClaims {
     /// Issuer.
     pub(crate) iss: String,
@@ -263,6 +267,7 @@ impl KeySet {
     }
 
     /// Whether a key with this `kid` is in the set.
+    #[cfg(test)]
     pub(crate) fn contains_kid(&self, kid: &str) -> bool {
         self.keys.iter().any(|(k, _)| k.as_deref() == Some(kid))
     }
@@ -275,8 +280,7 @@ fn usable_rsa_key(entry: &serde_json::Value) -> Option<(Option<String>, Decoding
         None | Some(serde_json::Value::Null) => true,
         Some(value) => value.as_str() == Some(wanted),
     };
-    if str_field("kty") != Some("RSA") || !absent_or("use", "sig") || !absent_or("alg", "RS256")
-    {
+    if str_field("kty") != Some("RSA") || !absent_or("use", "sig") || !absent_or("alg", "RS256") {
         return None;
     }
     let kid = match entry.get("kid") {
@@ -402,7 +406,9 @@ fn numeric_date<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64
     match number.as_f64() {
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         Some(seconds) if seconds.is_finite() && seconds >= 0.0 => Ok(Some(seconds as u64)),
-        _ => Err(serde::de::Error::custom("a date must be a non-negative number")),
+        _ => Err(serde::de::Error::custom(
+            "a date must be a non-negative number",
+        )),
     }
 }
 
@@ -575,7 +581,7 @@ pub(crate) mod tests {
 
     use aws_lc_rs::rand::SystemRandom;
     use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
-    use aws_lc_rs::signature::RSA_PKCS1_SHA256;
+    use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use serde_json::{Value, json};
@@ -1018,7 +1024,11 @@ pub(crate) mod tests {
         assert!(KeySet::from_jwks_json(b"<html>").is_err());
         assert!(KeySet::from_jwks_json(b"{}").is_err());
         assert!(KeySet::from_jwks_json(b"{\"keys\": {}}").is_err());
-        assert!(KeySet::from_jwks_json(b"{\"keys\": []}").unwrap().is_empty());
+        assert!(
+            KeySet::from_jwks_json(b"{\"keys\": []}")
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -46,8 +46,7 @@ impl Caller {
             .is_some_and(|v| v.starts_with("application/grpc"));
         if grpc {
             Self::Grpc
-        } else if matches!(*method, Method::GET | Method::HEAD)
-            && has(header::ACCEPT, "text/html")
+        } else if matches!(*method, Method::GET | Method::HEAD) && has(header::ACCEPT, "text/html")
         {
             Self::Browser
         } else {
@@ -155,7 +154,11 @@ fn base(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) 
 
 /// A redirect (`303 See Other`) to `location`, which the caller has made header-safe.
 pub(crate) fn redirect(location: &str) -> Response<Body> {
-    let mut res = base(StatusCode::SEE_OTHER, "text/plain; charset=utf-8", Bytes::new());
+    let mut res = base(
+        StatusCode::SEE_OTHER,
+        "text/plain; charset=utf-8",
+        Bytes::new(),
+    );
     match HeaderValue::from_str(location) {
         Ok(v) => {
             res.headers_mut().insert(header::LOCATION, v);
@@ -175,7 +178,10 @@ pub(crate) fn error(caller: Caller, err: AuthError, retry: Option<&str>) -> Resp
         Caller::Grpc => {
             let mut res = base(StatusCode::OK, "application/grpc", Bytes::new());
             let h = res.headers_mut();
-            h.insert("grpc-status", HeaderValue::from(u16::from(grpc_code(err.status))));
+            h.insert(
+                "grpc-status",
+                HeaderValue::from(u16::from(grpc_code(err.status))),
+            );
             if let Ok(v) = HeaderValue::from_str(&grpc_message(&err.message)) {
                 h.insert("grpc-message", v);
             }
@@ -240,7 +246,10 @@ mod tests {
             Caller::Api
         );
         assert_eq!(
-            Caller::of(&req(Method::POST, &[("content-type", "application/grpc+proto")])),
+            Caller::of(&req(
+                Method::POST,
+                &[("content-type", "application/grpc+proto")]
+            )),
             Caller::Grpc
         );
     }
@@ -256,7 +265,11 @@ mod tests {
 
     #[test]
     fn grpc_errors_are_trailers_only_statuses() {
-        let err = AuthError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in: ünïcode");
+        let err = AuthError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "sign in: ünïcode",
+        );
         let res = error(Caller::Grpc, err, None);
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(res.headers()["grpc-status"], "16");

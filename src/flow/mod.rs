@@ -26,7 +26,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header
 use serde::{Deserialize, Serialize};
 
 use crate::layer::{ResponseFuture, Shared};
-use crate::provider::{ProviderError, issuers_match};
+use crate::provider::ProviderError;
 use crate::respond::{self, AuthError, Caller};
 use crate::session::cookie;
 use crate::user::{Profile, Scopes, SessionRecord};
@@ -83,7 +83,10 @@ pub(crate) fn route<B, F>(shared: &Arc<Shared>, req: &Request<B>) -> Option<Resp
     let caller = Caller::of(req);
     if path == config.logout_path {
         if !is_get && req.method() != Method::POST {
-            return Some(ResponseFuture::ready(method_not_allowed(caller, "GET, POST")));
+            return Some(ResponseFuture::ready(method_not_allowed(
+                caller,
+                "GET, POST",
+            )));
         }
         return Some(ResponseFuture::ready(logout(shared, req.headers())));
     }
@@ -132,7 +135,10 @@ pub(crate) fn login_href(shared: &Shared, return_to: &str) -> String {
     format!("{}?{query}", shared.config.login_path)
 }
 
-fn with_cookies(mut res: Response<respond::Body>, cookies: Vec<HeaderValue>) -> Response<respond::Body> {
+fn with_cookies(
+    mut res: Response<respond::Body>,
+    cookies: Vec<HeaderValue>,
+) -> Response<respond::Body> {
     for c in cookies {
         res.headers_mut().append(header::SET_COOKIE, c);
     }
@@ -147,11 +153,20 @@ fn provider_failure(err: &ProviderError) -> AuthError {
         "provider_error"
     };
     tracing::warn!(error = %err, "sign-in failed talking to the provider");
-    AuthError::new(status, code, format!("Signing in with Hugging Face failed: {err}"))
+    AuthError::new(
+        status,
+        code,
+        format!("Signing in with Hugging Face failed: {err}"),
+    )
 }
 
 /// `/login`: remember a pending sign-in and send the browser to the provider.
-async fn start(shared: &Shared, caller: Caller, query: &str, headers: &HeaderMap) -> Response<respond::Body> {
+async fn start(
+    shared: &Shared,
+    caller: Caller,
+    query: &str,
+    headers: &HeaderMap,
+) -> Response<respond::Body> {
     let config = &shared.config;
     let return_to = url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "return_to")
@@ -204,7 +219,11 @@ async fn start(shared: &Shared, caller: Caller, query: &str, headers: &HeaderMap
 }
 
 fn pending_name(shared: &Shared, state: &str) -> String {
-    format!("{}{}", shared.config.pending_prefix, &state[..STATE_KEY_LEN])
+    format!(
+        "{}{}",
+        shared.config.pending_prefix,
+        &state[..STATE_KEY_LEN]
+    )
 }
 
 fn open_pending(shared: &Shared, name: &str, value: &str) -> Option<PendingLogin> {
@@ -273,7 +292,12 @@ fn tame(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
-fn bad_request(caller: Caller, code: &'static str, message: &str, retry: &str) -> Response<respond::Body> {
+fn bad_request(
+    caller: Caller,
+    code: &'static str,
+    message: &str,
+    retry: &str,
+) -> Response<respond::Body> {
     respond::error(
         caller,
         AuthError::new(StatusCode::BAD_REQUEST, code, message),
@@ -282,7 +306,12 @@ fn bad_request(caller: Caller, code: &'static str, message: &str, retry: &str) -
 }
 
 /// `/login/callback`: check, exchange, verify, store, redirect.
-async fn finish(shared: &Shared, caller: Caller, query: &str, headers: &HeaderMap) -> Response<respond::Body> {
+async fn finish(
+    shared: &Shared,
+    caller: Caller,
+    query: &str,
+    headers: &HeaderMap,
+) -> Response<respond::Body> {
     let config = &shared.config;
     let fresh_retry = login_href(shared, "/");
     let params = match CallbackParams::parse(query) {
@@ -290,13 +319,33 @@ async fn finish(shared: &Shared, caller: Caller, query: &str, headers: &HeaderMa
         Err(why) => return bad_request(caller, "invalid_request", why, &fresh_retry),
     };
     let Some(state) = params.state.as_deref() else {
-        return bad_request(caller, "invalid_state", "The sign-in response has no state.", &fresh_retry);
+        return bad_request(
+            caller,
+            "invalid_state",
+            "The sign-in response has no state.",
+            &fresh_retry,
+        );
     };
-    if state.len() != STATE_LEN || !state.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return bad_request(caller, "invalid_state", "The sign-in response has a malformed state.", &fresh_retry);
+    if state.len() != STATE_LEN
+        || !state
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return bad_request(
+            caller,
+            "invalid_state",
+            "The sign-in response has a malformed state.",
+            &fresh_retry,
+        );
     }
     let name = pending_name(shared, state);
-    let clear_pending = || vec![cookie::remove(&name, &config.pending_path, &config.sessions.attrs)];
+    let clear_pending = || {
+        vec![cookie::remove(
+            &name,
+            &config.pending_path,
+            &config.sessions.attrs,
+        )]
+    };
     let Some(value) = cookie::get(headers, &name) else {
         return bad_request(
             caller,
@@ -307,21 +356,34 @@ async fn finish(shared: &Shared, caller: Caller, query: &str, headers: &HeaderMa
         );
     };
     let now = now(shared);
-    let pending = open_pending(shared, &name, value).filter(|p| {
-        verify_slices_are_equal(p.state.as_bytes(), state.as_bytes()).is_ok()
-    });
+    let pending = open_pending(shared, &name, value)
+        .filter(|p| verify_slices_are_equal(p.state.as_bytes(), state.as_bytes()).is_ok());
     let Some(pending) = pending else {
-        let res = bad_request(caller, "invalid_state", "The sign-in state does not match. Please sign in again.", &fresh_retry);
+        let res = bad_request(
+            caller,
+            "invalid_state",
+            "The sign-in state does not match. Please sign in again.",
+            &fresh_retry,
+        );
         return with_cookies(res, clear_pending());
     };
     let retry = login_href(shared, &pending.return_to);
-    let fail = |err: AuthError| with_cookies(respond::error(caller, err, Some(&retry)), clear_pending());
+    let fail =
+        |err: AuthError| with_cookies(respond::error(caller, err, Some(&retry)), clear_pending());
     let expires = pending.created_at + PENDING_TTL;
     if expires <= now {
-        return fail(AuthError::new(StatusCode::BAD_REQUEST, "expired_state", "This sign-in took longer than 10 minutes. Please sign in again."));
+        return fail(AuthError::new(
+            StatusCode::BAD_REQUEST,
+            "expired_state",
+            "This sign-in took longer than 10 minutes. Please sign in again.",
+        ));
     }
     if !shared.used_states.claim(state, expires, now) {
-        return fail(AuthError::new(StatusCode::BAD_REQUEST, "invalid_state", "This sign-in response was already used. Please sign in again."));
+        return fail(AuthError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_state",
+            "This sign-in response was already used. Please sign in again.",
+        ));
     }
 
     let metadata = match config.provider.metadata().await {
@@ -329,38 +391,72 @@ async fn finish(shared: &Shared, caller: Caller, query: &str, headers: &HeaderMa
         Err(e) => return fail(provider_failure(&e)),
     };
     match params.iss.as_deref() {
-        Some(iss) if !issuers_match(iss, &metadata.issuer) => {
+        Some(iss) if iss.trim_end_matches('/') != metadata.issuer.trim_end_matches('/') => {
             return fail(AuthError::new(
                 StatusCode::BAD_REQUEST,
                 "issuer_mismatch",
-                format!("The sign-in response came from issuer `{}`, not `{}`.", tame(iss), metadata.issuer),
+                format!(
+                    "The sign-in response came from issuer `{}`, not `{}`.",
+                    tame(iss),
+                    metadata.issuer
+                ),
             ));
         }
         None if metadata.authorization_response_iss_parameter_supported => {
-            return fail(AuthError::new(StatusCode::BAD_REQUEST, "issuer_mismatch", "The sign-in response does not name its issuer."));
+            return fail(AuthError::new(
+                StatusCode::BAD_REQUEST,
+                "issuer_mismatch",
+                "The sign-in response does not name its issuer.",
+            ));
         }
         _ => {}
     }
     if let Some(error) = params.error.as_deref() {
-        let detail = params.error_description.as_deref().map(tame).unwrap_or_default();
+        let detail = params
+            .error_description
+            .as_deref()
+            .map(tame)
+            .unwrap_or_default();
         let message = if error == "access_denied" {
             "Sign-in was cancelled on Hugging Face.".to_owned()
         } else {
-            format!("Hugging Face refused the sign-in ({}). {detail}", tame(error))
+            format!(
+                "Hugging Face refused the sign-in ({}). {detail}",
+                tame(error)
+            )
         };
-        return fail(AuthError::new(StatusCode::FORBIDDEN, "access_denied", message));
+        return fail(AuthError::new(
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            message,
+        ));
     }
-    let Some(code) = params.code.as_deref().filter(|c| !c.is_empty() && c.len() <= MAX_CODE_LEN) else {
-        return fail(AuthError::new(StatusCode::BAD_REQUEST, "invalid_request", "The sign-in response has no usable code."));
+    let Some(code) = params
+        .code
+        .as_deref()
+        .filter(|c| !c.is_empty() && c.len() <= MAX_CODE_LEN)
+    else {
+        return fail(AuthError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The sign-in response has no usable code.",
+        ));
     };
 
     let provider = &config.provider;
-    let tokens = match provider.exchange_code(code, &pending.verifier, &config.redirect_uri).await {
+    let tokens = match provider
+        .exchange_code(code, &pending.verifier, &config.redirect_uri)
+        .await
+    {
         Ok(t) => t,
         Err(e) => return fail(provider_failure(&e)),
     };
     let Some(id_token) = tokens.id_token.as_deref() else {
-        return fail(AuthError::new(StatusCode::BAD_GATEWAY, "invalid_token_response", "Hugging Face sent no ID token although `openid` was asked for."));
+        return fail(AuthError::new(
+            StatusCode::BAD_GATEWAY,
+            "invalid_token_response",
+            "Hugging Face sent no ID token although `openid` was asked for.",
+        ));
     };
     let claims = match provider.verify_id_token(id_token, &pending.nonce).await {
         Ok(c) => c,
@@ -371,7 +467,11 @@ async fn finish(shared: &Shared, caller: Caller, query: &str, headers: &HeaderMa
         Err(e) => return fail(provider_failure(&e)),
     };
     if profile.sub != claims.sub {
-        return fail(AuthError::new(StatusCode::BAD_GATEWAY, "subject_mismatch", "Hugging Face's user information is for a different user than the ID token."));
+        return fail(AuthError::new(
+            StatusCode::BAD_GATEWAY,
+            "subject_mismatch",
+            "Hugging Face's user information is for a different user than the ID token.",
+        ));
     }
     profile.normalize();
     let scopes = tokens
@@ -387,7 +487,11 @@ async fn finish(shared: &Shared, caller: Caller, query: &str, headers: &HeaderMa
     };
     let present = cookie::read_chunked(headers, &config.sessions.name).present;
     let Ok(mut set_cookies) = config.sessions.save(&record, present, now) else {
-        return fail(AuthError::new(StatusCode::INTERNAL_SERVER_ERROR, "session_too_large", "The session is too large to store in cookies."));
+        return fail(AuthError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "session_too_large",
+            "The session is too large to store in cookies.",
+        ));
     };
     set_cookies.extend(clear_pending());
     tracing::info!(user = %record.profile.preferred_username, "signed in with Hugging Face");

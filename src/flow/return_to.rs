@@ -87,7 +87,8 @@ pub(crate) fn encode_for_location(path: &str) -> String {
     use std::fmt::Write;
     let mut out = String::with_capacity(path.len());
     for b in path.bytes() {
-        if b.is_ascii_graphic() && !matches!(b, b'"' | b'<' | b'>' | b'`' | b'{' | b'}' | b'|' | b'^')
+        if b.is_ascii_graphic()
+            && !matches!(b, b'"' | b'<' | b'>' | b'`' | b'{' | b'}' | b'|' | b'^')
         {
             out.push(b as char);
         } else {
@@ -103,7 +104,13 @@ mod tests {
 
     #[test]
     fn local_paths_are_kept() {
-        for p in ["/", "/repos", "/a/b?x=1&y=https://x.org#frag", "/%7Euser", "/a:b"] {
+        for p in [
+            "/",
+            "/repos",
+            "/a/b?x=1&y=https://x.org#frag",
+            "/%7Euser",
+            "/a:b",
+        ] {
             assert_eq!(sanitize(p), p, "{p}");
         }
         assert_eq!(sanitize("/ü space"), "/%C3%BC%20space");

@@ -11,31 +11,35 @@ use pin_project_lite::pin_project;
 
 pin_project! {
     /// The body of a response that passed through [`HfAuthLayer`](crate::HfAuthLayer) or
-    /// a guard: either the inner service's body or the crate's own page, JSON or
-    /// gRPC status.
-    #[project = AuthBodyProj]
+    /// a guard: either the inner service's body, untouched, or the crate's own page,
+    /// JSON or gRPC status.
     #[derive(Debug)]
-    pub enum AuthBody<B> {
-        /// The inner service's body, untouched.
-        Inner {
-            /// The body.
-            #[pin] body: B,
-        },
-        /// An answer made by the crate.
-        Own {
-            /// The body.
-            #[pin] body: Full<Bytes>,
-        },
+    pub struct AuthBody<B> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    #[derive(Debug)]
+    enum Kind<B> {
+        Inner { #[pin] body: B },
+        Own { #[pin] body: Full<Bytes> },
     }
 }
 
 impl<B> AuthBody<B> {
     pub(crate) fn inner(body: B) -> Self {
-        Self::Inner { body }
+        Self {
+            kind: Kind::Inner { body },
+        }
     }
 
     pub(crate) fn own(body: Full<Bytes>) -> Self {
-        Self::Own { body }
+        Self {
+            kind: Kind::Own { body },
+        }
     }
 }
 
@@ -50,25 +54,25 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match self.project() {
-            AuthBodyProj::Inner { body } => body.poll_frame(cx),
-            AuthBodyProj::Own { body } => body
+        match self.project().kind.project() {
+            KindProj::Inner { body } => body.poll_frame(cx),
+            KindProj::Own { body } => body
                 .poll_frame(cx)
                 .map(|f| f.map(|r| Ok(r.unwrap_or_else(|never| match never {})))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Inner { body } => body.is_end_stream(),
-            Self::Own { body } => body.is_end_stream(),
+        match &self.kind {
+            Kind::Inner { body } => body.is_end_stream(),
+            Kind::Own { body } => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Inner { body } => body.size_hint(),
-            Self::Own { body } => body.size_hint(),
+        match &self.kind {
+            Kind::Inner { body } => body.size_hint(),
+            Kind::Own { body } => body.size_hint(),
         }
     }
 }

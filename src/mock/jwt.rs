@@ -38,10 +38,8 @@ impl SigningKey {
         let n = URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero());
         let e = URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero());
         let thumbprint_input = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
-        let kid = URL_SAFE_NO_PAD.encode(digest::digest(
-            &digest::SHA256,
-            thumbprint_input.as_bytes(),
-        ));
+        let kid =
+            URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, thumbprint_input.as_bytes()));
         let der = public.as_der().expect("RSA public key encoding failed");
         let pem = pem("PUBLIC KEY", der.as_ref());
         Self {
@@ -51,10 +49,6 @@ impl SigningKey {
             e,
             pem,
         }
-    }
-
-    pub(crate) fn kid(&self) -> &str {
-        &self.kid
     }
 
     /// This key's entry in the JWKS.

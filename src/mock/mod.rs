@@ -38,10 +38,14 @@
 //! # }
 //! ```
 
+mod authorize;
 mod jwt;
 mod server;
 mod state;
+mod token;
+mod userinfo;
 mod users;
+mod util;
 
 #[cfg(test)]
 mod tests;
@@ -78,7 +82,12 @@ impl fmt::Debug for MockHfProvider {
             .field("client_id", &self.shared.config.client_id)
             .field(
                 "client_secret",
-                &self.shared.config.client_secret.as_ref().map(|_| "[redacted]"),
+                &self
+                    .shared
+                    .config
+                    .client_secret
+                    .as_ref()
+                    .map(|_| "[redacted]"),
             )
             .finish_non_exhaustive()
     }
@@ -93,7 +102,6 @@ impl Drop for MockHfProvider {
 
 impl MockHfProvider {
     /// A builder, to change the client, users, lifetimes or behaviour.
-    #[must_use]
     pub fn builder() -> MockHfProviderBuilder {
         MockHfProviderBuilder::default()
     }

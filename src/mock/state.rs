@@ -144,8 +144,7 @@ impl State {
     /// Stores a new code, forgetting codes long past their lifetime.
     pub(crate) fn insert_code(&mut self, grant: CodeGrant) -> String {
         let now = Instant::now();
-        self.codes
-            .retain(|_, c| c.expires_at + CODE_LIFETIME > now);
+        self.codes.retain(|_, c| c.expires_at + CODE_LIFETIME > now);
         let code = random_token("");
         self.codes.insert(code.clone(), grant);
         code

@@ -179,11 +179,17 @@ async fn discovery_has_hugging_face_shape() {
     .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(doc["issuer"], issuer);
-    assert_eq!(doc["authorization_endpoint"], format!("{issuer}/oauth/authorize"));
+    assert_eq!(
+        doc["authorization_endpoint"],
+        format!("{issuer}/oauth/authorize")
+    );
     assert_eq!(doc["token_endpoint"], format!("{issuer}/oauth/token"));
     assert_eq!(doc["userinfo_endpoint"], format!("{issuer}/oauth/userinfo"));
     assert_eq!(doc["jwks_uri"], format!("{issuer}/oauth/jwks"));
-    assert_eq!(doc["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    assert_eq!(
+        doc["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
     assert_eq!(
         doc["id_token_signing_alg_values_supported"],
         serde_json::json!(["RS256"])
@@ -197,7 +203,11 @@ async fn discovery_has_hugging_face_shape() {
 async fn code_flow_with_basic_auth_reaches_userinfo_and_whoami() {
     let provider = MockHfProvider::start().await.unwrap();
     let pkce = pkce();
-    let params = set(authorize_params(&provider, &pkce), "mock_user", Some("alice"));
+    let params = set(
+        authorize_params(&provider, &pkce),
+        "mock_user",
+        Some("alice"),
+    );
     let back = redirect_back(&authorize(&provider, &params).await);
     assert_eq!(back["state"], STATE);
     assert_eq!(back["iss"], provider.issuer());
@@ -227,7 +237,8 @@ async fn code_flow_with_basic_auth_reaches_userinfo_and_whoami() {
     );
     assert!(claims.get("isPro").is_none());
 
-    let (status, info) = json(get_with_bearer(&provider, "/oauth/userinfo", access_token).await).await;
+    let (status, info) =
+        json(get_with_bearer(&provider, "/oauth/userinfo", access_token).await).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(info["sub"], claims["sub"]);
     assert_eq!(info["sub"].as_str().unwrap().len(), 24);
@@ -354,14 +365,22 @@ async fn authorize_never_redirects_to_an_unregistered_uri() {
         "http://localhost:3000/login/callback#frag",
         "not a url",
     ] {
-        let params = set(authorize_params(&provider, &pkce), "redirect_uri", Some(bad));
+        let params = set(
+            authorize_params(&provider, &pkce),
+            "redirect_uri",
+            Some(bad),
+        );
         let params = set(params, "mock_user", Some("alice"));
         let response = authorize(&provider, &params).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
         assert!(!response.headers().contains_key(LOCATION), "{bad}");
     }
     // Unknown client: a page, not a redirect.
-    let params = set(authorize_params(&provider, &pkce), "client_id", Some("other"));
+    let params = set(
+        authorize_params(&provider, &pkce),
+        "client_id",
+        Some("other"),
+    );
     let response = authorize(&provider, &params).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert!(!response.headers().contains_key(LOCATION));
@@ -371,11 +390,20 @@ async fn authorize_never_redirects_to_an_unregistered_uri() {
         "http://localhost:49152/login/callback",
         "https://me-app.hf.space/login/callback",
     ] {
-        let params = set(authorize_params(&provider, &pkce), "redirect_uri", Some(good));
+        let params = set(
+            authorize_params(&provider, &pkce),
+            "redirect_uri",
+            Some(good),
+        );
         let params = set(params, "mock_user", Some("alice"));
         let response = authorize(&provider, &params).await;
         assert_eq!(response.status(), StatusCode::FOUND, "{good}");
-        assert!(response.headers()[LOCATION].to_str().unwrap().starts_with(good));
+        assert!(
+            response.headers()[LOCATION]
+                .to_str()
+                .unwrap()
+                .starts_with(good)
+        );
     }
     assert_eq!(provider.requests(MockEndpoint::Authorize), 8);
 }
@@ -384,16 +412,29 @@ async fn authorize_never_redirects_to_an_unregistered_uri() {
 async fn authorize_requires_s256_pkce_and_openid() {
     let provider = MockHfProvider::start().await.unwrap();
     let pkce = pkce();
-    let base = set(authorize_params(&provider, &pkce), "mock_user", Some("alice"));
+    let base = set(
+        authorize_params(&provider, &pkce),
+        "mock_user",
+        Some("alice"),
+    );
     let cases = [
         (set(base.clone(), "code_challenge", None), "invalid_request"),
         (
             set(base.clone(), "code_challenge_method", Some("plain")),
             "invalid_request",
         ),
-        (set(base.clone(), "code_challenge_method", None), "invalid_request"),
-        (set(base.clone(), "response_type", Some("token")), "unsupported_response_type"),
-        (set(base.clone(), "scope", Some("profile email")), "invalid_scope"),
+        (
+            set(base.clone(), "code_challenge_method", None),
+            "invalid_request",
+        ),
+        (
+            set(base.clone(), "response_type", Some("token")),
+            "unsupported_response_type",
+        ),
+        (
+            set(base.clone(), "scope", Some("profile email")),
+            "invalid_scope",
+        ),
         (set(base.clone(), "mock_deny", Some("1")), "access_denied"),
     ];
     for (params, error) in cases {
@@ -414,8 +455,15 @@ async fn authorize_shows_a_page_listing_the_users() {
     assert!(page.contains("mock_user=alice") && page.contains("mock_user=carol"));
     assert!(page.contains("mock_deny=1"));
 
-    let params = set(authorize_params(&provider, &pkce()), "mock_user", Some("mallory"));
-    assert_eq!(authorize(&provider, &params).await.status(), StatusCode::BAD_REQUEST);
+    let params = set(
+        authorize_params(&provider, &pkce()),
+        "mock_user",
+        Some("mallory"),
+    );
+    assert_eq!(
+        authorize(&provider, &params).await.status(),
+        StatusCode::BAD_REQUEST
+    );
 }
 
 #[tokio::test]
@@ -441,7 +489,8 @@ async fn token_rejects_wrong_verifier_and_redirect_uri() {
     let provider = MockHfProvider::start().await.unwrap();
     let (code, _) = sign_in(&provider, "alice").await;
     let other = pkce();
-    let (status, body) = json(token_basic(&provider, &code_form(&code, &other.verifier)).await).await;
+    let (status, body) =
+        json(token_basic(&provider, &code_form(&code, &other.verifier)).await).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"], "invalid_grant");
 
@@ -470,7 +519,9 @@ async fn token_rejects_reused_code_and_revokes_its_access_token() {
     assert_eq!(status, StatusCode::OK);
     let access_token = tokens["access_token"].as_str().unwrap();
     assert_eq!(
-        get_with_bearer(&provider, "/oauth/userinfo", access_token).await.status(),
+        get_with_bearer(&provider, "/oauth/userinfo", access_token)
+            .await
+            .status(),
         StatusCode::OK
     );
 
@@ -479,10 +530,12 @@ async fn token_rejects_reused_code_and_revokes_its_access_token() {
     assert_eq!(body["error"], "invalid_grant");
     let response = get_with_bearer(&provider, "/oauth/userinfo", access_token).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    assert!(response.headers()[WWW_AUTHENTICATE]
-        .to_str()
-        .unwrap()
-        .contains("invalid_token"));
+    assert!(
+        response.headers()[WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
     assert_eq!(provider.requests(MockEndpoint::Token), 2);
 }
 
@@ -499,11 +552,14 @@ async fn expired_access_token_is_rejected() {
     let access_token = tokens["access_token"].as_str().unwrap();
     let response = get_with_bearer(&provider, "/oauth/userinfo", access_token).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    assert!(response.headers()[WWW_AUTHENTICATE]
-        .to_str()
-        .unwrap()
-        .starts_with("Bearer error=\"invalid_token\""));
-    let (status, body) = json(get_with_bearer(&provider, "/api/whoami-v2", access_token).await).await;
+    assert!(
+        response.headers()[WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer error=\"invalid_token\"")
+    );
+    let (status, body) =
+        json(get_with_bearer(&provider, "/api/whoami-v2", access_token).await).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"], "Invalid credentials in Authorization header");
 }
@@ -570,7 +626,9 @@ async fn id_token_faults_forge_tokens() {
     let id_token = |tokens: &Value| tokens["id_token"].as_str().unwrap().to_owned();
     let exchange = async |user: &str| {
         let (code, verifier) = sign_in(&provider, user).await;
-        json(token_basic(&provider, &code_form(&code, &verifier)).await).await.1
+        json(token_basic(&provider, &code_form(&code, &verifier)).await)
+            .await
+            .1
     };
 
     provider.add_fault(MockFault::IdTokenAlgNone);
@@ -581,7 +639,10 @@ async fn id_token_faults_forge_tokens() {
 
     provider.add_fault(MockFault::IdTokenHs256WithPublicKey);
     let token = id_token(&exchange("alice").await);
-    assert_eq!(decode_part(token.split('.').next().unwrap())["alg"], "HS256");
+    assert_eq!(
+        decode_part(token.split('.').next().unwrap())["alg"],
+        "HS256"
+    );
     provider.clear_faults();
 
     provider.add_fault(MockFault::IdTokenUnknownKid);
@@ -645,7 +706,11 @@ async fn endpoint_faults_change_answers() {
 
     provider.add_fault(MockFault::AuthorizeError("server_error".into()));
     provider.add_fault(MockFault::AuthorizeIss("https://evil.example".into()));
-    let params = set(authorize_params(&provider, &pkce()), "mock_user", Some("alice"));
+    let params = set(
+        authorize_params(&provider, &pkce()),
+        "mock_user",
+        Some("alice"),
+    );
     let back = redirect_back(&authorize(&provider, &params).await);
     assert_eq!(back["error"], "server_error");
     assert_eq!(back["iss"], "https://evil.example");
@@ -656,7 +721,14 @@ async fn endpoint_faults_change_answers() {
         endpoint: MockEndpoint::Jwks,
         bytes: 100_000,
     });
-    let body = client().get(&jwks).send().await.unwrap().bytes().await.unwrap();
+    let body = client()
+        .get(&jwks)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     assert_eq!(body.len(), 100_000);
     let doc: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(doc["keys"].as_array().unwrap().len(), 1);
@@ -665,7 +737,14 @@ async fn endpoint_faults_change_answers() {
     provider.add_fault(MockFault::NotJson {
         endpoint: MockEndpoint::Jwks,
     });
-    let body = client().get(&jwks).send().await.unwrap().bytes().await.unwrap();
+    let body = client()
+        .get(&jwks)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     assert!(serde_json::from_slice::<Value>(&body).is_err());
     provider.clear_faults();
 
@@ -731,14 +810,19 @@ async fn users_grant_only_the_scopes_they_allow() {
         .await
         .unwrap();
     let pkce = pkce();
-    let params = set(authorize_params(&provider, &pkce), "mock_user", Some("dora"));
+    let params = set(
+        authorize_params(&provider, &pkce),
+        "mock_user",
+        Some("dora"),
+    );
     let params = set(
         params,
         "scope",
         Some("read-repos email openid profile read-repos brand-new-scope"),
     );
     let back = redirect_back(&authorize(&provider, &params).await);
-    let (_, tokens) = json(token_basic(&provider, &code_form(&back["code"], &pkce.verifier)).await).await;
+    let (_, tokens) =
+        json(token_basic(&provider, &code_form(&back["code"], &pkce.verifier)).await).await;
     assert_eq!(tokens["scope"], "read-repos openid profile");
     let access_token = tokens["access_token"].as_str().unwrap();
     let (_, info) = json(get_with_bearer(&provider, "/oauth/userinfo", access_token).await).await;
@@ -806,7 +890,10 @@ async fn malformed_requests_get_client_errors() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 
-    assert_eq!(client().get(&token_url).send().await.unwrap().status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        client().get(&token_url).send().await.unwrap().status(),
+        StatusCode::METHOD_NOT_ALLOWED
+    );
     assert_eq!(provider.requests(MockEndpoint::Token), 5);
 }
 

@@ -178,11 +178,11 @@ impl MockUser {
         claims.insert("profile".into(), json!(format!("{HUB}/{}", self.username)));
         claims.insert("picture".into(), json!(self.picture()));
         claims.insert("website".into(), json!(self.website));
-        if has_scope(scopes, "email") {
-            if let Some(email) = &self.email {
-                claims.insert("email".into(), json!(email));
-                claims.insert("email_verified".into(), json!(self.email_verified));
-            }
+        if has_scope(scopes, "email")
+            && let Some(email) = &self.email
+        {
+            claims.insert("email".into(), json!(email));
+            claims.insert("email_verified".into(), json!(self.email_verified));
         }
         claims
     }

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use url::{Host, Url};
 
 use super::error::ProviderError;
+use super::token::ClientAuth;
 use crate::id_token::printable;
 
 /// Where the discovery document lives, relative to the issuer.
@@ -25,6 +26,7 @@ pub(crate) struct ProviderMetadata {
     /// The provider's signing keys.
     pub(crate) jwks_uri: Url,
     /// Scopes the provider knows (informational: unknown scopes are never rejected).
+    #[allow(dead_code, reason = "informational, offered to configuration checks")]
     pub(crate) scopes_supported: Vec<String>,
     /// PKCE methods (Hugging Face: `S256`).
     pub(crate) code_challenge_methods_supported: Vec<String>,
@@ -80,6 +82,31 @@ impl ProviderMetadata {
                 .authorization_response_iss_parameter_supported
                 .unwrap_or(false),
         })
+    }
+
+    /// Logs a warning for each capability this crate relies on that the provider does
+    /// not list (an empty list means "not said", so it is not warned about).
+    pub(crate) fn warn_about_gaps(&self, client_auth: ClientAuth) {
+        let lacks = |list: &[String], wanted: &str| {
+            !list.is_empty() && !list.iter().any(|item| item == wanted)
+        };
+        if lacks(&self.code_challenge_methods_supported, "S256") {
+            tracing::warn!("the provider does not list PKCE method S256, which this crate uses");
+        }
+        if lacks(&self.id_token_signing_alg_values_supported, "RS256") {
+            tracing::warn!("the provider does not list RS256 for ID tokens, the only one accepted");
+        }
+        let method = match client_auth {
+            ClientAuth::Basic => "client_secret_basic",
+            ClientAuth::Post => "client_secret_post",
+            ClientAuth::None => "none",
+        };
+        if lacks(&self.token_endpoint_auth_methods_supported, method) {
+            tracing::warn!(
+                method,
+                "the provider does not list the configured client authentication method"
+            );
+        }
     }
 
     /// Parses and validates a discovery document.
@@ -199,12 +226,30 @@ mod tests {
 
     #[test]
     fn issuer_comparison_ignores_one_trailing_slash() {
-        assert!(issuers_match("https://huggingface.co", "https://huggingface.co"));
-        assert!(issuers_match("https://huggingface.co/", "https://huggingface.co"));
-        assert!(issuers_match("https://huggingface.co", "https://huggingface.co/"));
-        assert!(!issuers_match("https://huggingface.co", "https://huggingface.co//"));
-        assert!(!issuers_match("https://huggingface.co", "https://huggingface.com"));
-        assert!(!issuers_match("https://huggingface.co", "http://huggingface.co"));
+        assert!(issuers_match(
+            "https://huggingface.co",
+            "https://huggingface.co"
+        ));
+        assert!(issuers_match(
+            "https://huggingface.co/",
+            "https://huggingface.co"
+        ));
+        assert!(issuers_match(
+            "https://huggingface.co",
+            "https://huggingface.co/"
+        ));
+        assert!(!issuers_match(
+            "https://huggingface.co",
+            "https://huggingface.co//"
+        ));
+        assert!(!issuers_match(
+            "https://huggingface.co",
+            "https://huggingface.com"
+        ));
+        assert!(!issuers_match(
+            "https://huggingface.co",
+            "http://huggingface.co"
+        ));
     }
 
     #[test]
@@ -214,7 +259,9 @@ mod tests {
             "https://huggingface.co/.well-known/openid-configuration"
         );
         assert_eq!(
-            discovery_url("http://127.0.0.1:8080/tenant").unwrap().as_str(),
+            discovery_url("http://127.0.0.1:8080/tenant")
+                .unwrap()
+                .as_str(),
             "http://127.0.0.1:8080/tenant/.well-known/openid-configuration"
         );
     }
@@ -253,7 +300,8 @@ mod tests {
         let err = check_provider_url("http://huggingface.co/oauth/token").unwrap_err();
         assert!(matches!(err, ProviderError::InsecureUrl { .. }));
         assert!(
-            err.to_string().contains("http://huggingface.co/oauth/token"),
+            err.to_string()
+                .contains("http://huggingface.co/oauth/token"),
             "{err}"
         );
         for bad in [
@@ -271,12 +319,21 @@ mod tests {
 
     #[test]
     fn metadata_is_read_and_checked() {
-        let meta =
-            ProviderMetadata::from_json("https://huggingface.co/", doc("https://huggingface.co", "https://huggingface.co").as_bytes())
-                .unwrap();
+        let meta = ProviderMetadata::from_json(
+            "https://huggingface.co/",
+            doc("https://huggingface.co", "https://huggingface.co").as_bytes(),
+        )
+        .unwrap();
         assert_eq!(meta.issuer, "https://huggingface.co");
-        assert_eq!(meta.token_endpoint.as_str(), "https://huggingface.co/oauth/token");
-        assert!(meta.scopes_supported.iter().any(|s| s == "some-future-scope"));
+        assert_eq!(
+            meta.token_endpoint.as_str(),
+            "https://huggingface.co/oauth/token"
+        );
+        assert!(
+            meta.scopes_supported
+                .iter()
+                .any(|s| s == "some-future-scope")
+        );
         assert!(!meta.authorization_response_iss_parameter_supported);
     }
 
@@ -298,7 +355,10 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, ProviderError::InsecureUrl { .. }), "{err}");
-        assert!(err.to_string().contains("http://huggingface.co/oauth/authorize"));
+        assert!(
+            err.to_string()
+                .contains("http://huggingface.co/oauth/authorize")
+        );
         // A local provider may use http throughout.
         let local = "http://127.0.0.1:4444";
         assert!(ProviderMetadata::from_json(local, doc(local, local).as_bytes()).is_ok());
@@ -306,13 +366,22 @@ mod tests {
 
     #[test]
     fn metadata_missing_endpoints_or_not_json_is_invalid() {
-        let err =
-            ProviderMetadata::from_json("https://huggingface.co", br#"{"issuer":"https://huggingface.co"}"#)
-                .unwrap_err();
-        assert!(matches!(err, ProviderError::InvalidResponse { .. }), "{err}");
+        let err = ProviderMetadata::from_json(
+            "https://huggingface.co",
+            br#"{"issuer":"https://huggingface.co"}"#,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, ProviderError::InvalidResponse { .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("missing field"), "{err}");
-        let err = ProviderMetadata::from_json("https://huggingface.co", b"<html>hi</html>").unwrap_err();
-        assert!(matches!(err, ProviderError::InvalidResponse { .. }), "{err}");
+        let err =
+            ProviderMetadata::from_json("https://huggingface.co", b"<html>hi</html>").unwrap_err();
+        assert!(
+            matches!(err, ProviderError::InvalidResponse { .. }),
+            "{err}"
+        );
         assert!(!err.to_string().contains("<html>"));
     }
 }

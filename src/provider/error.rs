@@ -172,7 +172,10 @@ impl fmt::Display for ProviderError {
                 write!(f, "cannot connect to the provider's {endpoint} endpoint")
             }
             Self::Timeout { endpoint } => {
-                write!(f, "the provider's {endpoint} endpoint did not answer in time")
+                write!(
+                    f,
+                    "the provider's {endpoint} endpoint did not answer in time"
+                )
             }
             Self::Transport { endpoint, .. } => {
                 write!(f, "the call to the provider's {endpoint} endpoint failed")

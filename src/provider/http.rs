@@ -226,7 +226,10 @@ mod tests {
         let err = fetch("jwks", client().get(url), 64 * 1024)
             .await
             .unwrap_err();
-        assert!(matches!(err, ProviderError::ResponseTooLarge { .. }), "{err}");
+        assert!(
+            matches!(err, ProviderError::ResponseTooLarge { .. }),
+            "{err}"
+        );
     }
 
     #[tokio::test]
@@ -267,9 +270,12 @@ mod tests {
         let err = parse_json::<Token>("token", br#"{"access_token": ["hf_oauth_secret"]}"#, None)
             .unwrap_err();
         assert!(!err.to_string().contains("hf_oauth_secret"), "{err}");
-        let err = parse_json::<Token>("token", br#"{"token": "hf_oauth_secret"}"#, None)
-            .unwrap_err();
-        assert!(err.to_string().contains("missing field `access_token`"), "{err}");
+        let err =
+            parse_json::<Token>("token", br#"{"token": "hf_oauth_secret"}"#, None).unwrap_err();
+        assert!(
+            err.to_string().contains("missing field `access_token`"),
+            "{err}"
+        );
         assert!(!err.to_string().contains("hf_oauth_secret"), "{err}");
         let err = parse_json::<Token>("token", b"<html>hf_oauth_secret</html>", Some("text/html"))
             .unwrap_err();

@@ -37,13 +37,13 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-pub(crate) use self::discovery::{ProviderMetadata, is_loopback, issuers_match};
+pub(crate) use self::discovery::{ProviderMetadata, is_loopback};
 pub use self::error::ProviderError;
 pub use self::token::ClientAuth;
 pub(crate) use self::token::TokenResponse;
+use crate::Secret;
 use crate::clock::{Clock, SystemClock, unix_seconds};
 use crate::id_token::{self, Expectations, IdTokenClaims, IdTokenError, KeySet};
-use crate::Secret;
 
 /// Default connect timeout and total timeout of one provider call.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -230,7 +230,9 @@ impl Provider {
         let fetched = self
             .get_json("discovery", self.http.get(self.discovery_url.clone()))
             .await?;
-        ProviderMetadata::from_json(&self.settings.issuer, &fetched.body)
+        let metadata = ProviderMetadata::from_json(&self.settings.issuer, &fetched.body)?;
+        metadata.warn_about_gaps(self.settings.client_auth);
+        Ok(metadata)
     }
 
     /// Exchanges an authorization code (with its PKCE verifier) for tokens.
@@ -431,12 +433,11 @@ impl Provider {
         let fetched = self
             .get_json("jwks", self.http.get(metadata.jwks_uri.clone()))
             .await?;
-        let keys = KeySet::from_jwks_json(&fetched.body).map_err(|e| {
-            ProviderError::InvalidResponse {
+        let keys =
+            KeySet::from_jwks_json(&fetched.body).map_err(|e| ProviderError::InvalidResponse {
                 endpoint: "jwks",
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         if keys.is_empty() {
             tracing::warn!("the provider's key set holds no RS256 signing key");
         }

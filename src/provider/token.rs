@@ -89,7 +89,10 @@ fn lenient_seconds<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<
 
 impl TokenResponse {
     /// Parses and checks a successful token endpoint body.
-    pub(crate) fn from_json(body: &[u8], content_type: Option<&str>) -> Result<Self, ProviderError> {
+    pub(crate) fn from_json(
+        body: &[u8],
+        content_type: Option<&str>,
+    ) -> Result<Self, ProviderError> {
         let raw: RawTokenResponse = super::http::parse_json("token", body, content_type)?;
         if !raw.token_type.eq_ignore_ascii_case("bearer") {
             return Err(ProviderError::TokenType(printable(&raw.token_type, 40)));
@@ -116,8 +119,11 @@ impl TokenResponse {
 pub(crate) fn basic_auth_header(client_id: &str, secret: &Secret) -> HeaderValue {
     let id = form_urlencoded::byte_serialize(client_id.as_bytes()).collect::<String>();
     let secret = form_urlencoded::byte_serialize(secret.expose().as_bytes()).collect::<String>();
-    let mut value = HeaderValue::try_from(format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))))
-        .expect("base64 is a valid header value");
+    let mut value = HeaderValue::try_from(format!(
+        "Basic {}",
+        STANDARD.encode(format!("{id}:{secret}"))
+    ))
+    .expect("base64 is a valid header value");
     value.set_sensitive(true);
     value
 }
@@ -151,7 +157,10 @@ mod tests {
         let decoded = String::from_utf8(STANDARD.decode(encoded).unwrap()).unwrap();
         assert_eq!(decoded, "my+client%3A1:s3cr%3At%2F%2B%26%C3%A9");
         let plain = basic_auth_header("abc", &Secret::new("def"));
-        assert_eq!(plain.to_str().unwrap(), format!("Basic {}", STANDARD.encode("abc:def")));
+        assert_eq!(
+            plain.to_str().unwrap(),
+            format!("Basic {}", STANDARD.encode("abc:def"))
+        );
     }
 
     #[test]
@@ -159,7 +168,10 @@ mod tests {
         let params = [("grant_type", "authorization_code"), ("code", "a b&c")];
         let secret = Secret::new("shh");
         let basic = token_form(&params, "cid", ClientAuth::Basic, Some(&secret));
-        assert_eq!(basic, "grant_type=authorization_code&code=a+b%26c&client_id=cid");
+        assert_eq!(
+            basic,
+            "grant_type=authorization_code&code=a+b%26c&client_id=cid"
+        );
         let post = token_form(&params, "cid", ClientAuth::Post, Some(&secret));
         assert!(post.ends_with("&client_id=cid&client_secret=shh"), "{post}");
         let public = token_form(&params, "cid", ClientAuth::None, Some(&secret));

@@ -123,8 +123,8 @@ impl KeyRing {
             return None;
         }
         let key = self.keys.iter().find(|k| k.id[..] == raw[..KEY_ID_LEN])?;
-        let nonce = Nonce::try_assume_unique_for_key(&raw[KEY_ID_LEN..KEY_ID_LEN + NONCE_LEN])
-            .ok()?;
+        let nonce =
+            Nonce::try_assume_unique_for_key(&raw[KEY_ID_LEN..KEY_ID_LEN + NONCE_LEN]).ok()?;
         let body = &mut raw[KEY_ID_LEN + NONCE_LEN..];
         let plain = key
             .key
@@ -158,7 +158,10 @@ mod tests {
             for bit in [0x01u8, 0x80] {
                 let mut m = raw.clone();
                 m[i] ^= bit;
-                assert!(r.open("session", &URL_SAFE_NO_PAD.encode(&m)).is_none(), "byte {i}");
+                assert!(
+                    r.open("session", &URL_SAFE_NO_PAD.encode(&m)).is_none(),
+                    "byte {i}"
+                );
             }
         }
     }
@@ -192,7 +195,10 @@ mod tests {
         );
         assert_eq!(rotated.open("s", &sealed_old).as_deref(), Some(&b"v"[..]));
         let sealed_new = rotated.seal("s", b"w");
-        assert!(old.open("s", &sealed_new).is_none(), "sealed with the new key");
+        assert!(
+            old.open("s", &sealed_new).is_none(),
+            "sealed with the new key"
+        );
     }
 
     #[test]

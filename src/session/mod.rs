@@ -73,8 +73,15 @@ impl SessionCookies {
         let plain = serde_json::to_vec(record).map_err(|_| TooLarge)?;
         let sealed = self.keys.seal(&self.name, &plain);
         let max_age = record.expires_at.saturating_sub(now);
-        cookie::write_chunked(&self.name, &sealed, present, "/", Some(max_age), &self.attrs)
-            .ok_or(TooLarge)
+        cookie::write_chunked(
+            &self.name,
+            &sealed,
+            present,
+            "/",
+            Some(max_age),
+            &self.attrs,
+        )
+        .ok_or(TooLarge)
     }
 
     /// `Set-Cookie` headers deleting `present` chunks of the session cookie.

@@ -1,0 +1,247 @@
+//! A real app (the example's router) and a real mock provider on loopback sockets, and
+//! a browser-like client: a cookie jar, redirects not followed.
+#![allow(dead_code)]
+
+#[path = "../../examples/axum_app.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod example;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use reqwest::cookie::{CookieStore, Jar};
+use reqwest::{Response, StatusCode, Url, header};
+use tower_hf_auth::mock::{MockHfProvider, MockHfProviderBuilder};
+use tower_hf_auth::{Clock, HfAuthConfigBuilder};
+
+pub const SECRET: &str = "test secret: thirty-two characters or more, really";
+
+/// A clock tests can move forward.
+#[derive(Debug, Default)]
+pub struct TestClock(AtomicU64);
+
+impl TestClock {
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(by.as_secs(), Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now() + Duration::from_secs(self.0.load(Ordering::SeqCst))
+    }
+}
+
+pub struct TestApp {
+    pub mock: Arc<MockHfProvider>,
+    pub base: String,
+    pub addr: SocketAddr,
+    pub clock: Arc<TestClock>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+pub async fn mock() -> Arc<MockHfProvider> {
+    mock_with(|b| b).await
+}
+
+pub async fn mock_with(
+    f: impl FnOnce(MockHfProviderBuilder) -> MockHfProviderBuilder,
+) -> Arc<MockHfProvider> {
+    Arc::new(
+        f(MockHfProvider::builder())
+            .start()
+            .await
+            .expect("mock provider starts"),
+    )
+}
+
+/// The example app against `mock`, with test settings and `customize` applied.
+pub async fn app_with(
+    mock: Arc<MockHfProvider>,
+    customize: impl FnOnce(HfAuthConfigBuilder) -> HfAuthConfigBuilder,
+) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let base = format!("http://{addr}");
+    let clock = Arc::new(TestClock::default());
+    let builder = example::mock_config(&mock, &base)
+        .with_secret(SECRET)
+        .with_clock(clock.clone())
+        .with_timeout(Duration::from_secs(2))
+        .with_jwks_min_refresh_interval(Duration::ZERO);
+    let config = customize(builder).build().expect("test config is valid");
+    let router = example::app(config);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    TestApp {
+        mock,
+        base,
+        addr,
+        clock,
+        server,
+    }
+}
+
+pub async fn app() -> TestApp {
+    app_with(mock().await, |b| b).await
+}
+
+/// A browser: keeps cookies, does not follow redirects.
+pub struct Browser {
+    pub http: reqwest::Client,
+    pub jar: Arc<Jar>,
+}
+
+impl Browser {
+    pub fn new() -> Self {
+        let jar = Arc::new(Jar::default());
+        let http = reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Self { http, jar }
+    }
+
+    pub async fn get(&self, url: &str) -> Response {
+        self.http
+            .get(url)
+            .header(header::ACCEPT, "text/html,application/xhtml+xml")
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_json(&self, url: &str) -> Response {
+        self.http
+            .get(url)
+            .header(header::ACCEPT, "application/json")
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The `Cookie` header the browser would send to `url`.
+    pub fn cookies(&self, url: &str) -> String {
+        self.jar
+            .cookies(&Url::parse(url).unwrap())
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn cookie(&self, url: &str, name: &str) -> Option<String> {
+        self.cookies(url).split("; ").find_map(|pair| {
+            let (n, v) = pair.split_once('=')?;
+            (n == name).then(|| v.to_owned())
+        })
+    }
+
+    pub fn set_cookie(&self, url: &str, cookie: &str) {
+        self.jar.add_cookie_str(cookie, &Url::parse(url).unwrap());
+    }
+}
+
+pub fn location(res: &Response) -> String {
+    res.headers()
+        .get(header::LOCATION)
+        .unwrap_or_else(|| panic!("no Location on a {} response", res.status()))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+pub fn absolute(app: &TestApp, location: &str) -> String {
+    if location.starts_with('/') {
+        format!("{}{location}", app.base)
+    } else {
+        location.to_owned()
+    }
+}
+
+/// `/login?return_to=…` → the provider's authorize URL.
+pub async fn start_login(app: &TestApp, browser: &Browser, return_to: &str) -> String {
+    let url =
+        Url::parse_with_params(&format!("{}/login", app.base), [("return_to", return_to)]).unwrap();
+    let res = browser.get(url.as_str()).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "login redirects");
+    let authorize = location(&res);
+    assert!(authorize.starts_with(&app.mock.issuer()), "{authorize}");
+    authorize
+}
+
+/// The provider's authorize URL, picking `user` → the app's callback URL.
+pub async fn authorize(browser: &Browser, authorize_url: &str, user: &str) -> String {
+    let mut url = Url::parse(authorize_url).unwrap();
+    url.query_pairs_mut().append_pair("mock_user", user);
+    let res = browser.get(url.as_str()).await;
+    assert!(
+        res.status().is_redirection(),
+        "authorize answered {}",
+        res.status()
+    );
+    location(&res)
+}
+
+/// The whole browser flow; returns the callback's response.
+pub async fn sign_in(app: &TestApp, browser: &Browser, user: &str, return_to: &str) -> Response {
+    let authorize_url = start_login(app, browser, return_to).await;
+    let callback = authorize(browser, &authorize_url, user).await;
+    browser.get(&callback).await
+}
+
+/// Signs in and asserts it worked.
+pub async fn signed_in(app: &TestApp, browser: &Browser, user: &str) {
+    let res = sign_in(app, browser, user, "/").await;
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "sign-in succeeds: {}",
+        res.text().await.unwrap()
+    );
+    assert_eq!(whoami(app, browser).await.as_deref(), Some(user));
+}
+
+/// `/me` as an API client: the signed-in username, or `None` on 401.
+pub async fn whoami(app: &TestApp, browser: &Browser) -> Option<String> {
+    let res = browser.get_json(&format!("{}/me", app.base)).await;
+    match res.status() {
+        StatusCode::OK => {
+            let json: serde_json::Value = res.json().await.unwrap();
+            Some(json["username"].as_str().unwrap().to_owned())
+        }
+        StatusCode::UNAUTHORIZED => None,
+        other => panic!("/me answered {other}"),
+    }
+}
+
+/// Asserts a failed callback: an error status, a page saying `needle`, no session, and
+/// the app still serving.
+pub async fn assert_rejected(
+    app: &TestApp,
+    browser: &Browser,
+    res: Response,
+    status: StatusCode,
+    needle: &str,
+) {
+    assert_eq!(res.status(), status, "callback status");
+    let content_type = res.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    let body = res.text().await.unwrap();
+    assert!(body.contains(needle), "expected {needle:?} in {body}");
+    assert!(body.contains("Try again"), "offers a retry: {body}");
+    assert_eq!(whoami(app, browser).await, None, "no session was set");
+    let home = browser.get(&format!("{}/", app.base)).await;
+    assert_eq!(home.status(), StatusCode::OK, "the app still serves");
+}
