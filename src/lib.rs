@@ -1,4 +1,65 @@
-//! Sign in with Hugging Face as a tower layer.
+//! "Sign in with Hugging Face" (OAuth 2.0 + OpenID Connect) as a tower layer.
+//!
+//! Add [`HfAuthLayer`] to an axum app, or any tower-based server, and every request
+//! from a signed-in browser carries an [`HfUser`] in its extensions. Routes say what
+//! they need with guards such as [`RequireLogin`]; each caller gets the answer its
+//! protocol expects (a redirect to sign in for browsers, `401` + `WWW-Authenticate`
+//! for API clients, `grpc-status: 16` for gRPC).
+//!
+//! ```
+//! # #[cfg(feature = "axum")] {
+//! use axum::{Router, routing::get};
+//! use tower_hf_auth::{HfAuthConfig, HfAuthLayer, HfUser, RequireLogin};
+//!
+//! # fn main() -> Result<(), tower_hf_auth::ConfigError> {
+//! // On a Space: `HfAuthConfig::from_env()?` reads the variables the Space injects.
+//! let config = HfAuthConfig::builder()
+//!     .with_client_id("my-client-id")
+//!     .with_client_secret("my-client-secret")
+//!     .with_public_url("http://127.0.0.1:7860")
+//!     .with_secret("at least thirty-two characters of key material")
+//!     .build()?;
+//!
+//! async fn me(user: HfUser) -> String {
+//!     format!("hello @{}", user.username())
+//! }
+//! async fn home(user: Option<HfUser>) -> &'static str {
+//!     if user.is_some() { "welcome back" } else { "<a href=/login>Sign in</a>" }
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/me", get(me).route_layer(RequireLogin))
+//!     .route("/", get(home))
+//!     .layer(HfAuthLayer::new(config));
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! # }
+//! ```
+//!
+//! # The request's way through
+//! 1. The layer answers its own routes: `GET /login?return_to=/path` (start),
+//!    `GET /login/callback` (finish), `GET`/`POST /logout` (see [`config`] to move them).
+//! 2. For any other request it opens the session cookie ([`session`]) and, when it is
+//!    valid and unexpired, inserts [`HfUser`]. It never rejects by itself.
+//! 3. Guards ([`guard`]) turn "nobody is signed in" into the right answer for the
+//!    caller ([`respond`]).
+//! 4. Handlers read `HfUser` (or `Option<HfUser>` on public routes) with the axum
+//!    extractors (feature `axum`) or from the request's extensions.
+//!
+//! # Features
+//! | feature | what it adds |
+//! |---|---|
+//! | `axum` | `HfUser` / `Option<HfUser>` extractors ([`axum`]) |
+//! | `mock` | [`mock::MockHfProvider`], an offline Hugging Face for development and tests |
+//!
+//! # Security
+//! PKCE `S256`; `state` of 256 random bits per sign-in, single use and checked before
+//! anything else; RFC 9207 `iss` check; ID tokens verified (RS256 only) against the
+//! provider's keys with `iss`, `aud`, `azp`, `exp`, `iat` and `nonce` checks; userinfo
+//! `sub` must match; post-login targets are local paths only; provider calls have
+//! timeouts, size caps and follow no redirects; cookies are AES-256-GCM sealed,
+//! `HttpOnly`, `Secure` on https. [`Secret`]s never show in `Debug` output.
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

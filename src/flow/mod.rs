@@ -26,7 +26,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header
 use serde::{Deserialize, Serialize};
 
 use crate::layer::{ResponseFuture, Shared};
-use crate::provider::ProviderError;
+use crate::provider::{ProviderError, issuers_match};
 use crate::respond::{self, AuthError, Caller};
 use crate::session::cookie;
 use crate::user::{Profile, Scopes, SessionRecord};
@@ -391,7 +391,7 @@ async fn finish(
         Err(e) => return fail(provider_failure(&e)),
     };
     match params.iss.as_deref() {
-        Some(iss) if iss.trim_end_matches('/') != metadata.issuer.trim_end_matches('/') => {
+        Some(iss) if !issuers_match(iss, &metadata.issuer) => {
             return fail(AuthError::new(
                 StatusCode::BAD_REQUEST,
                 "issuer_mismatch",

@@ -256,7 +256,7 @@ fn debug_never_shows_the_secret() {
     let mut settings = ProviderSettings::new("https://huggingface.co", CLIENT_ID);
     settings.client_secret = Some(Secret::new("hf_client_secret_value"));
     let provider = Provider::new(settings).unwrap();
-    let shown = format!("{provider:?} {:?}", provider.settings());
+    let shown = format!("{provider:?} {:?}", provider.settings);
     assert!(!shown.contains("hf_client_secret_value"), "{shown}");
     assert!(shown.contains(CLIENT_ID));
 }
