@@ -47,7 +47,14 @@ struct PendingLogin {
     nonce: String,
     verifier: String,
     return_to: String,
-    created_at: u64,
+    /// Unix time in nanoseconds: fine enough to order the tabs of one browser.
+    created_ns: u64,
+}
+
+impl PendingLogin {
+    fn created_at(&self) -> u64 {
+        self.created_ns / 1_000_000_000
+    }
 }
 
 /// States whose callback already ran, so a replayed callback fails even with the same
@@ -127,6 +134,15 @@ fn now(shared: &Shared) -> u64 {
     crate::clock::unix_seconds(shared.config.clock.as_ref())
 }
 
+fn now_ns(shared: &Shared) -> u64 {
+    shared
+        .config
+        .clock
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
 /// `/login?return_to=…` for a retry link.
 pub(crate) fn login_href(shared: &Shared, return_to: &str) -> String {
     let query: String = url::form_urlencoded::Serializer::new(String::new())
@@ -186,7 +202,7 @@ async fn start(
         nonce: random_token(shared),
         verifier: random_token(shared),
         return_to,
-        created_at: now,
+        created_ns: now_ns(shared),
     };
     let challenge = URL_SAFE_NO_PAD.encode(digest(&SHA256, pending.verifier.as_bytes()));
     let name = pending_name(shared, &pending.state);
@@ -242,7 +258,7 @@ fn prune_pending(shared: &Shared, headers: &HeaderMap, now: u64) -> Vec<HeaderVa
             continue;
         }
         match open_pending(shared, name, value) {
-            Some(p) if p.created_at + PENDING_TTL > now => live.push((p.created_at, name)),
+            Some(p) if p.created_at() + PENDING_TTL > now => live.push((p.created_ns, name)),
             _ => drop.push(name),
         }
     }
@@ -370,7 +386,7 @@ async fn finish(
     let retry = login_href(shared, &pending.return_to);
     let fail =
         |err: AuthError| with_cookies(respond::error(caller, err, Some(&retry)), clear_pending());
-    let expires = pending.created_at + PENDING_TTL;
+    let expires = pending.created_at() + PENDING_TTL;
     if expires <= now {
         return fail(AuthError::new(
             StatusCode::BAD_REQUEST,
