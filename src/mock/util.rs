@@ -105,20 +105,7 @@ pub(super) fn method_not_allowed(allow: &'static str) -> Resp {
     response
 }
 
-pub(super) fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub(super) use crate::respond::html_escape as escape_html;
 
 pub(super) fn unix_now() -> u64 {
     SystemTime::now()
