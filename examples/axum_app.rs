@@ -12,16 +12,32 @@
 //! the cookie key.
 
 use axum::Router;
-use axum::response::{Html, IntoResponse, Json};
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::get;
 use tower_hf_auth::mock::MockHfProvider;
-use tower_hf_auth::{HfAuthConfig, HfAuthConfigBuilder, HfAuthLayer, HfUser, RequireLogin};
+use tower_hf_auth::{
+    HfAuthConfig, HfAuthConfigBuilder, HfAuthLayer, HfUser, OrgRole, RequireLogin, RequireOrg,
+    RequireScopes,
+};
 
 /// The app's routes behind the sign-in layer.
 pub fn app(config: HfAuthConfig) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/me", get(me).route_layer(RequireLogin))
+        // Needs `read-repos`: signed-in browsers without it are asked for it (incremental
+        // consent); if the user declines, they get a page naming the missing scope.
+        .route(
+            "/repos",
+            get(repos).route_layer(RequireScopes::all(["read-repos"])),
+        )
+        .route("/orgs/{org}", get(org).route_layer(RequireLogin))
+        .route(
+            "/acme/admin",
+            get(acme_admin).route_layer(RequireOrg::role("acme", OrgRole::Admin)),
+        )
         .layer(HfAuthLayer::new(config))
 }
 
@@ -52,7 +68,8 @@ async fn home(user: Option<HfUser>) -> Html<String> {
 <p>Signed in as <strong>{name}</strong> <span class="handle">@{username}</span></p>
 <h2>Organizations</h2><ul class="orgs">{orgs}</ul>
 <h2>Granted scopes</h2><p class="scopes">{scopes}</p>
-<p><a href="/me">Your profile as JSON</a> · <a href="/logout">Sign out</a></p>"#,
+<p><a href="/me">Your profile as JSON</a> · <a href="/repos">Repositories (needs read-repos)</a> ·
+<a href="/orgs/acme">acme</a> · <a href="/logout">Sign out</a></p>"#,
                 avatar = escape(user.avatar_url().unwrap_or("")),
                 name = escape(user.name().unwrap_or(user.username())),
                 username = escape(user.username()),
@@ -71,6 +88,43 @@ async fn home(user: Option<HfUser>) -> Html<String> {
 .button{{display:inline-block;padding:.6rem 1.2rem;background:#ffd21e;color:#000;border-radius:.5rem;text-decoration:none}}
 .handle{{color:#666}}</style></head><body><h1>tower-hf-auth demo</h1>{body}</body></html>"#
     ))
+}
+
+async fn repos(user: HfUser) -> Html<String> {
+    Html(format!(
+        "<h1>Repositories</h1><p>@{} granted <code>read-repos</code>: this app may list \
+         their private repositories with their access token.</p>",
+        escape(user.username())
+    ))
+}
+
+async fn org(user: HfUser, Path(name): Path<String>) -> Response {
+    match user.org(&name) {
+        Some(org) => Html(format!(
+            "<h1>{}</h1><p>@{} is a member (role: {}).</p>",
+            escape(org.name()),
+            escape(user.username()),
+            org.role()
+                .map_or("not granted to this app".into(), |r| r.to_string())
+        ))
+        .into_response(),
+        None => (
+            StatusCode::FORBIDDEN,
+            Html(format!(
+                "<h1>Not a member</h1><p>@{} is not a member of <code>{}</code>, or did not \
+                 grant this app access to it on the consent screen. \
+                 <a href=\"/login?return_to=/orgs/{}\">Sign in again</a> to grant it.</p>",
+                escape(user.username()),
+                escape(&name),
+                escape(&name)
+            )),
+        )
+            .into_response(),
+    }
+}
+
+async fn acme_admin(user: HfUser) -> String {
+    format!("@{} administers acme", user.username())
 }
 
 async fn me(user: HfUser) -> impl IntoResponse {
@@ -93,7 +147,7 @@ pub fn mock_config(mock: &MockHfProvider, public_url: &str) -> HfAuthConfigBuild
         .with_client_id(mock.client_id())
         .with_provider_url(mock.issuer())
         .with_public_url(public_url)
-        .with_scopes(["openid", "profile", "email", "read-repos"]);
+        .with_scopes(["openid", "profile", "email"]);
     if let Some(secret) = mock.client_secret() {
         b = b.with_client_secret(secret);
     }

@@ -63,6 +63,7 @@ impl<S: Send + Sync> FromRequestParts<S> for HfUser {
                 context,
                 caller,
                 &parts.uri,
+                None,
                 Denial::NotSignedIn,
             ))
         })

@@ -16,6 +16,8 @@
 //! # }
 //! ```
 
+use std::fmt;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -24,13 +26,23 @@ use tower_service::Service;
 
 use crate::layer::{AuthBody, AuthContext, ResponseFuture};
 use crate::respond::{self, AuthError, Caller};
-use crate::{HfUser, flow};
+use crate::{HfUser, OrgRole, flow};
 
-/// Why a guard turned a request away.
+/// Why a guard turned a request away. Built only on denial, so a passing guard
+/// allocates nothing.
 #[derive(Debug)]
 pub(crate) enum Denial {
     /// Nobody is signed in.
     NotSignedIn,
+    /// The user did not grant these scopes.
+    MissingScopes(Vec<String>),
+    /// The user is not in the organization, or their role there is too low.
+    Org {
+        org: Arc<str>,
+        role: Option<OrgRole>,
+    },
+    /// A predicate guard said no.
+    Predicate(Arc<str>),
 }
 
 /// What a guard asks of the user. Implemented by each guard type.
@@ -59,13 +71,190 @@ impl Requirement for RequireLogin {
     }
 }
 
-impl<S> Layer<S> for RequireLogin {
+/// Requires granted scopes: all of a list, or any one of it.
+///
+/// ```
+/// use tower_hf_auth::RequireScopes;
+/// let repos = RequireScopes::all(["read-repos"]);
+/// let either = RequireScopes::any(["write-repos", "manage-repos"]);
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RequireScopes {
+    scopes: Arc<[String]>,
+    all: bool,
+}
+
+impl RequireScopes {
+    /// Every one of `scopes` must be granted.
+    pub fn all<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Self {
+        Self {
+            scopes: scopes.into_iter().map(Into::into).collect(),
+            all: true,
+        }
+    }
+
+    /// At least one of `scopes` must be granted.
+    pub fn any<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Self {
+        Self {
+            scopes: scopes.into_iter().map(Into::into).collect(),
+            all: false,
+        }
+    }
+}
+
+impl Requirement for RequireScopes {
+    fn check(&self, user: Option<&HfUser>) -> Result<(), Denial> {
+        let user = user.ok_or(Denial::NotSignedIn)?;
+        let pass = if self.all {
+            self.scopes.iter().all(|s| user.has_scope(s))
+        } else {
+            self.scopes.iter().any(|s| user.has_scope(s))
+        };
+        if pass {
+            return Ok(());
+        }
+        let missing = self
+            .scopes
+            .iter()
+            .filter(|s| !user.has_scope(s))
+            .cloned()
+            .collect();
+        Err(Denial::MissingScopes(missing))
+    }
+}
+
+/// Requires membership of an organization, optionally with at least a role
+/// (`Read < Contributor < Write < Admin`).
+///
+/// A role is only known for organizations the user granted the app access to on the
+/// consent screen; membership alone is known for all.
+///
+/// ```
+/// use tower_hf_auth::{OrgRole, RequireOrg};
+/// let members = RequireOrg::member("acme");
+/// let writers = RequireOrg::role("acme", OrgRole::Write);
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RequireOrg {
+    org: Arc<str>,
+    role: Option<OrgRole>,
+}
+
+impl RequireOrg {
+    /// The user must belong to `org` (its handle, as in `huggingface.co/{org}`).
+    pub fn member(org: impl Into<String>) -> Self {
+        Self {
+            org: org.into().into(),
+            role: None,
+        }
+    }
+
+    /// The user must have at least `role` in `org`.
+    pub fn role(org: impl Into<String>, role: OrgRole) -> Self {
+        Self {
+            org: org.into().into(),
+            role: Some(role),
+        }
+    }
+}
+
+impl Requirement for RequireOrg {
+    fn check(&self, user: Option<&HfUser>) -> Result<(), Denial> {
+        let user = user.ok_or(Denial::NotSignedIn)?;
+        let pass = user
+            .org(&self.org)
+            .is_some_and(|org| self.role.is_none() || org.role() >= self.role);
+        if pass {
+            Ok(())
+        } else {
+            Err(Denial::Org {
+                org: self.org.clone(),
+                role: self.role,
+            })
+        }
+    }
+}
+
+/// Requires a condition on the user, named for the denial message.
+///
+/// ```
+/// use tower_hf_auth::RequireUser;
+/// let pro_only = RequireUser::new("a PRO subscription", |user| user.is_pro());
+/// ```
+#[must_use]
+pub struct RequireUser<F> {
+    name: Arc<str>,
+    predicate: Arc<F>,
+}
+
+impl<F> RequireUser<F>
+where
+    F: Fn(&HfUser) -> bool,
+{
+    /// A guard passing users for whom `predicate` is true; `name` says what is
+    /// required ("a PRO subscription") in the denial.
+    pub fn new(name: impl Into<String>, predicate: F) -> Self {
+        Self {
+            name: name.into().into(),
+            predicate: Arc::new(predicate),
+        }
+    }
+}
+
+impl<F> Clone for RequireUser<F> {
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            predicate: self.predicate.clone(),
+        }
+    }
+}
+
+impl<F> fmt::Debug for RequireUser<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequireUser")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: Fn(&HfUser) -> bool> Requirement for RequireUser<F> {
+    fn check(&self, user: Option<&HfUser>) -> Result<(), Denial> {
+        let user = user.ok_or(Denial::NotSignedIn)?;
+        if (self.predicate)(user) {
+            Ok(())
+        } else {
+            Err(Denial::Predicate(self.name.clone()))
+        }
+    }
+}
+
+macro_rules! guard_layer {
+    ($($ty:ty),*) => {$(
+        impl<S> Layer<S> for $ty {
+            type Service = Guard<S, Self>;
+
+            fn layer(&self, inner: S) -> Self::Service {
+                Guard {
+                    inner,
+                    requirement: self.clone(),
+                }
+            }
+        }
+    )*};
+}
+
+guard_layer!(RequireLogin, RequireScopes, RequireOrg);
+
+impl<S, F> Layer<S> for RequireUser<F> {
     type Service = Guard<S, Self>;
 
     fn layer(&self, inner: S) -> Self::Service {
         Guard {
             inner,
-            requirement: *self,
+            requirement: self.clone(),
         }
     }
 }
@@ -104,7 +293,8 @@ where
                 ResponseFuture::inner(inner.call(req), Vec::new())
             }
             Err(denial) => {
-                ResponseFuture::ready(deny(context, Caller::of(&req), req.uri(), denial))
+                let user = req.extensions().get::<HfUser>();
+                ResponseFuture::ready(deny(context, Caller::of(&req), req.uri(), user, denial))
             }
         }
     }
@@ -126,6 +316,7 @@ pub(crate) fn deny(
     context: &AuthContext,
     caller: Caller,
     uri: &http::Uri,
+    user: Option<&HfUser>,
     denial: Denial,
 ) -> Response<respond::Body> {
     let config = &context.0.config;
@@ -152,6 +343,58 @@ pub(crate) fn deny(
                 }
             }
             res
+        }
+        Denial::MissingScopes(missing) => {
+            let here = uri.path_and_query().map_or("/", |pq| pq.as_str());
+            let wanted = missing.join(" ");
+            let retry = flow::consent_href(&context.0, &flow::return_to::sanitize(here), &wanted);
+            // Asked before and still not granted: explain instead of looping.
+            let asked = user.is_some_and(|u| missing.iter().all(|m| u.asked_scopes().contains(m)));
+            if caller == Caller::Browser && !asked {
+                // Incremental consent: sign in again asking for the missing scopes too.
+                return respond::redirect(&retry);
+            }
+            let err = AuthError::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                format!("This needs the scope(s) `{wanted}`, which were not granted."),
+            );
+            let mut res = respond::error(caller, err, Some(&retry));
+            if caller == Caller::Api {
+                let challenge = format!(
+                    "Bearer error=\"insufficient_scope\", scope=\"{}\"",
+                    wanted.replace(['"', '\\'], "")
+                );
+                if let Ok(v) = HeaderValue::from_str(&challenge) {
+                    res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            res
+        }
+        Denial::Org { org, role } => {
+            let needed = role.map_or_else(
+                || format!("membership of the organization `{org}`"),
+                |r| format!("the `{r}` role (or higher) in the organization `{org}`"),
+            );
+            let err = AuthError::new(
+                StatusCode::FORBIDDEN,
+                "org_required",
+                format!(
+                    "This needs {needed}. Access to an organization is granted on Hugging \
+                     Face's consent screen: sign in again and grant it."
+                ),
+            );
+            let here = uri.path_and_query().map_or("/", |pq| pq.as_str());
+            let retry = flow::login_href(&context.0, &flow::return_to::sanitize(here));
+            respond::error(caller, err, Some(&retry))
+        }
+        Denial::Predicate(name) => {
+            let err = AuthError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("This needs {name}."),
+            );
+            respond::error(caller, err, None)
         }
     }
 }

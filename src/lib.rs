@@ -83,7 +83,7 @@ pub mod user;
 
 pub use clock::{Clock, SystemClock};
 pub use config::{ConfigError, HfAuthConfig, HfAuthConfigBuilder};
-pub use guard::RequireLogin;
+pub use guard::{RequireLogin, RequireOrg, RequireScopes, RequireUser};
 pub use id_token::IdTokenError;
 pub use layer::{AuthBody, HfAuth, HfAuthLayer};
 pub use provider::{ClientAuth, ProviderError};

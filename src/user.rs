@@ -333,6 +333,9 @@ pub(crate) struct SessionRecord {
     pub(crate) expires_at: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) refresh_token: Option<Secret>,
+    /// The scopes asked for at sign-in, to tell "declined" from "never asked".
+    #[serde(default)]
+    pub(crate) asked: Scopes,
 }
 
 /// The signed-in Hugging Face user, inserted into request extensions by
@@ -430,6 +433,13 @@ impl HfUser {
     #[must_use]
     pub fn has_scope(&self, scope: &str) -> bool {
         self.0.scopes.contains(scope)
+    }
+
+    /// The scopes the app asked for when this session was made (the user may have
+    /// granted fewer).
+    #[must_use]
+    pub fn asked_scopes(&self) -> &Scopes {
+        &self.0.asked
     }
 
     /// The OAuth access token, for calling Hugging Face on the user's behalf.
@@ -532,6 +542,7 @@ mod tests {
             access_token: Secret::new("hf_oauth_secret_value"),
             expires_at: 10,
             refresh_token: Some(Secret::new("refresh_secret_value")),
+            asked: Scopes::parse("openid profile"),
         };
         let user = HfUser::from_record(record);
         let json = serde_json::to_string(&user).unwrap();

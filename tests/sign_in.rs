@@ -27,7 +27,7 @@ async fn happy_path_signs_in_with_the_right_user_and_honours_return_path() {
     assert_eq!(q["code_challenge"].len(), 43);
     assert!(q["state"].len() >= 22, "at least 128 bits of state");
     assert!(!q["nonce"].is_empty());
-    assert_eq!(q["scope"], "openid profile email read-repos");
+    assert_eq!(q["scope"], "openid profile email");
 
     let callback = authorize(&browser, &authorize_url, "alice").await;
     assert!(
@@ -62,7 +62,7 @@ async fn happy_path_signs_in_with_the_right_user_and_honours_return_path() {
     assert_eq!(me["id"].as_str().unwrap().len(), 24);
     assert_eq!(
         me["scopes"],
-        serde_json::json!(["openid", "profile", "email", "read-repos"])
+        serde_json::json!(["openid", "profile", "email"])
     );
     let acme = me["orgs"]
         .as_array()

@@ -47,6 +47,8 @@ struct PendingLogin {
     nonce: String,
     verifier: String,
     return_to: String,
+    /// The scopes asked for.
+    scope: String,
     /// Unix time in nanoseconds: fine enough to order the tabs of one browser.
     created_ns: u64,
 }
@@ -143,6 +145,22 @@ fn now_ns(shared: &Shared) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
+/// A scope as RFC 6749 §3.3 allows it, short enough to be one.
+fn is_scope_token(s: &str) -> bool {
+    s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+}
+
+/// `/login?return_to=…&scope=…`: sign in again asking for more scopes.
+pub(crate) fn consent_href(shared: &Shared, return_to: &str, scope: &str) -> String {
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("return_to", return_to)
+        .append_pair("scope", scope)
+        .finish();
+    format!("{}?{query}", shared.config.login_path)
+}
+
 /// `/login?return_to=…` for a retry link.
 pub(crate) fn login_href(shared: &Shared, return_to: &str) -> String {
     let query: String = url::form_urlencoded::Serializer::new(String::new())
@@ -184,9 +202,21 @@ async fn start(
     headers: &HeaderMap,
 ) -> Response<respond::Body> {
     let config = &shared.config;
-    let return_to = url::form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "return_to")
-        .map_or_else(|| "/".to_owned(), |(_, v)| return_to::sanitize(&v));
+    let mut return_to = "/".to_owned();
+    let mut scopes = config.scopes.clone();
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        match &*k {
+            "return_to" => return_to = return_to::sanitize(&v),
+            // Incremental consent: the guards ask for the scopes a route is missing.
+            "scope" => {
+                scopes = scopes
+                    .iter()
+                    .chain(v.split_ascii_whitespace().filter(|s| is_scope_token(s)))
+                    .collect()
+            }
+            _ => {}
+        }
+    }
     let metadata = match config.provider.metadata().await {
         Ok(m) => m,
         Err(e) => {
@@ -202,6 +232,7 @@ async fn start(
         nonce: random_token(shared),
         verifier: random_token(shared),
         return_to,
+        scope: scopes.to_string(),
         created_ns: now_ns(shared),
     };
     let challenge = URL_SAFE_NO_PAD.encode(digest(&SHA256, pending.verifier.as_bytes()));
@@ -222,7 +253,7 @@ async fn start(
         q.append_pair("response_type", "code")
             .append_pair("client_id", &config.client_id)
             .append_pair("redirect_uri", &config.redirect_uri)
-            .append_pair("scope", &config.scopes.to_string())
+            .append_pair("scope", &pending.scope)
             .append_pair("state", &pending.state)
             .append_pair("nonce", &pending.nonce)
             .append_pair("code_challenge", &challenge)
@@ -493,13 +524,14 @@ async fn finish(
     let scopes = tokens
         .scope
         .as_deref()
-        .map_or_else(|| config.scopes.clone(), Scopes::parse);
+        .map_or_else(|| Scopes::parse(&pending.scope), Scopes::parse);
     let record = SessionRecord {
         profile,
         scopes,
         access_token: tokens.access_token,
         expires_at: now + tokens.expires_in.unwrap_or(3600).max(1),
         refresh_token: tokens.refresh_token,
+        asked: Scopes::parse(&pending.scope),
     };
     let present = cookie::read_chunked(headers, &config.sessions.name).present;
     let Ok(mut set_cookies) = config.sessions.save(&record, present, now) else {

@@ -122,6 +122,7 @@ mod tests {
             access_token: Secret::new("hf_oauth_token"),
             expires_at,
             refresh_token: None,
+            asked: Scopes::default(),
         }
     }
 

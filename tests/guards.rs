@@ -1,0 +1,183 @@
+//! Guards over real sockets: the example app's `/repos` (`RequireScopes`),
+//! `/acme/admin` (`RequireOrg`) and `/orgs/{org}`, for browsers, API and gRPC callers.
+#![allow(unreachable_pub)]
+
+mod common;
+
+use common::*;
+use reqwest::{Response, StatusCode, header};
+use tower_hf_auth::mock::MockUser;
+
+async fn api(browser: &Browser, url: &str) -> Response {
+    browser.get_json(url).await
+}
+
+async fn grpc(browser: &Browser, url: &str) -> Response {
+    browser
+        .http
+        .get(url)
+        .header(header::CONTENT_TYPE, "application/grpc")
+        .send()
+        .await
+        .unwrap()
+}
+
+fn grpc_status(res: &Response) -> &str {
+    assert_eq!(res.status(), StatusCode::OK, "gRPC errors are HTTP 200");
+    res.headers()["grpc-status"].to_str().unwrap()
+}
+
+#[tokio::test]
+async fn scope_guard_answers_each_caller() {
+    let app = app().await;
+    let repos = format!("{}/repos", app.base);
+    let browser = Browser::new();
+
+    // Signed out.
+    let res = browser.get(&repos).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/login?return_to=%2Frepos");
+    assert_eq!(
+        api(&browser, &repos).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(grpc_status(&grpc(&browser, &repos).await), "16");
+
+    // Signed in without `read-repos`.
+    signed_in(&app, &browser, "alice").await;
+    let res = browser.get(&repos).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "browsers are asked for the scope"
+    );
+    assert_eq!(location(&res), "/login?return_to=%2Frepos&scope=read-repos");
+    let res = api(&browser, &repos).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        res.headers()[header::WWW_AUTHENTICATE],
+        "Bearer error=\"insufficient_scope\", scope=\"read-repos\""
+    );
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "insufficient_scope");
+    assert_eq!(grpc_status(&grpc(&browser, &repos).await), "7");
+}
+
+/// Follows the guard's redirect through the provider and back.
+async fn consent(app: &TestApp, browser: &Browser, user: &str, url: &str) -> Response {
+    let res = browser.get(url).await;
+    let login = absolute(app, &location(&res));
+    let res = browser.get(&login).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let authorize_url = location(&res);
+    assert!(authorize_url.contains("read-repos"), "{authorize_url}");
+    let callback = authorize(browser, &authorize_url, user).await;
+    let res = browser.get(&callback).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        res.text().await.unwrap()
+    );
+    assert_eq!(location(&res), "/repos");
+    browser.get(url).await
+}
+
+#[tokio::test]
+async fn incremental_consent_grants_the_missing_scope() {
+    let app = app().await;
+    let browser = Browser::new();
+    signed_in(&app, &browser, "alice").await;
+    let repos = format!("{}/repos", app.base);
+    let res = consent(&app, &browser, "alice", &repos).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.text().await.unwrap().contains("read-repos"));
+    let me: serde_json::Value = browser
+        .get_json(&format!("{}/me", app.base))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        me["scopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == "read-repos")
+    );
+}
+
+#[tokio::test]
+async fn a_declined_scope_gets_a_page_not_a_loop() {
+    let mock = mock_with(|b| {
+        b.add_user(MockUser::new("dora").with_granted_scopes(Some(vec![
+            "openid".into(),
+            "profile".into(),
+            "email".into(),
+        ])))
+    })
+    .await;
+    let app = app_with(mock, |b| b).await;
+    let browser = Browser::new();
+    signed_in(&app, &browser, "dora").await;
+    let repos = format!("{}/repos", app.base);
+    let res = consent(&app, &browser, "dora", &repos).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "no second redirect");
+    let body = res.text().await.unwrap();
+    assert!(
+        body.contains("read-repos") && body.contains("Try again"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn org_role_guard_answers_each_caller() {
+    let app = app().await;
+    let admin = format!("{}/acme/admin", app.base);
+
+    let nobody = Browser::new();
+    assert_eq!(
+        location(&nobody.get(&admin).await),
+        "/login?return_to=%2Facme%2Fadmin"
+    );
+    assert_eq!(
+        api(&nobody, &admin).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    let alice = Browser::new();
+    signed_in(&app, &alice, "alice").await;
+    let res = alice.get(&admin).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.text().await.unwrap(), "@alice administers acme");
+
+    for (user, why) in [("carol", "role too low"), ("bob", "not a member")] {
+        let browser = Browser::new();
+        signed_in(&app, &browser, user).await;
+        let res = browser.get(&admin).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{user}: {why}");
+        let page = res.text().await.unwrap();
+        assert!(
+            page.contains("`admin`") && page.contains("`acme`") && page.contains("consent"),
+            "{page}"
+        );
+        let res = api(&browser, &admin).await;
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "org_required");
+        assert_eq!(grpc_status(&grpc(&browser, &admin).await), "7");
+    }
+}
+
+#[tokio::test]
+async fn org_pages_show_membership() {
+    let app = app().await;
+    let browser = Browser::new();
+    signed_in(&app, &browser, "bob").await;
+    let res = browser.get(&format!("{}/orgs/acme", app.base)).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    signed_in(&app, &browser, "alice").await;
+    let res = browser.get(&format!("{}/orgs/acme", app.base)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.text().await.unwrap().contains("role: admin"));
+}
