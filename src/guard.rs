@@ -1,7 +1,9 @@
 //! Guards: layers that sit on the routes that need something of the user and turn "no
 //! user" or "not allowed" into the right answer for the caller.
 //!
-//! [`RequireLogin`] asks for a signed-in user. A browser without one is redirected to
+//! [`RequireLogin`] asks for a signed-in user, [`RequireScopes`] for granted scopes,
+//! [`RequireOrg`] for organization membership or role, and [`RequireUser`] for any
+//! condition on the user. A browser without a user is redirected to
 //! sign in and brought back; an API client gets `401` with `WWW-Authenticate: Bearer`
 //! and a JSON body; a gRPC client gets `grpc-status: 16`. Guards read the user that
 //! [`HfAuthLayer`](crate::HfAuthLayer) put into the request, so that layer must wrap
