@@ -54,8 +54,11 @@ impl<S: Send + Sync> FromRequestParts<S> for HfUser {
     type Rejection = HfUserRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let caller = Caller::of_parts(&parts.method, &parts.headers);
-        let Some(context) = parts.extensions.get::<AuthContext>() else {
+        let context = parts.extensions.get::<AuthContext>();
+        let caller = context
+            .and_then(|c| c.caller)
+            .unwrap_or_else(|| Caller::of_parts(&parts.method, &parts.headers));
+        let Some(context) = context else {
             return Err(HfUserRejection(guard::missing_layer(caller)));
         };
         parts.extensions.get::<HfUser>().cloned().ok_or_else(|| {

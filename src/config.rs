@@ -38,7 +38,7 @@ use crate::provider::{ClientAuth, Provider, ProviderError, ProviderSettings, is_
 use crate::session::SessionCookies;
 use crate::session::codec::KeyRing;
 use crate::session::cookie::{CookieAttrs, SameSite};
-use crate::user::Scopes;
+use crate::user::{HfUser, Scopes};
 
 /// The issuer used when `OPENID_PROVIDER_URL` is not set.
 pub const DEFAULT_PROVIDER_URL: &str = "https://huggingface.co";
@@ -115,6 +115,7 @@ pub struct HfAuthConfigBuilder {
     post_logout_redirect: Option<String>,
     cookie_name: Option<String>,
     org_ids: Vec<String>,
+    authorized_orgs: Vec<String>,
     leeway: Option<Duration>,
     timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
@@ -388,6 +389,23 @@ impl HfAuthConfigBuilder {
         self
     }
 
+    /// Restricts the whole app to members of these organizations (by handle), like a
+    /// Space's `hf_oauth_authorized_org`: anyone else is refused at sign-in with a page
+    /// saying why, and existing sessions of non-members yield no user. Default: anyone
+    /// with a Hugging Face account.
+    ///
+    /// ```
+    /// let b = tower_hf_auth::HfAuthConfig::builder().with_authorized_orgs(["acme", "acme-labs"]);
+    /// ```
+    pub fn with_authorized_orgs<I, S>(mut self, orgs: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.authorized_orgs = orgs.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Checks every setting and builds the configuration.
     ///
     /// # Errors
@@ -550,6 +568,7 @@ impl HfAuthConfigBuilder {
             logout_path,
             post_logout_redirect,
             org_ids: self.org_ids,
+            authorized_orgs: self.authorized_orgs,
             pending_prefix: format!("{cookie_name}_login_"),
             pending_path,
             max_pending_logins: self.max_pending_logins.unwrap_or(5).max(1),
@@ -627,6 +646,7 @@ pub struct HfAuthConfig {
     pub(crate) logout_path: String,
     pub(crate) post_logout_redirect: String,
     pub(crate) org_ids: Vec<String>,
+    pub(crate) authorized_orgs: Vec<String>,
     pub(crate) pending_prefix: String,
     pub(crate) pending_path: String,
     pub(crate) max_pending_logins: usize,
@@ -673,6 +693,17 @@ impl HfAuthConfig {
     #[must_use]
     pub fn login_path(&self) -> &str {
         &self.login_path
+    }
+
+    /// Whether `user` may use the app at all (see
+    /// [`with_authorized_orgs`](HfAuthConfigBuilder::with_authorized_orgs)).
+    #[must_use]
+    pub fn is_authorized(&self, user: &HfUser) -> bool {
+        self.authorized_orgs.is_empty()
+            || self
+                .authorized_orgs
+                .iter()
+                .any(|org| user.org(org).is_some())
     }
 
     /// Whether cookie keys were made at random because no secret was configured.

@@ -233,33 +233,67 @@ impl<F: Fn(&HfUser) -> bool> Requirement for RequireUser<F> {
     }
 }
 
+/// A guard that answers every denial as one kind of [`Caller`], whatever the request
+/// looks like. Made by the guards' `for_api()`, `for_grpc()` and `for_browser()`.
+///
+/// ```
+/// use tower_hf_auth::RequireScopes;
+/// // A JSON API: never redirect, even when a request accepts HTML.
+/// let guard = RequireScopes::all(["read-repos"]).for_api();
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct AnswerAs<G> {
+    guard: G,
+    caller: Caller,
+}
+
 macro_rules! guard_layer {
-    ($($ty:ty),*) => {$(
-        impl<S> Layer<S> for $ty {
+    ($([$($gen:ident)?] $ty:ty),*) => {$(
+        impl<S $(, $gen)?> Layer<S> for $ty {
             type Service = Guard<S, Self>;
 
             fn layer(&self, inner: S) -> Self::Service {
                 Guard {
                     inner,
                     requirement: self.clone(),
+                    caller: None,
                 }
+            }
+        }
+
+        impl<S $(, $gen)?> Layer<S> for AnswerAs<$ty> {
+            type Service = Guard<S, $ty>;
+
+            fn layer(&self, inner: S) -> Self::Service {
+                Guard {
+                    inner,
+                    requirement: self.guard.clone(),
+                    caller: Some(self.caller),
+                }
+            }
+        }
+
+        impl$(<$gen>)? $ty {
+            /// Answers denials as to an API client (401/403 with JSON), whatever the request.
+            pub fn for_api(self) -> AnswerAs<Self> {
+                AnswerAs { guard: self, caller: Caller::Api }
+            }
+
+            /// Answers denials with gRPC statuses (16/7), whatever the request.
+            pub fn for_grpc(self) -> AnswerAs<Self> {
+                AnswerAs { guard: self, caller: Caller::Grpc }
+            }
+
+            /// Answers denials as to a browser (redirects and pages), whatever the request.
+            pub fn for_browser(self) -> AnswerAs<Self> {
+                AnswerAs { guard: self, caller: Caller::Browser }
             }
         }
     )*};
 }
 
-guard_layer!(RequireLogin, RequireScopes, RequireOrg);
-
-impl<S, F> Layer<S> for RequireUser<F> {
-    type Service = Guard<S, Self>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Guard {
-            inner,
-            requirement: self.clone(),
-        }
-    }
-}
+guard_layer!([] RequireLogin, [] RequireScopes, [] RequireOrg, [F] RequireUser<F>);
 
 /// The service a guard layer makes: passes the request on when its requirement holds,
 /// answers the caller itself when not.
@@ -268,6 +302,7 @@ impl<S, F> Layer<S> for RequireUser<F> {
 pub struct Guard<S, R> {
     inner: S,
     requirement: R,
+    caller: Option<Caller>,
 }
 
 impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for Guard<S, R>
@@ -284,8 +319,13 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let Some(context) = req.extensions().get::<AuthContext>() else {
-            return ResponseFuture::ready(missing_layer(Caller::of(&req)));
+        let context = req.extensions().get::<AuthContext>();
+        let caller = self
+            .caller
+            .or_else(|| context.and_then(|c| c.caller))
+            .unwrap_or_else(|| Caller::of(&req));
+        let Some(context) = context else {
+            return ResponseFuture::ready(missing_layer(caller));
         };
         match self.requirement.check(req.extensions().get::<HfUser>()) {
             Ok(()) => {
@@ -296,7 +336,7 @@ where
             }
             Err(denial) => {
                 let user = req.extensions().get::<HfUser>();
-                ResponseFuture::ready(deny(context, Caller::of(&req), req.uri(), user, denial))
+                ResponseFuture::ready(deny(context, caller, req.uri(), user, denial))
             }
         }
     }
@@ -321,11 +361,11 @@ pub(crate) fn deny(
     user: Option<&HfUser>,
     denial: Denial,
 ) -> Response<respond::Body> {
-    let config = &context.0.config;
+    let config = &context.shared.config;
     match denial {
         Denial::NotSignedIn => {
             let here = uri.path_and_query().map_or("/", |pq| pq.as_str());
-            let login = flow::login_href(&context.0, &flow::return_to::sanitize(here));
+            let login = flow::login_href(&context.shared, &flow::return_to::sanitize(here));
             if caller == Caller::Browser {
                 return respond::redirect(&login);
             }
@@ -349,7 +389,8 @@ pub(crate) fn deny(
         Denial::MissingScopes(missing) => {
             let here = uri.path_and_query().map_or("/", |pq| pq.as_str());
             let wanted = missing.join(" ");
-            let retry = flow::consent_href(&context.0, &flow::return_to::sanitize(here), &wanted);
+            let retry =
+                flow::consent_href(&context.shared, &flow::return_to::sanitize(here), &wanted);
             // Asked before and still not granted: explain instead of looping.
             let asked = user.is_some_and(|u| missing.iter().all(|m| u.asked_scopes().contains(m)));
             if caller == Caller::Browser && !asked {
@@ -387,7 +428,7 @@ pub(crate) fn deny(
                 ),
             );
             let here = uri.path_and_query().map_or("/", |pq| pq.as_str());
-            let retry = flow::login_href(&context.0, &flow::return_to::sanitize(here));
+            let retry = flow::login_href(&context.shared, &flow::return_to::sanitize(here));
             respond::error(caller, err, Some(&retry))
         }
         Denial::Predicate(name) => {

@@ -350,6 +350,10 @@ impl HfUser {
         Self(Arc::new(record))
     }
 
+    pub(crate) fn record(&self) -> &SessionRecord {
+        &self.0
+    }
+
     /// The user's stable id (`sub`): 24 hex characters that survive renames.
     #[must_use]
     pub fn id(&self) -> &str {

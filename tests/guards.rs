@@ -181,3 +181,102 @@ async fn org_pages_show_membership() {
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.text().await.unwrap().contains("role: admin"));
 }
+
+#[tokio::test]
+async fn authorized_orgs_restrict_the_whole_app() {
+    let app = app_with(mock().await, |b| b.with_authorized_orgs(["acme"])).await;
+    let outsider = Browser::new();
+    let res = sign_in(&app, &outsider, "bob", "/").await;
+    assert_rejected(
+        &app,
+        &outsider,
+        res,
+        StatusCode::FORBIDDEN,
+        "only for members of `acme`",
+    )
+    .await;
+    signed_in(&app, &Browser::new(), "carol").await;
+}
+
+#[tokio::test]
+async fn guards_stack_and_callers_can_be_fixed() {
+    use axum::{Router, routing::get};
+    use tower_hf_auth::{HfAuthLayer, OrgRole, RequireOrg, RequireScopes, RequireUser};
+
+    let app = serve(
+        mock().await,
+        |b| b,
+        |config| {
+            Router::new()
+                .route(
+                    "/me",
+                    get(|user: tower_hf_auth::HfUser| async move { axum::Json(user) }),
+                )
+                .route(
+                    "/both",
+                    get(|| async { "ok" })
+                        .route_layer(RequireScopes::all(["email"]))
+                        .route_layer(RequireOrg::role("acme", OrgRole::Write)),
+                )
+                .route(
+                    "/pro",
+                    get(|| async { "pro" })
+                        .route_layer(RequireUser::new("a PRO subscription", |u| u.is_pro())),
+                )
+                .route(
+                    "/api",
+                    get(|| async { "api" })
+                        .route_layer(RequireScopes::all(["read-repos"]).for_api()),
+                )
+                .route(
+                    "/rpc",
+                    get(|| async { "rpc" })
+                        .route_layer(RequireScopes::all(["read-repos"]).for_grpc()),
+                )
+                .layer(HfAuthLayer::new(config))
+        },
+    )
+    .await;
+    let url = |p: &str| format!("{}{p}", app.base);
+
+    let nobody = Browser::new();
+    let res = nobody.get(&url("/api")).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::UNAUTHORIZED,
+        "for_api: no redirect even for a browser"
+    );
+    assert_eq!(grpc_status(&nobody.get(&url("/rpc")).await), "16");
+
+    let bob = Browser::new();
+    signed_in(&app, &bob, "bob").await;
+    assert_eq!(
+        bob.get(&url("/both")).await.status(),
+        StatusCode::FORBIDDEN,
+        "bob is in no org"
+    );
+    let res = bob.get(&url("/pro")).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(res.text().await.unwrap().contains("a PRO subscription"));
+    let res = bob.get(&url("/api")).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(
+        res.headers()[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains("insufficient_scope")
+    );
+
+    let carol = Browser::new();
+    signed_in(&app, &carol, "carol").await;
+    let res = carol.get(&url("/both")).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "write in acme and email granted"
+    );
+
+    let alice = Browser::new();
+    signed_in(&app, &alice, "alice").await;
+    assert_eq!(alice.get(&url("/pro")).await.text().await.unwrap(), "pro");
+}

@@ -29,7 +29,7 @@ use crate::layer::{ResponseFuture, Shared};
 use crate::provider::{ProviderError, issuers_match};
 use crate::respond::{self, AuthError, Caller};
 use crate::session::cookie;
-use crate::user::{Profile, Scopes, SessionRecord};
+use crate::user::{HfUser, Profile, Scopes, SessionRecord};
 
 /// How long a sign-in may take from `/login` to the callback.
 const PENDING_TTL: u64 = 600;
@@ -85,11 +85,15 @@ impl UsedStates {
 }
 
 /// Answers the crate's own routes; `None` for every other request.
-pub(crate) fn route<B, F>(shared: &Arc<Shared>, req: &Request<B>) -> Option<ResponseFuture<F>> {
+pub(crate) fn route<B, F>(
+    shared: &Arc<Shared>,
+    req: &Request<B>,
+    caller: Option<Caller>,
+) -> Option<ResponseFuture<F>> {
     let config = &shared.config;
     let path = req.uri().path();
     let is_get = matches!(*req.method(), Method::GET | Method::HEAD);
-    let caller = Caller::of(req);
+    let caller = caller.unwrap_or_else(|| Caller::of(req));
     if path == config.logout_path {
         if !is_get && req.method() != Method::POST {
             return Some(ResponseFuture::ready(method_not_allowed(
@@ -533,8 +537,26 @@ async fn finish(
         refresh_token: tokens.refresh_token,
         asked: Scopes::parse(&pending.scope),
     };
+    let user = HfUser::from_record(record);
+    if !config.is_authorized(&user) {
+        return fail(AuthError::new(
+            StatusCode::FORBIDDEN,
+            "org_required",
+            format!(
+                "This app is only for members of {}. If you are one, sign in again and \
+                 grant access to the organization on Hugging Face's consent screen.",
+                config
+                    .authorized_orgs
+                    .iter()
+                    .map(|o| format!("`{o}`"))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+        ));
+    }
+    let record = user.record();
     let present = cookie::read_chunked(headers, &config.sessions.name).present;
-    let Ok(mut set_cookies) = config.sessions.save(&record, present, now) else {
+    let Ok(mut set_cookies) = config.sessions.save(record, present, now) else {
         return fail(AuthError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "session_too_large",

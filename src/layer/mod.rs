@@ -37,6 +37,7 @@ pub use future::ResponseFuture;
 use crate::HfUser;
 use crate::config::HfAuthConfig;
 use crate::flow::{self, UsedStates};
+use crate::respond::Caller;
 use crate::session::Loaded;
 
 /// State shared by the layer, its services and the guards.
@@ -49,13 +50,18 @@ pub(crate) struct Shared {
 /// Put into every request's extensions by the layer, so guards know where sign-in
 /// starts (and know that the layer is there at all).
 #[derive(Debug, Clone)]
-pub(crate) struct AuthContext(pub(crate) Arc<Shared>);
+pub(crate) struct AuthContext {
+    pub(crate) shared: Arc<Shared>,
+    /// How guards answer, when the layer was told (`for_api()`, …).
+    pub(crate) caller: Option<Caller>,
+}
 
 /// The sign-in layer. Cheap to clone.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct HfAuthLayer {
     shared: Arc<Shared>,
+    caller: Option<Caller>,
 }
 
 impl HfAuthLayer {
@@ -66,7 +72,33 @@ impl HfAuthLayer {
                 config,
                 used_states: UsedStates::default(),
             }),
+            caller: None,
         }
+    }
+
+    /// Answers every denial and error as to an API client (status codes and JSON),
+    /// whatever the request looks like. Default: decided per request ([`Caller::of`]).
+    ///
+    /// ```
+    /// # let config = tower_hf_auth::HfAuthConfig::builder()
+    /// #     .with_client_id("id").with_public_url("http://127.0.0.1:1").build().unwrap();
+    /// let layer = tower_hf_auth::HfAuthLayer::new(config).for_api();
+    /// ```
+    pub fn for_api(mut self) -> Self {
+        self.caller = Some(Caller::Api);
+        self
+    }
+
+    /// Answers every denial and error with gRPC statuses. Default: decided per request.
+    ///
+    /// ```
+    /// # let config = tower_hf_auth::HfAuthConfig::builder()
+    /// #     .with_client_id("id").with_public_url("http://127.0.0.1:1").build().unwrap();
+    /// let layer = tower_hf_auth::HfAuthLayer::new(config).for_grpc();
+    /// ```
+    pub fn for_grpc(mut self) -> Self {
+        self.caller = Some(Caller::Grpc);
+        self
     }
 }
 
@@ -77,6 +109,7 @@ impl<S> Layer<S> for HfAuthLayer {
         HfAuth {
             inner,
             shared: self.shared.clone(),
+            caller: self.caller,
         }
     }
 }
@@ -87,6 +120,7 @@ impl<S> Layer<S> for HfAuthLayer {
 pub struct HfAuth<S> {
     inner: S,
     shared: Arc<Shared>,
+    caller: Option<Caller>,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for HfAuth<S>
@@ -102,21 +136,25 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        if let Some(answer) = flow::route(&self.shared, &req) {
+        if let Some(answer) = flow::route(&self.shared, &req, self.caller) {
             return answer;
         }
         let config = &self.shared.config;
         let now = crate::clock::unix_seconds(config.clock.as_ref());
         let set_cookies = match config.sessions.load(req.headers(), now) {
             Loaded::Valid(user) => {
-                req.extensions_mut().insert::<HfUser>(user);
+                if config.is_authorized(&user) {
+                    req.extensions_mut().insert::<HfUser>(user);
+                }
                 Vec::new()
             }
             Loaded::Invalid { present } => config.sessions.clear(present),
             Loaded::Absent => Vec::new(),
         };
-        req.extensions_mut()
-            .insert(AuthContext(self.shared.clone()));
+        req.extensions_mut().insert(AuthContext {
+            shared: self.shared.clone(),
+            caller: self.caller,
+        });
         // `poll_ready` readied `self.inner`; call that one and leave a fresh clone in its
         // place for the next request.
         let clone = self.inner.clone();

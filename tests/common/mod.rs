@@ -68,6 +68,15 @@ pub async fn app_with(
     mock: Arc<MockHfProvider>,
     customize: impl FnOnce(HfAuthConfigBuilder) -> HfAuthConfigBuilder,
 ) -> TestApp {
+    serve(mock, customize, example::app).await
+}
+
+/// A router of the test's own, made from the test configuration, against `mock`.
+pub async fn serve(
+    mock: Arc<MockHfProvider>,
+    customize: impl FnOnce(HfAuthConfigBuilder) -> HfAuthConfigBuilder,
+    router: impl FnOnce(tower_hf_auth::HfAuthConfig) -> axum::Router,
+) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let base = format!("http://{addr}");
@@ -78,7 +87,7 @@ pub async fn app_with(
         .with_timeout(Duration::from_secs(2))
         .with_jwks_min_refresh_interval(Duration::ZERO);
     let config = customize(builder).build().expect("test config is valid");
-    let router = example::app(config);
+    let router = router(config);
     let server = tokio::spawn(async move {
         axum::serve(listener, router).await.unwrap();
     });
