@@ -66,7 +66,7 @@ impl<S: Send + Sync> FromRequestParts<S> for HfUser {
                 context,
                 caller,
                 &parts.uri,
-                None,
+                &parts.extensions,
                 Denial::NotSignedIn,
             ))
         })

@@ -33,6 +33,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::Secret;
+use crate::bearer::{BearerSettings, BearerValidation, BearerValidator};
 use crate::clock::{Clock, SystemClock};
 use crate::provider::{ClientAuth, Provider, ProviderError, ProviderSettings, is_loopback};
 use crate::session::SessionCookies;
@@ -116,6 +117,8 @@ pub struct HfAuthConfigBuilder {
     cookie_name: Option<String>,
     org_ids: Vec<String>,
     authorized_orgs: Vec<String>,
+    bearer: BearerSettings,
+    bearer_enabled: bool,
     leeway: Option<Duration>,
     timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
@@ -389,6 +392,67 @@ impl HfAuthConfigBuilder {
         self
     }
 
+    /// Accepts `Authorization: Bearer <token>` instead of a session, for API and gRPC
+    /// clients: `hf_oauth_…` tokens are checked at the provider's userinfo endpoint,
+    /// other `hf_…` tokens at `/api/whoami-v2` (see [`with_bearer_validation`]), and the
+    /// answers are cached (see the [`bearer`](crate::bearer) module for how a token's
+    /// scopes are known). Default: off.
+    ///
+    /// [`with_bearer_validation`]: Self::with_bearer_validation
+    ///
+    /// ```
+    /// let b = tower_hf_auth::HfAuthConfig::builder().with_bearer_tokens(true);
+    /// ```
+    pub fn with_bearer_tokens(mut self, enabled: bool) -> Self {
+        self.bearer_enabled = enabled;
+        self
+    }
+
+    /// Which endpoint validates bearer tokens. Default [`BearerValidation::Auto`].
+    ///
+    /// ```
+    /// use tower_hf_auth::{BearerValidation, HfAuthConfig};
+    /// let b = HfAuthConfig::builder().with_bearer_validation(BearerValidation::WhoAmI);
+    /// ```
+    pub fn with_bearer_validation(mut self, validation: BearerValidation) -> Self {
+        self.bearer.validation = validation;
+        self
+    }
+
+    /// How long a validated bearer token is trusted without asking the provider again
+    /// (never past the token's own expiry). A revoked token is still accepted for at
+    /// most this long. Default 5 minutes.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let b = tower_hf_auth::HfAuthConfig::builder().with_bearer_cache_ttl(Duration::from_secs(60));
+    /// ```
+    pub fn with_bearer_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.bearer.ttl = ttl;
+        self
+    }
+
+    /// How long a rejected bearer token is remembered as rejected. Default 30 s.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let b = tower_hf_auth::HfAuthConfig::builder().with_bearer_negative_ttl(Duration::from_secs(5));
+    /// ```
+    pub fn with_bearer_negative_ttl(mut self, ttl: Duration) -> Self {
+        self.bearer.negative_ttl = ttl;
+        self
+    }
+
+    /// How many bearer tokens the cache holds. Default 10,000.
+    ///
+    /// ```
+    /// let b = tower_hf_auth::HfAuthConfig::builder().with_bearer_cache_capacity(1_000);
+    /// ```
+    pub fn with_bearer_cache_capacity(mut self, capacity: usize) -> Self {
+        self.bearer.capacity = capacity.max(1);
+        self
+    }
+
     /// Restricts the whole app to members of these organizations (by handle), like a
     /// Space's `hf_oauth_authorized_org`: anyone else is refused at sign-in with a page
     /// saying why, and existing sessions of non-members yield no user. Default: anyone
@@ -547,7 +611,14 @@ impl HfAuthConfigBuilder {
         if let Some(v) = self.jwks_min_refresh_interval {
             settings.jwks_min_refresh_interval = v;
         }
-        let provider = Provider::new(settings).map_err(ConfigError::Provider)?;
+        let provider = Arc::new(Provider::new(settings).map_err(ConfigError::Provider)?);
+        let bearer = self.bearer_enabled.then(|| {
+            Arc::new(BearerValidator::new(
+                provider.clone(),
+                self.bearer,
+                clock.clone(),
+            ))
+        });
 
         let attrs = CookieAttrs {
             secure: https,
@@ -579,7 +650,8 @@ impl HfAuthConfigBuilder {
             },
             ephemeral_keys: self.secret.is_none(),
             clock,
-            provider: Arc::new(provider),
+            provider,
+            bearer,
         })
     }
 }
@@ -637,6 +709,7 @@ fn common_path(a: &str, b: &str) -> String {
 /// The checked configuration of an [`HfAuthLayer`](crate::HfAuthLayer).
 pub struct HfAuthConfig {
     pub(crate) provider: Arc<Provider>,
+    pub(crate) bearer: Option<Arc<BearerValidator>>,
     pub(crate) client_id: String,
     pub(crate) scopes: Scopes,
     pub(crate) public_url: String,

@@ -26,7 +26,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::layer::{AuthBody, AuthContext, ResponseFuture};
+use crate::layer::{AuthBody, AuthContext, BearerRejected, ResponseFuture};
 use crate::respond::{self, AuthError, Caller};
 use crate::{HfUser, OrgRole, flow};
 
@@ -335,8 +335,7 @@ where
                 ResponseFuture::inner(inner.call(req), Vec::new())
             }
             Err(denial) => {
-                let user = req.extensions().get::<HfUser>();
-                ResponseFuture::ready(deny(context, caller, req.uri(), user, denial))
+                ResponseFuture::ready(deny(context, caller, req.uri(), req.extensions(), denial))
             }
         }
     }
@@ -358,9 +357,10 @@ pub(crate) fn deny(
     context: &AuthContext,
     caller: Caller,
     uri: &http::Uri,
-    user: Option<&HfUser>,
+    extensions: &http::Extensions,
     denial: Denial,
 ) -> Response<respond::Body> {
+    let user = extensions.get::<HfUser>();
     let config = &context.shared.config;
     match denial {
         Denial::NotSignedIn => {
@@ -376,8 +376,14 @@ pub(crate) fn deny(
             );
             let mut res = respond::error(caller, err, None);
             if caller == Caller::Api {
+                // RFC 6750 §3.1: say why a presented token did not sign anyone in.
+                let invalid = if extensions.get::<BearerRejected>().is_some() {
+                    ", error=\"invalid_token\""
+                } else {
+                    ""
+                };
                 let challenge = format!(
-                    "Bearer realm=\"{}\"",
+                    "Bearer realm=\"{}\"{invalid}",
                     config.public_url.replace(['"', '\\'], "")
                 );
                 if let Ok(v) = HeaderValue::from_str(&challenge) {

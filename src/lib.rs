@@ -52,6 +52,7 @@
 //! |---|---|
 //! | `axum` | `HfUser` / `Option<HfUser>` extractors ([`axum`]) |
 //! | `mock` | [`mock::MockHfProvider`], an offline Hugging Face for development and tests |
+//! | `tonic` | [`tonic::HfUserExt`]: the signed-in user in gRPC handlers |
 //!
 //! # Security
 //! PKCE `S256`; `state` of 256 random bits per sign-in, single use and checked before
@@ -66,6 +67,7 @@
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
+pub mod bearer;
 pub mod clock;
 pub mod config;
 mod flow;
@@ -79,8 +81,12 @@ mod provider;
 pub mod respond;
 mod secret;
 pub mod session;
+#[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+pub mod tonic;
 pub mod user;
 
+pub use bearer::BearerValidation;
 pub use clock::{Clock, SystemClock};
 pub use config::{ConfigError, HfAuthConfig, HfAuthConfigBuilder};
 pub use guard::{RequireLogin, RequireOrg, RequireScopes, RequireUser};

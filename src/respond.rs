@@ -171,6 +171,24 @@ pub(crate) fn redirect(location: &str) -> Response<Body> {
     res
 }
 
+/// `503` with `Retry-After`: the provider could not say whether a token is good (rate
+/// limited or down). Never "invalid token".
+pub(crate) fn unavailable(
+    caller: Caller,
+    retry_after: Option<std::time::Duration>,
+) -> Response<Body> {
+    let secs = retry_after.map_or(5, |d| d.as_secs().clamp(1, 3600));
+    let err = AuthError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "provider_unavailable",
+        "Hugging Face could not check the access token right now; try again shortly.",
+    );
+    let mut res = error(caller, err, None);
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    res
+}
+
 /// An error answered in the caller's protocol: an HTML page with an optional retry
 /// link, JSON, or a gRPC status. `AuthError` goes into the extensions.
 pub(crate) fn error(caller: Caller, err: AuthError, retry: Option<&str>) -> Response<Body> {

@@ -11,7 +11,15 @@ use super::body::AuthBody;
 use crate::respond;
 
 type Own = Response<respond::Body>;
-type BoxedOwn = Pin<Box<dyn Future<Output = Own> + Send>>;
+
+/// What a boxed step ends in: the crate's own answer, or a call of the inner service
+/// (made after an await, e.g. validating a bearer token).
+pub(crate) enum Step<F> {
+    Own(Own),
+    Call(F, Vec<HeaderValue>),
+}
+
+type Boxed<F> = Pin<Box<dyn Future<Output = Step<F>> + Send>>;
 
 pin_project! {
     /// Response future of [`HfAuth`](crate::HfAuth) and the guards.
@@ -30,8 +38,9 @@ pin_project! {
         Inner { #[pin] fut: F, set_cookies: Vec<HeaderValue> },
         // The crate answered at once (a guard's denial, sign-out).
         Ready { response: Option<Own> },
-        // The crate answers after talking to the provider (sign-in, callback).
-        Boxed { fut: BoxedOwn },
+        // The crate talks to the provider first (sign-in, callback, a new bearer token),
+        // then answers itself or calls the inner service.
+        Boxed { fut: Boxed<F> },
     }
 }
 
@@ -51,6 +60,10 @@ impl<F> ResponseFuture<F> {
     }
 
     pub(crate) fn boxed(fut: impl Future<Output = Own> + Send + 'static) -> Self {
+        Self::step(async move { Step::Own(fut.await) })
+    }
+
+    pub(crate) fn step(fut: impl Future<Output = Step<F>> + Send + 'static) -> Self {
         Self {
             state: State::Boxed { fut: Box::pin(fut) },
         }
@@ -70,7 +83,14 @@ where
     type Output = Result<Response<AuthBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
+        let mut state = self.project().state;
+        if let InnerProj::Boxed { fut } = state.as_mut().project() {
+            match ready!(fut.as_mut().poll(cx)) {
+                Step::Own(res) => return Poll::Ready(Ok(res.map(AuthBody::own))),
+                Step::Call(fut, set_cookies) => state.set(State::Inner { fut, set_cookies }),
+            }
+        }
+        match state.project() {
             InnerProj::Inner { fut, set_cookies } => {
                 let mut res = ready!(fut.poll(cx))?;
                 for cookie in set_cookies.drain(..) {
@@ -82,10 +102,7 @@ where
                 let res = response.take().expect("polled after completion");
                 Poll::Ready(Ok(res.map(AuthBody::own)))
             }
-            InnerProj::Boxed { fut } => {
-                let res = ready!(fut.as_mut().poll(cx));
-                Poll::Ready(Ok(res.map(AuthBody::own)))
-            }
+            InnerProj::Boxed { .. } => unreachable!("a boxed step became Inner above"),
         }
     }
 }

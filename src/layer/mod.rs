@@ -33,11 +33,13 @@ use tower_service::Service;
 
 pub use body::AuthBody;
 pub use future::ResponseFuture;
+pub(crate) use future::Step;
 
 use crate::HfUser;
+use crate::bearer::BearerRejection;
 use crate::config::HfAuthConfig;
 use crate::flow::{self, UsedStates};
-use crate::respond::Caller;
+use crate::respond::{self, Caller};
 use crate::session::Loaded;
 
 /// State shared by the layer, its services and the guards.
@@ -125,7 +127,9 @@ pub struct HfAuth<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for HfAuth<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    ReqBody: Send + 'static,
 {
     type Response = Response<AuthBody<ResBody>>;
     type Error = S::Error;
@@ -141,10 +145,12 @@ where
         }
         let config = &self.shared.config;
         let now = crate::clock::unix_seconds(config.clock.as_ref());
+        let mut signed_in = false;
         let set_cookies = match config.sessions.load(req.headers(), now) {
             Loaded::Valid(user) => {
                 if config.is_authorized(&user) {
                     req.extensions_mut().insert::<HfUser>(user);
+                    signed_in = true;
                 }
                 Vec::new()
             }
@@ -159,6 +165,62 @@ where
         // place for the next request.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::inner(inner.call(req), set_cookies)
+
+        let bearer = (!signed_in)
+            .then_some(config.bearer.as_ref())
+            .flatten()
+            .and_then(|validator| Some((validator, bearer_token(req.headers())?)));
+        let Some((validator, token)) = bearer else {
+            return ResponseFuture::inner(inner.call(req), set_cookies);
+        };
+        // Fast path: a token seen recently is answered from the cache, without boxing.
+        if let Some(answer) = validator.cached(token) {
+            accept_bearer(config, &mut req, answer.map_err(|_| BearerRejected));
+            return ResponseFuture::inner(inner.call(req), set_cookies);
+        }
+        let validator = validator.clone();
+        let token = token.to_owned();
+        let shared = self.shared.clone();
+        let caller = self.caller.unwrap_or_else(|| Caller::of(&req));
+        ResponseFuture::step(async move {
+            match validator.validate(&token).await {
+                Err(BearerRejection::Unavailable { retry_after }) => {
+                    Step::Own(respond::unavailable(caller, retry_after))
+                }
+                answer => {
+                    accept_bearer(&shared.config, &mut req, answer.map_err(|_| BearerRejected));
+                    Step::Call(inner.call(req), set_cookies)
+                }
+            }
+        })
     }
+}
+
+/// Marks a request whose bearer token the provider rejected, so a guard's 401 says
+/// `error="invalid_token"` (RFC 6750).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BearerRejected;
+
+fn accept_bearer<B>(
+    config: &HfAuthConfig,
+    req: &mut Request<B>,
+    answer: Result<HfUser, BearerRejected>,
+) {
+    match answer {
+        Ok(user) if config.is_authorized(&user) => {
+            req.extensions_mut().insert(user);
+        }
+        Ok(_) => {}
+        Err(rejected) => {
+            req.extensions_mut().insert(rejected);
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer …` header (scheme case-insensitive).
+fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }

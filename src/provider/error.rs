@@ -3,6 +3,7 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::StatusCode;
 
@@ -13,8 +14,8 @@ pub(crate) type TransportSource = Arc<dyn StdError + Send + Sync + 'static>;
 
 /// A failure talking to the OpenID provider (Hugging Face).
 ///
-/// `endpoint` fields name the endpoint involved: `"discovery"`, `"token"`, `"userinfo"`
-/// or `"jwks"`. Messages never contain tokens, codes, secrets or response bodies; an
+/// `endpoint` fields name the endpoint involved: `"discovery"`, `"token"`, `"userinfo"`,
+/// `"jwks"` or `"whoami"` (`/api/whoami-v2`). Messages never contain tokens, codes, secrets or response bodies; an
 /// OAuth error's description is shortened and stripped of control characters.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -70,8 +71,10 @@ pub enum ProviderError {
         endpoint: &'static str,
         /// The status.
         status: StatusCode,
+        /// How long the provider asked to wait (`Retry-After` of a 429 or 503).
+        retry_after: Option<Duration>,
     },
-    /// The provider refused the access token (401 from the userinfo endpoint).
+    /// The provider refused the access token (401 from the userinfo or whoami endpoint).
     Unauthorized {
         /// The endpoint.
         endpoint: &'static str,
@@ -100,6 +103,8 @@ pub enum ProviderError {
         error: String,
         /// The provider's `error_description`, shortened, control characters removed.
         description: Option<String>,
+        /// How long the provider asked to wait (`Retry-After` of a 429 or 503).
+        retry_after: Option<Duration>,
     },
     /// The token response's `token_type` is not `bearer`.
     TokenType(String),
@@ -126,6 +131,17 @@ impl ProviderError {
     #[must_use]
     pub fn is_oauth_error(&self, code: &str) -> bool {
         matches!(self, Self::OAuth { error, .. } if error == code)
+    }
+
+    /// How long the provider asked callers to wait before trying again: the
+    /// `Retry-After` header of a `429 Too Many Requests` or `503 Service Unavailable`
+    /// answer (delay-seconds or an HTTP date, capped at a day).
+    #[must_use]
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Status { retry_after, .. } | Self::OAuth { retry_after, .. } => *retry_after,
+            _ => None,
+        }
     }
 
     /// The status to answer with when this error ends a request: 504 for timeouts, 503
@@ -185,10 +201,17 @@ impl fmt::Display for ProviderError {
                 "the provider's {endpoint} endpoint answered with a redirect ({status}), \
                  which is not followed; check the provider URL"
             ),
-            Self::Status { endpoint, status } => write!(
-                f,
-                "the provider's {endpoint} endpoint answered with unexpected status {status}"
-            ),
+            Self::Status {
+                endpoint,
+                status,
+                retry_after,
+            } => {
+                write!(
+                    f,
+                    "the provider's {endpoint} endpoint answered with unexpected status {status}"
+                )?;
+                write_retry_after(f, *retry_after)
+            }
             Self::Unauthorized { endpoint } => write!(
                 f,
                 "the provider's {endpoint} endpoint did not accept the access token (401)"
@@ -206,6 +229,7 @@ impl fmt::Display for ProviderError {
                 status,
                 error,
                 description,
+                retry_after,
             } => {
                 write!(
                     f,
@@ -214,7 +238,7 @@ impl fmt::Display for ProviderError {
                 if let Some(description) = description {
                     write!(f, " ({description})")?;
                 }
-                Ok(())
+                write_retry_after(f, *retry_after)
             }
             Self::TokenType(found) => write!(
                 f,
@@ -227,6 +251,13 @@ impl fmt::Display for ProviderError {
             ),
             Self::IdToken(err) => write!(f, "the provider's ID token was rejected: {err}"),
         }
+    }
+}
+
+fn write_retry_after(f: &mut fmt::Formatter<'_>, retry_after: Option<Duration>) -> fmt::Result {
+    match retry_after {
+        Some(delay) => write!(f, "; retry after {} s", delay.as_secs()),
+        None => Ok(()),
     }
 }
 
@@ -260,13 +291,20 @@ mod tests {
         let overloaded = ProviderError::Status {
             endpoint: "token",
             status: StatusCode::TOO_MANY_REQUESTS,
+            retry_after: Some(Duration::from_secs(30)),
         };
         assert_eq!(overloaded.status_hint(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(overloaded.retry_after(), Some(Duration::from_secs(30)));
+        assert!(
+            overloaded.to_string().ends_with("; retry after 30 s"),
+            "{overloaded}"
+        );
         let down = ProviderError::OAuth {
             endpoint: "token",
             status: StatusCode::SERVICE_UNAVAILABLE,
             error: "server_error".into(),
             description: None,
+            retry_after: None,
         };
         assert_eq!(down.status_hint(), StatusCode::SERVICE_UNAVAILABLE);
         let grant = ProviderError::OAuth {
@@ -274,6 +312,7 @@ mod tests {
             status: StatusCode::BAD_REQUEST,
             error: "invalid_grant".into(),
             description: Some("expired".into()),
+            retry_after: None,
         };
         assert!(grant.is_oauth_error("invalid_grant"));
         assert_eq!(grant.status_hint(), StatusCode::BAD_GATEWAY);

@@ -2,6 +2,7 @@
 //! parsing with safe error messages, and OAuth error bodies.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::StatusCode;
 use serde::Deserialize;
@@ -16,12 +17,18 @@ const MAX_DESCRIPTION: usize = 200;
 /// Longest OAuth `error` code kept, in characters.
 const MAX_ERROR_CODE: usize = 64;
 
+/// Longest `Retry-After` passed on: a provider asking for more is treated as asking for
+/// this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// A response read completely (within the cap).
 #[derive(Debug)]
 pub(crate) struct Fetched {
     pub(crate) status: StatusCode,
     pub(crate) content_type: Option<String>,
     pub(crate) body: Vec<u8>,
+    /// The `Retry-After` of a 429 or 503 answer.
+    pub(crate) retry_after: Option<Duration>,
 }
 
 /// Sends the request and reads the answer, refusing redirects and bodies over `limit`.
@@ -44,12 +51,37 @@ pub(crate) async fn fetch(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| printable(v, 100));
+    let retry_after =
+        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now()))
+        } else {
+            None
+        };
     let body = read_capped(endpoint, response, limit).await?;
     Ok(Fetched {
         status,
         content_type,
         body,
+        retry_after,
     })
+}
+
+/// A `Retry-After` value: delay-seconds, or an HTTP date (IMF-fixdate) turned into the
+/// time left until it. Capped at a day; unparseable values are `None`.
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let delay = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits for a u64 is "a very long time".
+        Duration::from_secs(value.parse().unwrap_or(u64::MAX))
+    } else {
+        let at = UNIX_EPOCH + Duration::from_secs(super::date::parse_http_date(value)?);
+        at.duration_since(now).unwrap_or(Duration::ZERO)
+    };
+    Some(delay.min(MAX_RETRY_AFTER))
 }
 
 /// Reads the body chunk by chunk, failing as soon as it exceeds `limit` bytes (and
@@ -160,10 +192,12 @@ pub(crate) fn error_for_status(endpoint: &'static str, fetched: &Fetched) -> Pro
                 .error_description
                 .map(|d| printable(&d, MAX_DESCRIPTION))
                 .filter(|d| !d.is_empty()),
+            retry_after: fetched.retry_after,
         },
         _ => ProviderError::Status {
             endpoint,
             status: fetched.status,
+            retry_after: fetched.retry_after,
         },
     }
 }
@@ -260,6 +294,53 @@ mod tests {
         assert!(matches!(err, ProviderError::Redirect { .. }), "{err}");
     }
 
+    #[tokio::test]
+    async fn retry_after_is_kept_for_429_and_503_only() {
+        for (status, expected) in [
+            ("429 Too Many Requests", Some(Duration::from_secs(7))),
+            ("503 Service Unavailable", Some(Duration::from_secs(7))),
+            ("500 Internal Server Error", None),
+        ] {
+            let url = serve_once(
+                format!("HTTP/1.1 {status}\r\nretry-after: 7\r\ncontent-length: 0\r\n\r\n"),
+                0,
+            )
+            .await;
+            let fetched = fetch("whoami", client().get(url), 1024).await.unwrap();
+            assert_eq!(fetched.retry_after, expected, "{status}");
+            assert_eq!(
+                error_for_status("whoami", &fetched).retry_after(),
+                expected,
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_accepts_seconds_and_http_dates() {
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:50:37 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(MAX_RETRY_AFTER)
+        );
+        for bad in ["", "-1", "1.5", "soon"] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad}");
+        }
+    }
+
     #[test]
     fn json_errors_never_quote_the_body() {
         #[derive(Debug, Deserialize)]
@@ -292,6 +373,7 @@ mod tests {
             body: serde_json::json!({"error": "invalid_grant", "error_description": long})
                 .to_string()
                 .into_bytes(),
+            retry_after: None,
         };
         let ProviderError::OAuth {
             error, description, ..
@@ -308,6 +390,7 @@ mod tests {
             status: StatusCode::BAD_GATEWAY,
             content_type: None,
             body: b"upstream down".to_vec(),
+            retry_after: None,
         };
         assert!(matches!(
             error_for_status("token", &plain),

@@ -1,14 +1,16 @@
 //! The OpenID provider client: the one place that talks HTTP to Hugging Face.
 //!
 //! [`Provider`] does discovery, token exchange and refresh, userinfo and ID token
-//! verification with a cached, rotating key set. Every call:
+//! verification with a cached, rotating key set, and asks `/api/whoami-v2` who a token
+//! belongs to. Every call:
 //!
 //! - has a connect timeout and a total timeout (default 10 s each);
 //! - follows no redirect: a 3xx answer is [`ProviderError::Redirect`];
 //! - reads the body with a hard cap (default 1 MiB), checking `Content-Length` first and
 //!   stopping as soon as the streamed body passes the cap;
 //! - turns failures into a [`ProviderError`] that names the endpoint and never contains
-//!   tokens, codes, secrets or response bodies.
+//!   tokens, codes, secrets or response bodies; a 429 or 503 answer keeps its
+//!   `Retry-After` ([`ProviderError::retry_after`]).
 //!
 //! Discovery fetches `{issuer}/.well-known/openid-configuration` lazily, once: a success
 //! is cached for the provider's lifetime, a failure is not (the next call retries), and
@@ -21,10 +23,12 @@
 //! cache lacks (rotation), the key set is fetched again: one fetch for all concurrent
 //! callers, and not more often than the configured minimum interval.
 
+mod date;
 mod discovery;
 mod error;
 mod http;
 mod token;
+mod whoami;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +45,7 @@ pub(crate) use self::discovery::{ProviderMetadata, is_loopback, issuers_match};
 pub use self::error::ProviderError;
 pub use self::token::ClientAuth;
 pub(crate) use self::token::TokenResponse;
+pub(crate) use self::whoami::{WhoAmI, WhoAmIAuth};
 use crate::Secret;
 use crate::clock::{Clock, SystemClock, unix_seconds};
 use crate::id_token::{self, Expectations, IdTokenClaims, IdTokenError, KeySet};
@@ -108,6 +113,10 @@ pub(crate) struct Provider {
     settings: ProviderSettings,
     http: reqwest::Client,
     discovery_url: url::Url,
+    /// The issuer as a base URL (ending in `/`), for whoami's relative URLs.
+    issuer_base: url::Url,
+    /// `{issuer}/api/whoami-v2`.
+    whoami_url: url::Url,
     metadata: OnceLock<Arc<ProviderMetadata>>,
     /// Held while discovery runs; keeps the last failure for callers that waited on it.
     metadata_fetch: Mutex<Option<ProviderError>>,
@@ -153,6 +162,18 @@ impl Provider {
     pub(crate) fn new(settings: ProviderSettings) -> Result<Self, ProviderError> {
         let issuer = discovery::check_issuer(&settings.issuer)?;
         let discovery_url = discovery::discovery_url(&settings.issuer)?;
+        let mut issuer_base = issuer.clone();
+        if !issuer_base.path().ends_with('/') {
+            let path = format!("{}/", issuer_base.path());
+            issuer_base.set_path(&path);
+        }
+        let whoami_url =
+            issuer_base
+                .join("api/whoami-v2")
+                .map_err(|_| ProviderError::InvalidUrl {
+                    url: settings.issuer.clone(),
+                    reason: "the whoami URL is not a valid URL",
+                })?;
         if settings.client_auth != ClientAuth::None && settings.client_secret.is_none() {
             return Err(ProviderError::MissingClientSecret);
         }
@@ -172,6 +193,8 @@ impl Provider {
             settings,
             http,
             discovery_url,
+            issuer_base,
+            whoami_url,
             metadata: OnceLock::new(),
             metadata_fetch: Mutex::new(None),
             metadata_attempts: AtomicU64::new(0),
@@ -328,6 +351,40 @@ impl Provider {
             return Err(http::error_for_status(ENDPOINT, &fetched));
         }
         http::parse_json(ENDPOINT, &fetched.body, fetched.content_type.as_deref())
+    }
+
+    /// Asks `{issuer}/api/whoami-v2` who `token` belongs to. Unlike userinfo it accepts
+    /// every kind of Hugging Face token (OAuth and user access tokens), but it is
+    /// strictly rate limited: cache its answers. No discovery is needed.
+    ///
+    /// # Errors
+    /// [`ProviderError::Unauthorized`] when the provider refuses the token (401),
+    /// otherwise transport failures, error statuses (with `Retry-After` for 429/503) or
+    /// an unusable response.
+    pub(crate) async fn whoami(&self, token: &Secret) -> Result<WhoAmI, ProviderError> {
+        const ENDPOINT: &str = whoami::ENDPOINT;
+        let Ok(mut bearer) = HeaderValue::try_from(format!("Bearer {}", token.expose())) else {
+            // Characters no header can carry: no provider would accept this token.
+            return Err(ProviderError::Unauthorized { endpoint: ENDPOINT });
+        };
+        bearer.set_sensitive(true);
+        let request = self
+            .http
+            .get(self.whoami_url.clone())
+            .header(ACCEPT, "application/json")
+            .header(AUTHORIZATION, bearer);
+        let fetched = http::fetch(ENDPOINT, request, self.settings.max_response_bytes).await?;
+        if fetched.status == StatusCode::UNAUTHORIZED {
+            return Err(ProviderError::Unauthorized { endpoint: ENDPOINT });
+        }
+        if !fetched.status.is_success() {
+            return Err(http::error_for_status(ENDPOINT, &fetched));
+        }
+        WhoAmI::from_json(
+            &self.issuer_base,
+            &fetched.body,
+            fetched.content_type.as_deref(),
+        )
     }
 
     /// Verifies an ID token from this provider against the login's nonce.

@@ -485,6 +485,56 @@ async fn userinfo_sends_bearer_and_maps_401() {
 }
 
 #[tokio::test]
+async fn whoami_asks_under_the_issuer_without_discovery() {
+    let server =
+        Server::start(
+            |req, _| match req.headers.get("authorization").map(String::as_str) {
+                Some("Bearer hf_good") => Reply::json(json!({
+                    "type": "user", "id": "abc", "name": "ada", "avatarUrl": "/avatars/ada.png",
+                    "auth": {"type": "access_token", "accessToken": {"role": "read"}}
+                })),
+                Some("Bearer hf_busy") => {
+                    let mut reply = Reply::status(429, json!({"error": "rate limited"}));
+                    reply.extra_headers = "retry-after: 12\r\n".to_owned();
+                    reply
+                }
+                _ => Reply::status(401, json!({"error": "Invalid credentials"})),
+            },
+        )
+        .await;
+    let mut settings = server.settings();
+    settings.issuer = format!("{}/tenant", server.issuer);
+    let provider = Provider::new(settings).unwrap();
+    let who = provider.whoami(&Secret::new("hf_good")).await.unwrap();
+    assert_eq!(who.profile.preferred_username, "ada");
+    assert_eq!(
+        who.profile.picture,
+        Some(format!("{}/avatars/ada.png", server.issuer))
+    );
+    assert_eq!(
+        who.profile.profile,
+        Some(format!("{}/tenant/ada", server.issuer))
+    );
+    assert_eq!(server.hits("/tenant/api/whoami-v2"), 1);
+    assert_eq!(server.hits(DISCOVERY), 0);
+
+    let err = provider.whoami(&Secret::new("hf_bad")).await.unwrap_err();
+    assert!(
+        matches!(err, ProviderError::Unauthorized { endpoint: "whoami" }),
+        "{err}"
+    );
+    let err = provider.whoami(&Secret::new("hf_busy")).await.unwrap_err();
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(12)), "{err}");
+    assert_eq!(err.status_hint(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(!err.to_string().contains("hf_busy"), "{err}");
+    let err = provider
+        .whoami(&Secret::new("hf_bad\ntoken"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::Unauthorized { .. }), "{err}");
+}
+
+#[tokio::test]
 async fn verifies_id_token_and_rate_limits_unknown_kids() {
     let jwks = Arc::new(StdMutex::new(
         json!({"keys": [jwk(rsa_key(0), Some("k0"))]}),

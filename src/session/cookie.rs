@@ -65,26 +65,37 @@ pub(crate) struct Chunked {
     pub(crate) present: usize,
 }
 
-/// Reads `name`, `name.1`, … up to the first gap (at most [`MAX_CHUNKS`]).
+/// Reads `name`, `name.1`, … up to the first gap (at most [`MAX_CHUNKS`]), in one
+/// pass over the `Cookie` headers.
 pub(crate) fn read_chunked(headers: &HeaderMap, name: &str) -> Chunked {
-    let Some(first) = get(headers, name) else {
+    let mut parts: [Option<&str>; MAX_CHUNKS] = [None; MAX_CHUNKS];
+    for (n, v) in all(headers) {
+        let Some(rest) = n.strip_prefix(name) else {
+            continue;
+        };
+        let index = if rest.is_empty() {
+            0
+        } else {
+            match rest.strip_prefix('.').and_then(|i| i.parse::<usize>().ok()) {
+                Some(i) if (1..MAX_CHUNKS).contains(&i) => i,
+                _ => continue,
+            }
+        };
+        // The first cookie of a name wins, as with `get`.
+        parts[index].get_or_insert(v);
+    }
+    let present = parts.iter().take_while(|p| p.is_some()).count();
+    let Some(first) = parts[0] else {
         // Orphan chunks without a head are still worth clearing.
-        let orphans = (1..MAX_CHUNKS)
-            .take_while(|&i| get(headers, &chunk_name(name, i)).is_some())
-            .count();
+        let orphans = parts[1..].iter().take_while(|p| p.is_some()).count();
         return Chunked {
             value: None,
             present: if orphans > 0 { orphans + 1 } else { 0 },
         };
     };
-    let mut value = first.to_owned();
-    let mut present = 1;
-    while present < MAX_CHUNKS {
-        match get(headers, &chunk_name(name, present)) {
-            Some(part) => value.push_str(part),
-            None => break,
-        }
-        present += 1;
+    let mut value = String::with_capacity(present * CHUNK_LEN.min(first.len()));
+    for part in parts.iter().take(present).flatten() {
+        value.push_str(part);
     }
     Chunked {
         value: Some(value),

@@ -254,3 +254,60 @@ pub async fn assert_rejected(
     let home = browser.get(&format!("{}/", app.base)).await;
     assert_eq!(home.status(), StatusCode::OK, "the app still serves");
 }
+
+/// Like [`assert_rejected`], with several needles that must all be on the page (the
+/// page is HTML-escaped: write `&quot;` for `"` and `&#39;` for `'`). Returns the page.
+pub async fn assert_rejected_page(
+    app: &TestApp,
+    browser: &Browser,
+    res: Response,
+    status: StatusCode,
+    needles: &[&str],
+) -> String {
+    assert_eq!(res.status(), status, "status of the rejection");
+    let content_type = res.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    let body = res.text().await.unwrap();
+    for needle in needles {
+        assert!(body.contains(needle), "expected {needle:?} in {body}");
+    }
+    assert!(body.contains("Try again"), "offers a retry: {body}");
+    assert_eq!(whoami(app, browser).await, None, "no session was set");
+    let home = browser.get(&format!("{}/", app.base)).await;
+    assert_eq!(home.status(), StatusCode::OK, "the app still serves");
+    body
+}
+
+/// Clears the mock's faults and checks that a normal sign-in works in a new browser.
+pub async fn assert_recovers(app: &TestApp) {
+    app.mock.clear_faults();
+    signed_in(app, &Browser::new(), "alice").await;
+}
+
+/// The value of the query parameter `name` of `url`.
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// `url` with the query parameter `name` set to `value` (or removed for `None`), the
+/// other parameters kept in order.
+pub fn with_param(url: &str, name: &str, value: Option<&str>) -> String {
+    let mut url = Url::parse(url).unwrap();
+    let mut pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .into_owned()
+        .filter(|(k, _)| k != name)
+        .collect();
+    if let Some(value) = value {
+        pairs.push((name.to_owned(), value.to_owned()));
+    }
+    url.query_pairs_mut().clear().extend_pairs(&pairs);
+    url.to_string()
+}

@@ -1,0 +1,1165 @@
+//! Bearer tokens: API and gRPC clients that send `Authorization: Bearer <token>`
+//! instead of a session cookie.
+//!
+//! Turn them on with [`with_bearer_tokens`](crate::HfAuthConfigBuilder::with_bearer_tokens);
+//! a request without a valid session but with a bearer token the provider accepts then
+//! carries an [`HfUser`] like a signed-in browser's.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_hf_auth::{BearerValidation, HfAuthConfig};
+//!
+//! let builder = HfAuthConfig::builder()
+//!     .with_bearer_tokens(true)
+//!     .with_bearer_validation(BearerValidation::Auto)
+//!     .with_bearer_cache_ttl(Duration::from_secs(60));
+//! # let _ = builder;
+//! ```
+//!
+//! A token is opaque, so the provider is asked who it belongs to, and the answer is
+//! cached. Which endpoint is asked is [`BearerValidation`]'s choice; by default
+//! (`Auto`) OAuth access tokens (`hf_oauth_…`) and tokens of other formats go to the
+//! OpenID userinfo endpoint, and other Hugging Face tokens (`hf_…`: user access tokens,
+//! `hf_jwt_…`) to `/api/whoami-v2`, which accepts every kind of token but is strictly
+//! rate limited. A token longer than 4096 bytes, empty, or with a character that is not
+//! visible ASCII is rejected without asking anyone.
+//!
+//! # Caching
+//! Answers are cached under the token's SHA-256 digest, never the token itself:
+//!
+//! - an accepted token for 5 minutes
+//!   ([`with_bearer_cache_ttl`](crate::HfAuthConfigBuilder::with_bearer_cache_ttl)),
+//!   and never past its own expiry when the provider reports one (whoami does for OAuth
+//!   tokens, as `expiresAt`; a token already expired by this crate's clock is
+//!   rejected). A token revoked at the provider is therefore still accepted for up to
+//!   the cache ttl.
+//! - a rejected token (the provider answered `401`) for 30 seconds
+//!   ([`with_bearer_negative_ttl`](crate::HfAuthConfigBuilder::with_bearer_negative_ttl));
+//! - a provider that could not answer (`429`, `5xx`, timeout, no connection, an
+//!   unusable answer) is never cached: the next request asks again. It is not a
+//!   rejection either: the caller gets `503` (with the provider's `Retry-After`), not
+//!   `401`.
+//!
+//! The cache holds at most 10,000 tokens
+//! ([`with_bearer_cache_capacity`](crate::HfAuthConfigBuilder::with_bearer_cache_capacity)),
+//! dropping expired answers first, then the oldest. Requests that arrive together with
+//! the same unknown token share one call to the provider.
+//!
+//! [`HfUser::expires_at`](crate::HfUser::expires_at) of a bearer user is when its cache
+//! entry expires, so it is never later than the token's own expiry when that is known.
+//! A bearer user has no refresh token.
+//!
+//! # Scopes of a bearer token
+//! The provider does not say which scopes an OAuth token was granted when it is
+//! validated at userinfo, and user access tokens have roles rather than scopes. A bearer
+//! user's [`scopes`](crate::HfUser::scopes) are therefore derived from what the
+//! provider does say:
+//!
+//! | token | the provider reports | scopes the user gets |
+//! |---|---|---|
+//! | OAuth (`hf_oauth_…`), checked at whoami | a `scope` string in `auth` | exactly that string |
+//! | OAuth, checked at userinfo, or at whoami without `scope` | nothing | only what the answer shows: `openid profile`, plus `email` when it includes an email |
+//! | user access token, role `read` | `accessToken.role` | `openid profile email read-repos gated-repos read-collections read-memberships` |
+//! | user access token, role `write` | `accessToken.role` | the `read` scopes plus `contribute-repos write-repos manage-repos write-collections write-discussions inference-api` |
+//! | user access token, fine-grained | `accessToken.fineGrained` | `openid profile` only: fine-grained permissions are not mapped to OAuth scopes |
+//! | any other answer (unknown role, no `auth`) | nothing usable | as for an unreported OAuth token: `openid profile`, plus `email` when shown |
+//!
+//! So a route guarded by [`RequireScopes`](crate::RequireScopes) with, say,
+//! `write-repos` admits a `write` user token but no OAuth token checked at userinfo,
+//! whatever that token was granted: an API that needs scopes from OAuth clients should
+//! use [`BearerValidation::WhoAmI`] if the provider reports scopes there, or rely on
+//! organization roles instead. A whoami answer for an account that is not a user (type
+//! `org`) is a rejection.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use aws_lc_rs::digest;
+use tokio::sync::OnceCell;
+
+use crate::Secret;
+use crate::clock::{Clock, unix_seconds};
+use crate::provider::{Provider, ProviderError, WhoAmI, WhoAmIAuth};
+use crate::user::{HfUser, Profile, Scopes, SessionRecord};
+
+/// Longest token sent to the provider, in bytes.
+const MAX_TOKEN_LEN: usize = 4096;
+
+/// Which provider endpoint validates bearer tokens.
+///
+/// ```
+/// use tower_hf_auth::BearerValidation;
+/// assert_eq!(BearerValidation::default(), BearerValidation::Auto);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum BearerValidation {
+    /// OAuth access tokens (`hf_oauth_…`) and tokens not in Hugging Face's format at
+    /// the userinfo endpoint; other `hf_…` tokens (user access tokens) at
+    /// `/api/whoami-v2`.
+    #[default]
+    Auto,
+    /// Every token at the OpenID userinfo endpoint (OAuth access tokens only on
+    /// huggingface.co). Never reports a token's expiry or scopes.
+    Userinfo,
+    /// Every token at `/api/whoami-v2`, which knows every kind of token and reports an
+    /// OAuth token's expiry, but is strictly rate limited.
+    WhoAmI,
+}
+
+/// How bearer tokens are validated and cached.
+#[derive(Debug, Clone)]
+pub(crate) struct BearerSettings {
+    /// Which endpoint asks. Default [`BearerValidation::Auto`].
+    pub(crate) validation: BearerValidation,
+    /// How long an accepted token is trusted. Default 5 minutes.
+    pub(crate) ttl: Duration,
+    /// How long a rejected token stays rejected. Default 30 s.
+    pub(crate) negative_ttl: Duration,
+    /// How many tokens the cache holds. Default 10,000.
+    pub(crate) capacity: usize,
+}
+
+impl Default for BearerSettings {
+    fn default() -> Self {
+        Self {
+            validation: BearerValidation::Auto,
+            ttl: Duration::from_secs(5 * 60),
+            negative_ttl: Duration::from_secs(30),
+            capacity: 10_000,
+        }
+    }
+}
+
+/// Why a bearer token was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BearerRejection {
+    /// The provider says the token is no good (401), or it is malformed: answer `401`.
+    Invalid,
+    /// The provider could not answer (429, 5xx, timeout, no connection, an unusable
+    /// answer): the token may well be valid. Answer `503`, with `Retry-After` when
+    /// the provider sent one.
+    Unavailable {
+        /// How long the provider asked callers to wait.
+        retry_after: Option<Duration>,
+    },
+}
+
+/// The answer about one token.
+type Answer = Result<HfUser, BearerRejection>;
+
+/// A token's SHA-256 digest: the cache never holds the token as a key.
+type Key = [u8; 32];
+
+/// Validates bearer tokens against the provider, with a bounded cache and one upstream
+/// call per token at a time.
+pub(crate) struct BearerValidator {
+    provider: Arc<Provider>,
+    settings: BearerSettings,
+    clock: Arc<dyn Clock>,
+    cache: Mutex<Cache>,
+    /// One cell per token being validated; every caller with that token waits on it.
+    in_flight: Mutex<HashMap<Key, Arc<OnceCell<Answer>>>>,
+}
+
+impl fmt::Debug for BearerValidator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // One lock at a time: `validate` takes them in the other order.
+        let cached = lock(&self.cache).entries.len();
+        let in_flight = lock(&self.in_flight).len();
+        f.debug_struct("BearerValidator")
+            .field("settings", &self.settings)
+            .field("cached", &cached)
+            .field("in_flight", &in_flight)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BearerValidator {
+    /// A validator asking `provider`, with time from `clock`.
+    pub(crate) fn new(
+        provider: Arc<Provider>,
+        settings: BearerSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let cache = Cache::new(settings.capacity);
+        Self {
+            provider,
+            settings,
+            clock,
+            cache: Mutex::new(cache),
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Synchronous fast path: the cached answer for this token if still fresh (no
+    /// await, no allocation beyond hashing). A malformed token is answered `Invalid`.
+    pub(crate) fn cached(&self, token: &str) -> Option<Answer> {
+        if !well_formed(token) {
+            return Some(Err(BearerRejection::Invalid));
+        }
+        let key = key_of(token);
+        lock(&self.cache).get(&key, self.now())
+    }
+
+    /// Validates: cache first, else one upstream call per token at a time (concurrent
+    /// callers with the same unknown token wait for that one call and share its
+    /// answer), then cached.
+    pub(crate) async fn validate(&self, token: &str) -> Answer {
+        if !well_formed(token) {
+            return Err(BearerRejection::Invalid);
+        }
+        let key = key_of(token);
+        let cell = {
+            let mut in_flight = lock(&self.in_flight);
+            // Checked under the in-flight lock: a call that just finished cached its
+            // answer before leaving the in-flight map, so it is seen here or there.
+            if let Some(answer) = lock(&self.cache).get(&key, self.now()) {
+                return answer;
+            }
+            in_flight.entry(key).or_default().clone()
+        };
+        let waiter = InFlight {
+            map: &self.in_flight,
+            key,
+            cell,
+        };
+        // One caller runs the call; if its future is dropped midway, another waiter
+        // runs it instead (every waiter holds the same token).
+        waiter
+            .cell
+            .get_or_init(|| self.ask_and_cache(key, token))
+            .await
+            .clone()
+    }
+
+    fn now(&self) -> u64 {
+        unix_seconds(&*self.clock)
+    }
+
+    async fn ask_and_cache(&self, key: Key, token: &str) -> Answer {
+        let (answer, expires_at) = self.ask(token).await;
+        let now = self.now();
+        match &answer {
+            Ok(user) => {
+                tracing::debug!(user = user.username(), "bearer token accepted");
+            }
+            Err(BearerRejection::Invalid) => tracing::debug!("bearer token rejected"),
+            Err(BearerRejection::Unavailable { .. }) => {}
+        }
+        if let Some(expires_at) = expires_at {
+            lock(&self.cache).insert(key, answer.clone(), expires_at, now);
+        }
+        answer
+    }
+
+    /// Asks the provider. Returns the answer and until when it may be cached (`None`:
+    /// not at all).
+    async fn ask(&self, token: &str) -> (Answer, Option<u64>) {
+        let secret = Secret::new(token);
+        let validation = match self.settings.validation {
+            BearerValidation::Auto if token.starts_with("hf_") => {
+                if token.starts_with("hf_oauth_") {
+                    BearerValidation::Userinfo
+                } else {
+                    BearerValidation::WhoAmI
+                }
+            }
+            BearerValidation::Auto => BearerValidation::Userinfo,
+            chosen => chosen,
+        };
+        let found = if validation == BearerValidation::WhoAmI {
+            self.provider.whoami(&secret).await.map(Found::from_whoami)
+        } else {
+            self.provider
+                .userinfo::<Profile>(&secret)
+                .await
+                .map(Found::from_userinfo)
+        };
+        let now = self.now();
+        let reject = |ttl: Duration| {
+            (
+                Err(BearerRejection::Invalid),
+                Some(now.saturating_add(ttl.as_secs())),
+            )
+        };
+        let found = match found {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                tracing::debug!("the provider's answer is not about a user");
+                return reject(self.settings.negative_ttl);
+            }
+            Err(err) => {
+                return match rejection(&err) {
+                    BearerRejection::Invalid => reject(self.settings.negative_ttl),
+                    unavailable => {
+                        tracing::warn!(error = %err, "cannot validate a bearer token");
+                        (Err(unavailable), None)
+                    }
+                };
+            }
+        };
+        let mut expires_at = now.saturating_add(self.settings.ttl.as_secs());
+        if let Some(token_expiry) = found.expires_at {
+            if token_expiry <= now {
+                tracing::debug!("the bearer token has expired");
+                return reject(self.settings.negative_ttl);
+            }
+            expires_at = expires_at.min(token_expiry);
+        }
+        let Found {
+            mut profile, grant, ..
+        } = found;
+        profile.normalize();
+        let scopes = bearer_scopes(&grant, profile.email.is_some());
+        let user = HfUser::from_record(SessionRecord {
+            profile,
+            scopes,
+            access_token: secret,
+            expires_at,
+            refresh_token: None,
+            asked: Scopes::default(),
+        });
+        (Ok(user), Some(expires_at))
+    }
+}
+
+/// A provider answer about a user.
+struct Found {
+    profile: Profile,
+    grant: Grant,
+    /// The token's own expiry, Unix seconds, when reported.
+    expires_at: Option<u64>,
+}
+
+impl Found {
+    fn from_userinfo(profile: Profile) -> Option<Self> {
+        Some(Self {
+            profile,
+            grant: Grant::Unreported,
+            expires_at: None,
+        })
+    }
+
+    /// `None` for an account that is not a user.
+    fn from_whoami(who: WhoAmI) -> Option<Self> {
+        if who.kind.as_deref().is_some_and(|kind| kind != "user") {
+            return None;
+        }
+        let (grant, expires_at) = match who.auth {
+            WhoAmIAuth::OAuth { expires_at, scope } => {
+                (scope.map_or(Grant::Unreported, Grant::Reported), expires_at)
+            }
+            WhoAmIAuth::AccessToken {
+                fine_grained: true, ..
+            } => (Grant::FineGrained, None),
+            WhoAmIAuth::AccessToken { role, .. } => match role.as_deref() {
+                Some("read") => (Grant::Read, None),
+                Some("write") => (Grant::Write, None),
+                Some("fineGrained") => (Grant::FineGrained, None),
+                _ => (Grant::Unreported, None),
+            },
+            WhoAmIAuth::Other => (Grant::Unreported, None),
+        };
+        Some(Self {
+            profile: who.profile,
+            grant,
+            expires_at,
+        })
+    }
+}
+
+/// What the provider says a token may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Grant {
+    /// OAuth scopes, as reported.
+    Reported(Scopes),
+    /// Nothing: an OAuth token at userinfo, or an answer without usable `auth`.
+    Unreported,
+    /// A user access token with role `read`.
+    Read,
+    /// A user access token with role `write`.
+    Write,
+    /// A fine-grained user access token.
+    FineGrained,
+}
+
+/// The scopes a bearer user gets: the table in this module's documentation.
+fn bearer_scopes(grant: &Grant, email_shown: bool) -> Scopes {
+    const READ: &[&str] = &[
+        "openid",
+        "profile",
+        "email",
+        "read-repos",
+        "gated-repos",
+        "read-collections",
+        "read-memberships",
+    ];
+    const WRITE: &[&str] = &[
+        "contribute-repos",
+        "write-repos",
+        "manage-repos",
+        "write-collections",
+        "write-discussions",
+        "inference-api",
+    ];
+    match grant {
+        Grant::Reported(scopes) => scopes.clone(),
+        Grant::Unreported => ["openid", "profile"]
+            .into_iter()
+            .chain(email_shown.then_some("email"))
+            .collect(),
+        Grant::Read => READ.iter().copied().collect(),
+        Grant::Write => READ.iter().chain(WRITE).copied().collect(),
+        Grant::FineGrained => ["openid", "profile"].into_iter().collect(),
+    }
+}
+
+/// A provider failure as a rejection: only the provider refusing the token makes it
+/// invalid; anything else means it could not say.
+fn rejection(err: &ProviderError) -> BearerRejection {
+    match err {
+        ProviderError::Unauthorized { .. } => BearerRejection::Invalid,
+        // RFC 6750: the token is expired, revoked or malformed, whatever the status.
+        ProviderError::OAuth { error, .. } if error == "invalid_token" => BearerRejection::Invalid,
+        _ => BearerRejection::Unavailable {
+            retry_after: err.retry_after(),
+        },
+    }
+}
+
+/// Whether a token could be one at all: 1 to 4096 visible ASCII characters.
+fn well_formed(token: &str) -> bool {
+    !token.is_empty() && token.len() <= MAX_TOKEN_LEN && token.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn key_of(token: &str) -> Key {
+    let digest = digest::digest(&digest::SHA256, token.as_bytes());
+    let mut key = [0; 32];
+    key.copy_from_slice(digest.as_ref());
+    key
+}
+
+/// A lock that survives a panic elsewhere: the data behind it is always consistent.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One caller's interest in an in-flight validation. Dropping it (call finished,
+/// failed, or the caller's future was dropped) removes the entry once the answer is in
+/// or nobody else waits, so a cancelled call never wedges later callers.
+struct InFlight<'a> {
+    map: &'a Mutex<HashMap<Key, Arc<OnceCell<Answer>>>>,
+    key: Key,
+    cell: Arc<OnceCell<Answer>>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut map = lock(self.map);
+        let Some(current) = map.get(&self.key) else {
+            return;
+        };
+        // Clones are only made under this lock, so the count is exact here: 2 is the
+        // map's and this waiter's.
+        if Arc::ptr_eq(current, &self.cell)
+            && (self.cell.initialized() || Arc::strong_count(&self.cell) == 2)
+        {
+            map.remove(&self.key);
+        }
+    }
+}
+
+/// A bounded map of answers with their expiry (Unix seconds).
+///
+/// `order` lists keys oldest first, tagged with the insertion they belong to; tags of
+/// replaced or removed entries are stale and skipped. Expired entries are swept when
+/// the cache is full, at most once per `capacity / 2` insertions, so inserting stays
+/// O(1) amortized.
+struct Cache {
+    capacity: usize,
+    entries: HashMap<Key, Entry>,
+    order: VecDeque<(Key, u64)>,
+    next_seq: u64,
+    inserts_since_sweep: usize,
+}
+
+struct Entry {
+    answer: Answer,
+    expires_at: u64,
+    seq: u64,
+}
+
+impl Cache {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            next_seq: 0,
+            inserts_since_sweep: capacity,
+        }
+    }
+
+    /// The answer for `key` if it has not expired.
+    fn get(&mut self, key: &Key, now: u64) -> Option<Answer> {
+        let entry = self.entries.get(key)?;
+        if now < entry.expires_at {
+            return Some(entry.answer.clone());
+        }
+        self.entries.remove(key);
+        None
+    }
+
+    fn insert(&mut self, key: Key, answer: Answer, expires_at: u64, now: u64) {
+        if self.capacity == 0 || expires_at <= now {
+            return;
+        }
+        self.inserts_since_sweep = self.inserts_since_sweep.saturating_add(1);
+        if !self.entries.contains_key(&key) && self.entries.len() >= self.capacity {
+            self.make_room(now);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.entries.insert(
+            key,
+            Entry {
+                answer,
+                expires_at,
+                seq,
+            },
+        );
+        self.order.push_back((key, seq));
+        if self.order.len() > 2 * self.capacity.max(16) {
+            self.drop_stale_order();
+        }
+    }
+
+    /// Frees at least one slot: expired entries first, then the oldest.
+    fn make_room(&mut self, now: u64) {
+        if self.inserts_since_sweep >= self.capacity / 2 {
+            self.inserts_since_sweep = 0;
+            self.entries.retain(|_, entry| now < entry.expires_at);
+            self.drop_stale_order();
+        }
+        while self.entries.len() >= self.capacity {
+            let Some((key, seq)) = self.order.pop_front() else {
+                break;
+            };
+            if self.entries.get(&key).is_some_and(|entry| entry.seq == seq) {
+                self.entries.remove(&key);
+            }
+        }
+    }
+
+    fn drop_stale_order(&mut self) {
+        let entries = &self.entries;
+        self.order
+            .retain(|(key, seq)| entries.get(key).is_some_and(|entry| entry.seq == *seq));
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    fn key(n: u32) -> Key {
+        key_of(&format!("hf_token_{n}"))
+    }
+
+    #[test]
+    fn capacity_bound_holds_and_oldest_go_first() {
+        let mut cache = Cache::new(3);
+        for n in 0..10 {
+            cache.insert(key(n), Err(BearerRejection::Invalid), 100, 0);
+            assert!(cache.entries.len() <= 3);
+            assert!(cache.order.len() <= 2 * 16 + 1);
+        }
+        assert!(cache.get(&key(9), 0).is_some());
+        assert!(cache.get(&key(7), 0).is_some());
+        assert!(cache.get(&key(6), 0).is_none());
+    }
+
+    #[test]
+    fn expired_entries_are_evicted_before_live_ones() {
+        let mut cache = Cache::new(3);
+        cache.insert(key(0), Err(BearerRejection::Invalid), 100, 0);
+        cache.insert(key(1), Err(BearerRejection::Invalid), 10, 0);
+        cache.insert(key(2), Err(BearerRejection::Invalid), 100, 0);
+        cache.insert(key(3), Err(BearerRejection::Invalid), 100, 20);
+        assert!(
+            cache.get(&key(0), 20).is_some(),
+            "the oldest live entry stays"
+        );
+        assert!(cache.get(&key(1), 20).is_none());
+        assert_eq!(cache.entries.len(), 3);
+    }
+
+    #[test]
+    fn entries_expire_and_replacements_keep_one_slot() {
+        let mut cache = Cache::new(2);
+        for _ in 0..100 {
+            cache.insert(key(0), Err(BearerRejection::Invalid), 10, 0);
+        }
+        assert_eq!(cache.entries.len(), 1);
+        assert!(
+            cache.order.len() <= 2 * 16 + 1,
+            "stale order tags are dropped"
+        );
+        assert!(cache.get(&key(0), 9).is_some());
+        assert!(cache.get(&key(0), 10).is_none());
+        assert!(
+            cache.entries.is_empty(),
+            "an expired entry is removed when seen"
+        );
+        cache.insert(key(1), Err(BearerRejection::Invalid), 5, 5);
+        assert!(
+            cache.entries.is_empty(),
+            "already expired answers are not kept"
+        );
+        let mut none = Cache::new(0);
+        none.insert(key(1), Err(BearerRejection::Invalid), 50, 0);
+        assert!(none.entries.is_empty());
+    }
+
+    #[test]
+    fn scopes_follow_the_documented_table() {
+        let scopes = |grant: Grant, email: bool| bearer_scopes(&grant, email).to_string();
+        assert_eq!(scopes(Grant::Unreported, false), "openid profile");
+        assert_eq!(scopes(Grant::Unreported, true), "openid profile email");
+        assert_eq!(
+            scopes(Grant::Reported(Scopes::parse("openid read-repos")), true),
+            "openid read-repos"
+        );
+        assert_eq!(
+            scopes(Grant::Read, false),
+            "openid profile email read-repos gated-repos read-collections read-memberships"
+        );
+        assert_eq!(
+            scopes(Grant::Write, false),
+            "openid profile email read-repos gated-repos read-collections read-memberships \
+             contribute-repos write-repos manage-repos write-collections write-discussions \
+             inference-api"
+        );
+        assert_eq!(scopes(Grant::FineGrained, true), "openid profile");
+    }
+
+    #[test]
+    fn malformed_tokens_are_recognised() {
+        assert!(well_formed("hf_abc"));
+        assert!(well_formed(&"a".repeat(MAX_TOKEN_LEN)));
+        for bad in ["", "hf_a b", "hf_\u{e9}", "hf_\t", "hf_\u{7f}"] {
+            assert!(!well_formed(bad), "{bad:?}");
+        }
+        assert!(!well_formed(&"a".repeat(MAX_TOKEN_LEN + 1)));
+    }
+
+    #[test]
+    fn provider_errors_map_to_rejections() {
+        use http::StatusCode;
+        assert_eq!(
+            rejection(&ProviderError::Unauthorized { endpoint: "whoami" }),
+            BearerRejection::Invalid
+        );
+        assert_eq!(
+            rejection(&ProviderError::Status {
+                endpoint: "whoami",
+                status: StatusCode::TOO_MANY_REQUESTS,
+                retry_after: Some(Duration::from_secs(9)),
+            }),
+            BearerRejection::Unavailable {
+                retry_after: Some(Duration::from_secs(9))
+            }
+        );
+        assert_eq!(
+            rejection(&ProviderError::Timeout {
+                endpoint: "userinfo"
+            }),
+            BearerRejection::Unavailable { retry_after: None }
+        );
+    }
+}
+
+#[cfg(all(test, feature = "mock"))]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::OrgRole;
+    use crate::mock::{MockEndpoint, MockFault, MockHfProvider};
+    use crate::provider::ProviderSettings;
+
+    /// A clock tests move by hand, starting at the real time (the mock's token expiry
+    /// is real time).
+    #[derive(Debug)]
+    struct TestClock(AtomicU64);
+
+    impl TestClock {
+        fn new() -> Arc<Self> {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+            Arc::new(Self(AtomicU64::new(now.as_secs())))
+        }
+
+        fn advance(&self, by: Duration) {
+            self.0.fetch_add(by.as_secs(), Ordering::SeqCst);
+        }
+
+        fn secs(&self) -> u64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Clock for TestClock {
+        fn now(&self) -> SystemTime {
+            UNIX_EPOCH + Duration::from_secs(self.secs())
+        }
+    }
+
+    fn provider_for(issuer: String, client_id: &str, secret: Option<&str>) -> Arc<Provider> {
+        let mut settings = ProviderSettings::new(issuer, client_id);
+        settings.client_secret = secret.map(Secret::new);
+        settings.timeout = Duration::from_secs(2);
+        Arc::new(Provider::new(settings).unwrap())
+    }
+
+    fn rejected(answer: Answer) -> BearerRejection {
+        match answer {
+            Ok(user) => panic!("accepted: {user:?}"),
+            Err(rejection) => rejection,
+        }
+    }
+
+    fn validator_with(
+        mock: &MockHfProvider,
+        settings: BearerSettings,
+    ) -> (BearerValidator, Arc<TestClock>) {
+        let clock = TestClock::new();
+        let provider = provider_for(mock.issuer(), mock.client_id(), mock.client_secret());
+        (
+            BearerValidator::new(provider, settings, clock.clone()),
+            clock,
+        )
+    }
+
+    fn validator(mock: &MockHfProvider) -> (BearerValidator, Arc<TestClock>) {
+        validator_with(mock, BearerSettings::default())
+    }
+
+    fn whoami_settings() -> BearerSettings {
+        BearerSettings {
+            validation: BearerValidation::WhoAmI,
+            ..BearerSettings::default()
+        }
+    }
+
+    /// An OAuth access token for `user`, through the mock's code flow (PKCE, client
+    /// secret in the form).
+    async fn oauth_token(mock: &MockHfProvider, user: &str) -> String {
+        const REDIRECT: &str = "http://127.0.0.1:1/login/callback";
+        let verifier = "a-code-verifier-of-at-least-forty-three-characters";
+        let challenge =
+            URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes()));
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .unwrap();
+        let authorize = client
+            .get(format!("{}/oauth/authorize", mock.issuer()))
+            .query(&[
+                ("response_type", "code"),
+                ("client_id", mock.client_id()),
+                ("redirect_uri", REDIRECT),
+                ("scope", "openid profile email"),
+                ("state", "s"),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+                ("mock_user", user),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let location = authorize.headers()[http::header::LOCATION]
+            .to_str()
+            .unwrap();
+        let code = url::Url::parse(location)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .expect("a code")
+            .1
+            .into_owned();
+        let tokens: serde_json::Value = client
+            .post(format!("{}/oauth/token", mock.issuer()))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", verifier),
+                ("client_id", mock.client_id()),
+                ("client_secret", mock.client_secret().unwrap()),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        tokens["access_token"].as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn oauth_token_is_validated_at_userinfo() {
+        let mock = MockHfProvider::start().await.unwrap();
+        let token = oauth_token(&mock, "alice").await;
+        assert!(token.starts_with("hf_oauth_"));
+        let (v, clock) = validator(&mock);
+        let user = v.validate(&token).await.unwrap();
+        assert_eq!(user.username(), "alice");
+        assert_eq!(user.name(), Some("Alice Liddell"));
+        assert_eq!(user.email(), Some("alice@example.com"));
+        assert_eq!(user.org("acme").unwrap().role(), Some(OrgRole::Admin));
+        assert_eq!(user.org("acme").unwrap().plan(), Some("team"));
+        assert_eq!(user.scopes().to_string(), "openid profile email");
+        assert_eq!(user.access_token().expose(), token);
+        assert!(user.record().refresh_token.is_none());
+        assert_eq!(user.record().expires_at, clock.secs() + 300);
+        assert_eq!(mock.requests(MockEndpoint::Userinfo), 1);
+        assert_eq!(mock.requests(MockEndpoint::WhoAmI), 0);
+
+        let again = v.cached(&token).expect("cached").unwrap();
+        assert_eq!(again.id(), user.id());
+        v.validate(&token).await.unwrap();
+        assert_eq!(
+            mock.requests(MockEndpoint::Userinfo),
+            1,
+            "answered from the cache"
+        );
+    }
+
+    #[tokio::test]
+    async fn oauth_token_at_whoami_is_bounded_by_its_expiry() {
+        let mock = MockHfProvider::builder()
+            .with_token_lifetime(Duration::from_secs(120))
+            .start()
+            .await
+            .unwrap();
+        let token = oauth_token(&mock, "alice").await;
+        let (v, clock) = validator_with(&mock, whoami_settings());
+        let user = v.validate(&token).await.unwrap();
+        assert_eq!(user.username(), "alice");
+        assert_eq!(user.scopes().to_string(), "openid profile email");
+        let expires_at = user.record().expires_at;
+        assert!(
+            (clock.secs() + 118..=clock.secs() + 120).contains(&expires_at),
+            "the token's own expiry ({expires_at}) bounds the 5-minute ttl"
+        );
+        clock.advance(Duration::from_secs(60));
+        assert!(v.cached(&token).is_some());
+        clock.advance(Duration::from_secs(61));
+        assert!(
+            v.cached(&token).is_none(),
+            "the entry expired with the token"
+        );
+        // The mock (on real time) still accepts it; by this crate's clock it has expired.
+        assert_eq!(rejected(v.validate(&token).await), BearerRejection::Invalid);
+        assert_eq!(mock.requests(MockEndpoint::WhoAmI), 2);
+    }
+
+    #[tokio::test]
+    async fn user_tokens_get_their_role_scopes() {
+        let mock = MockHfProvider::start().await.unwrap();
+        let (v, _) = validator(&mock);
+        let read = "openid profile email read-repos gated-repos read-collections read-memberships";
+        let write = format!(
+            "{read} contribute-repos write-repos manage-repos write-collections \
+             write-discussions inference-api"
+        );
+        for (role, expected) in [
+            ("read", read.to_owned()),
+            ("write", write),
+            ("fineGrained", "openid profile".to_owned()),
+        ] {
+            let token = mock.issue_user_token("alice", role);
+            let user = v.validate(&token).await.unwrap();
+            assert_eq!(user.scopes().to_string(), expected, "{role}");
+            assert_eq!(user.username(), "alice");
+            assert_eq!(user.name(), Some("Alice Liddell"));
+            assert!(user.is_pro());
+            assert_eq!(user.email(), Some("alice@example.com"));
+            let avatar = user.avatar_url().unwrap();
+            assert!(
+                avatar.starts_with(&format!("{}/avatars/", mock.issuer())),
+                "{avatar}"
+            );
+            let acme = user.org("acme").unwrap();
+            assert_eq!(acme.role(), Some(OrgRole::Admin));
+            assert_eq!(acme.full_name(), Some("ACME Corp"));
+            assert_eq!(acme.plan(), Some("team"));
+            assert_eq!(user.org("huggingface").unwrap().role(), Some(OrgRole::Read));
+        }
+        assert_eq!(mock.requests(MockEndpoint::WhoAmI), 3);
+        assert_eq!(mock.requests(MockEndpoint::Userinfo), 0);
+    }
+
+    #[tokio::test]
+    async fn invalid_token_is_rejected_and_the_rejection_cached() {
+        let mock = MockHfProvider::start().await.unwrap();
+        let (v, clock) = validator(&mock);
+        for (token, endpoint) in [
+            ("hf_oauth_not_a_real_token", MockEndpoint::Userinfo),
+            ("hf_not_a_real_token", MockEndpoint::WhoAmI),
+        ] {
+            assert_eq!(rejected(v.validate(token).await), BearerRejection::Invalid);
+            assert_eq!(rejected(v.validate(token).await), BearerRejection::Invalid);
+            assert_eq!(
+                v.cached(token).map(rejected),
+                Some(BearerRejection::Invalid)
+            );
+            assert_eq!(
+                mock.requests(endpoint),
+                1,
+                "the second answer came from the cache"
+            );
+        }
+        clock.advance(Duration::from_secs(31));
+        assert!(
+            v.cached("hf_not_a_real_token").is_none(),
+            "negative ttl passed"
+        );
+        assert_eq!(
+            rejected(v.validate("hf_not_a_real_token").await),
+            BearerRejection::Invalid
+        );
+        assert_eq!(mock.requests(MockEndpoint::WhoAmI), 2);
+    }
+
+    #[tokio::test]
+    async fn malformed_tokens_never_reach_the_provider() {
+        let mock = MockHfProvider::start().await.unwrap();
+        let (v, _) = validator(&mock);
+        let long = format!("hf_{}", "a".repeat(MAX_TOKEN_LEN));
+        for token in ["hf_a b", "hf_\u{e9}t\u{e9}", "", long.as_str()] {
+            assert_eq!(rejected(v.validate(token).await), BearerRejection::Invalid);
+            assert_eq!(
+                v.cached(token).map(rejected),
+                Some(BearerRejection::Invalid)
+            );
+        }
+        assert_eq!(mock.requests(MockEndpoint::Userinfo), 0);
+        assert_eq!(mock.requests(MockEndpoint::WhoAmI), 0);
+        assert_eq!(mock.requests(MockEndpoint::Discovery), 0);
+        // Other formats are not rejected up front: they go to userinfo.
+        assert_eq!(
+            rejected(v.validate("some-other-providers-token").await),
+            BearerRejection::Invalid
+        );
+        assert_eq!(mock.requests(MockEndpoint::Userinfo), 1);
+    }
+
+    #[tokio::test]
+    async fn revoked_token_is_accepted_until_the_ttl_passes() {
+        let mock = MockHfProvider::start().await.unwrap();
+        let (v, clock) = validator(&mock);
+        let token = mock.issue_user_token("bob", "read");
+        assert_eq!(v.validate(&token).await.unwrap().username(), "bob");
+        mock.revoke_token(&token);
+        clock.advance(Duration::from_secs(299));
+        assert_eq!(v.validate(&token).await.unwrap().username(), "bob");
+        assert_eq!(mock.requests(MockEndpoint::WhoAmI), 1);
+        clock.advance(Duration::from_secs(1));
+        assert!(v.cached(&token).is_none());
+        assert_eq!(rejected(v.validate(&token).await), BearerRejection::Invalid);
+        assert_eq!(mock.requests(MockEndpoint::WhoAmI), 2);
+    }
+
+    #[tokio::test]
+    async fn provider_errors_are_unavailable_and_not_cached() {
+        let mock = MockHfProvider::start().await.unwrap();
+        let (v, _) = validator(&mock);
+        let user_token = mock.issue_user_token("alice", "read");
+        let oauth = oauth_token(&mock, "alice").await;
+        for (status, endpoint, token) in [
+            (429, MockEndpoint::WhoAmI, user_token.as_str()),
+            (500, MockEndpoint::WhoAmI, user_token.as_str()),
+            (429, MockEndpoint::Userinfo, oauth.as_str()),
+            (503, MockEndpoint::Userinfo, oauth.as_str()),
+        ] {
+            mock.add_fault(MockFault::Status { endpoint, status });
+            let before = mock.requests(endpoint);
+            for _ in 0..2 {
+                assert_eq!(
+                    rejected(v.validate(token).await),
+                    BearerRejection::Unavailable { retry_after: None },
+                    "{status}"
+                );
+                assert!(v.cached(token).is_none(), "{status} is not cached");
+            }
+            assert_eq!(mock.requests(endpoint), before + 2, "{status}: asked twice");
+            mock.clear_faults();
+        }
+        v.validate(&user_token).await.unwrap();
+        v.validate(&oauth).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn slow_provider_is_unavailable() {
+        let mock = MockHfProvider::start().await.unwrap();
+        let (v, _) = validator(&mock);
+        let token = mock.issue_user_token("alice", "read");
+        mock.add_fault(MockFault::Delay {
+            endpoint: MockEndpoint::WhoAmI,
+            delay: Duration::from_secs(5),
+        });
+        assert_eq!(
+            rejected(v.validate(&token).await),
+            BearerRejection::Unavailable { retry_after: None }
+        );
+        assert!(v.cached(&token).is_none());
+    }
+
+    /// A server answering every request with `429` and `Retry-After: 7`.
+    async fn rate_limited_server() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 8192];
+                    let _ = socket.read(&mut buf).await;
+                    let body = r#"{"error":"You have been rate-limited"}"#;
+                    let head = format!(
+                        "HTTP/1.1 429 Too Many Requests\r\nretry-after: 7\r\n\
+                         content-type: application/json\r\ncontent-length: {}\r\n\
+                         connection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(head.as_bytes()).await;
+                });
+            }
+        });
+        issuer
+    }
+
+    #[tokio::test]
+    async fn retry_after_is_passed_on() {
+        let issuer = rate_limited_server().await;
+        let provider = provider_for(issuer, "client", Some("secret"));
+        let v = BearerValidator::new(provider, BearerSettings::default(), TestClock::new());
+        assert_eq!(
+            rejected(v.validate("hf_some_user_token").await),
+            BearerRejection::Unavailable {
+                retry_after: Some(Duration::from_secs(7))
+            }
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_callers_share_one_upstream_call() {
+        let mock = MockHfProvider::start().await.unwrap();
+        let (v, _) = validator(&mock);
+        let v = Arc::new(v);
+        let token = Arc::new(mock.issue_user_token("carol", "write"));
+        mock.add_fault(MockFault::Delay {
+            endpoint: MockEndpoint::WhoAmI,
+            delay: Duration::from_millis(200),
+        });
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..1000 {
+            let (v, token) = (v.clone(), token.clone());
+            tasks.spawn(async move { v.validate(&token).await });
+        }
+        let mut accepted = 0;
+        while let Some(answer) = tasks.join_next().await {
+            assert_eq!(answer.unwrap().unwrap().username(), "carol");
+            accepted += 1;
+        }
+        assert_eq!(accepted, 1000);
+        assert_eq!(mock.requests(MockEndpoint::WhoAmI), 1);
+        assert!(lock(&v.in_flight).is_empty());
+    }
+
+    #[tokio::test]
+    async fn cancelled_caller_does_not_wedge_others() {
+        let mock = MockHfProvider::start().await.unwrap();
+        let (v, _) = validator(&mock);
+        let v = Arc::new(v);
+        let token = mock.issue_user_token("alice", "read");
+        mock.add_fault(MockFault::Delay {
+            endpoint: MockEndpoint::WhoAmI,
+            delay: Duration::from_millis(300),
+        });
+        // Alone and cancelled: the in-flight entry goes away.
+        let gave_up = tokio::time::timeout(Duration::from_millis(50), v.validate(&token)).await;
+        assert!(gave_up.is_err());
+        assert!(lock(&v.in_flight).is_empty());
+
+        // The caller running the call is cancelled while another waits: the waiter
+        // takes over and gets the answer.
+        let first = tokio::spawn({
+            let (v, token) = (v.clone(), token.clone());
+            async move { v.validate(&token).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let second = tokio::spawn({
+            let (v, token) = (v.clone(), token.clone());
+            async move { v.validate(&token).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        first.abort();
+        assert_eq!(second.await.unwrap().unwrap().username(), "alice");
+        assert!(lock(&v.in_flight).is_empty());
+        assert!(v.cached(&token).is_some());
+    }
+
+    #[tokio::test]
+    async fn cache_holds_at_most_capacity_tokens() {
+        let mock = MockHfProvider::start().await.unwrap();
+        let settings = BearerSettings {
+            capacity: 3,
+            ..BearerSettings::default()
+        };
+        let (v, _) = validator_with(&mock, settings);
+        let mut tokens = Vec::new();
+        for i in 0..8 {
+            let token = if i % 2 == 0 {
+                mock.issue_user_token("bob", "read")
+            } else {
+                format!("hf_unknown_{i}")
+            };
+            let _ = v.validate(&token).await;
+            assert!(lock(&v.cache).entries.len() <= 3);
+            tokens.push(token);
+        }
+        assert_eq!(lock(&v.cache).entries.len(), 3);
+        assert!(v.cached(&tokens[7]).is_some(), "the newest stays");
+        assert!(v.cached(&tokens[0]).is_none(), "the oldest went");
+    }
+
+    #[tokio::test]
+    async fn debug_output_never_shows_a_token() {
+        let mock = MockHfProvider::start().await.unwrap();
+        let (v, _) = validator(&mock);
+        let token = mock.issue_user_token("alice", "write");
+        let user = v.validate(&token).await.unwrap();
+        let _ = v.validate("hf_rejected_token_value").await;
+        for shown in [format!("{v:?}"), format!("{v:#?}"), format!("{user:?}")] {
+            assert!(!shown.contains(&token), "{shown}");
+            assert!(!shown.contains("hf_rejected_token_value"), "{shown}");
+        }
+        assert!(format!("{v:?}").contains("cached: 2"), "{v:?}");
+    }
+
+    #[test]
+    fn validator_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<BearerValidator>();
+    }
+}

@@ -1,0 +1,293 @@
+//! Secrets stay secret: a full sign-in and a series of failing ones run with every
+//! `tracing` event captured at TRACE level, and neither the logs nor any response the
+//! app sends (status, headers, body) may contain a secret:
+//!
+//! - access and refresh tokens: the mock issues them as `hf_oauth_…` (refresh tokens
+//!   `hf_oauth_refresh_…`), so the prefix must not appear at all;
+//! - the client secret, alone or inside its `Authorization: Basic` encoding;
+//! - every authorization code (read from the provider's redirect to the callback);
+//! - every PKCE verifier, read by opening the pending-login cookie with
+//!   the test's cookie key (format documented in `src/session/codec.rs`; the test
+//!   checks the verifier against the `code_challenge` it saw, so it cannot pass
+//!   vacuously if that format changes);
+//! - the cookie key material (`common::SECRET`) and ID tokens (`eyJhbGciOi…`).
+//!
+//! tracing-subscriber (dev-dependency, feature `fmt`) formats the events into a shared
+//! buffer; it is this binary's global default, so the events of every task count.
+#![allow(unreachable_pub)]
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::digest::{SHA256, digest};
+use aws_lc_rs::hkdf::{HKDF_SHA256, KeyType, Salt};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use common::*;
+use reqwest::{Response, StatusCode};
+use tower_hf_auth::mock::{MockEndpoint, MockFault};
+
+/// Every formatted `tracing` event of this test binary.
+fn logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let sink = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || Sink(sink.clone()))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("first subscriber");
+        buffer
+    })
+    .clone()
+}
+
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What the app said, and the secrets seen on the way.
+#[derive(Default)]
+struct Evidence {
+    responses: String,
+    secrets: Vec<(String, String)>,
+}
+
+impl Evidence {
+    /// Records the whole response (status, headers, body).
+    async fn record(&mut self, what: &str, res: Response) -> (StatusCode, String) {
+        let status = res.status();
+        self.responses.push_str(&format!("--- {what}: {status}\n"));
+        for (name, value) in res.headers() {
+            self.responses.push_str(&format!(
+                "{name}: {}\n",
+                String::from_utf8_lossy(value.as_bytes())
+            ));
+        }
+        let body = res.text().await.unwrap();
+        self.responses.push_str(&body);
+        self.responses.push('\n');
+        (status, body)
+    }
+
+    fn secret(&mut self, what: &str, value: impl Into<String>) {
+        let value = value.into();
+        assert!(!value.is_empty(), "{what} is empty");
+        self.secrets.push((what.to_owned(), value));
+    }
+}
+
+/// The key that seals cookies for `SECRET` (HKDF-SHA256, as `src/session/codec.rs`).
+fn cookie_key() -> LessSafeKey {
+    struct Len(usize);
+    impl KeyType for Len {
+        fn len(&self) -> usize {
+            self.0
+        }
+    }
+    let prk = Salt::new(HKDF_SHA256, b"tower-hf-auth cookie keys v1").extract(SECRET.as_bytes());
+    let mut key = [0u8; 32];
+    prk.expand(&[b"aes-256-gcm"], Len(32))
+        .unwrap()
+        .fill(&mut key)
+        .unwrap();
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).unwrap())
+}
+
+/// The plaintext of a sealed cookie: `key id (4) || nonce (12) || ciphertext || tag`.
+fn open_cookie(name: &str, value: &str) -> serde_json::Value {
+    let mut raw = URL_SAFE_NO_PAD
+        .decode(value)
+        .expect("a sealed cookie is base64url");
+    let nonce = Nonce::try_assume_unique_for_key(&raw[4..16]).unwrap();
+    let plain = cookie_key()
+        .open_in_place(nonce, Aad::from(name.as_bytes()), &mut raw[16..])
+        .expect("the pending cookie opens with the test's key");
+    serde_json::from_slice(plain).expect("a pending sign-in is JSON")
+}
+
+/// Starts a sign-in; records its PKCE verifier (checked against the authorize request)
+/// and its authorization code as secrets, and returns the callback URL.
+async fn start(app: &TestApp, browser: &Browser, ev: &mut Evidence) -> String {
+    let authorize_url = start_login(app, browser, "/").await;
+    let state = query_param(&authorize_url, "state").unwrap();
+    let challenge = query_param(&authorize_url, "code_challenge").unwrap();
+    let name = format!("hf_auth_login_{}", &state[..16]);
+    let value = browser
+        .cookie(&format!("{}/login/callback", app.base), &name)
+        .expect("a pending-login cookie");
+    let pending = open_cookie(&name, &value);
+    assert_eq!(pending["state"], state.as_str());
+    let verifier = pending["verifier"].as_str().unwrap().to_owned();
+    assert_eq!(verifier.len(), 43);
+    assert_eq!(
+        URL_SAFE_NO_PAD.encode(digest(&SHA256, verifier.as_bytes())),
+        challenge,
+        "the verifier read from the cookie is the one behind the challenge"
+    );
+    ev.secret("PKCE verifier", verifier);
+    let callback = authorize(browser, &authorize_url, "alice").await;
+    ev.secret(
+        "authorization code",
+        query_param(&callback, "code").unwrap(),
+    );
+    callback
+}
+
+#[tokio::test]
+async fn no_secret_reaches_logs_pages_or_headers() {
+    let logs = logs();
+    let app = app_with(mock().await, |b| b.with_timeout(Duration::from_secs(1))).await;
+    let mut ev = Evidence::default();
+    let client_secret = app.mock.client_secret().unwrap().to_owned();
+    ev.secret("client secret", client_secret.clone());
+    ev.secret(
+        "Basic credentials",
+        STANDARD.encode(format!("{}:{client_secret}", app.mock.client_id())),
+    );
+    ev.secret("cookie key", SECRET);
+    ev.secret("an ID token", "eyJhbGciOi");
+    ev.secret("an access or refresh token", "hf_oauth_");
+
+    // A full sign-in, the pages of a signed-in user, and sign-out.
+    let browser = Browser::new();
+    let callback = start(&app, &browser, &mut ev).await;
+    let (status, _) = ev.record("callback", browser.get(&callback).await).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let me = ev
+        .record("/me", browser.get_json(&format!("{}/me", app.base)).await)
+        .await;
+    assert_eq!(me.0, StatusCode::OK);
+    assert!(me.1.contains("\"username\":\"alice\""), "{}", me.1);
+    ev.record("/", browser.get(&format!("{}/", app.base)).await)
+        .await;
+    ev.record("replay", browser.get(&callback).await).await;
+    ev.record(
+        "/logout",
+        browser.get(&format!("{}/logout", app.base)).await,
+    )
+    .await;
+
+    // A code used twice: the provider answers invalid_grant.
+    let browser = Browser::new();
+    let other = start(&app, &browser, &mut ev).await;
+    let reused = with_param(
+        &other,
+        "code",
+        Some(&query_param(&callback, "code").unwrap()),
+    );
+    let (status, _) = ev.record("reused code", browser.get(&reused).await).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+
+    // Each failure after the code was sent to the provider.
+    let faults = [
+        MockFault::Status {
+            endpoint: MockEndpoint::Token,
+            status: 500,
+        },
+        MockFault::Status {
+            endpoint: MockEndpoint::Userinfo,
+            status: 401,
+        },
+        MockFault::NotJson {
+            endpoint: MockEndpoint::Token,
+        },
+        MockFault::Oversized {
+            endpoint: MockEndpoint::Token,
+            bytes: 2 * 1024 * 1024,
+        },
+        MockFault::Redirect {
+            endpoint: MockEndpoint::Userinfo,
+            location: "https://evil.example/".into(),
+        },
+        MockFault::Delay {
+            endpoint: MockEndpoint::Token,
+            delay: Duration::from_secs(5),
+        },
+        MockFault::IdTokenBadSignature,
+        MockFault::IdTokenAlgNone,
+        MockFault::IdTokenHs256WithPublicKey,
+        MockFault::IdTokenNonce(Some("wrong".into())),
+        MockFault::IdTokenExpiredBy(Duration::from_secs(3600)),
+        MockFault::IdTokenUnknownKid,
+        MockFault::UserinfoSub("ffffffffffffffffffffffff".into()),
+        MockFault::TokenType("mac".into()),
+        MockFault::MissingIdToken,
+    ];
+    for fault in faults {
+        let label = format!("{fault:?}");
+        let browser = Browser::new();
+        let callback = start(&app, &browser, &mut ev).await;
+        app.mock.add_fault(fault);
+        let (status, _) = ev.record(&label, browser.get(&callback).await).await;
+        assert!(status.is_server_error(), "{label}: {status}");
+        app.mock.clear_faults();
+    }
+
+    // Failures before the provider is called.
+    let browser = Browser::new();
+    let callback = start(&app, &browser, &mut ev).await;
+    let state = query_param(&callback, "state").unwrap();
+    let forged = format!("{}{}", &state[..16], "A".repeat(27));
+    ev.record(
+        "state mismatch",
+        browser
+            .get(&with_param(&callback, "state", Some(&forged)))
+            .await,
+    )
+    .await;
+    ev.record(
+        "no iss",
+        browser.get(&with_param(&callback, "iss", None)).await,
+    )
+    .await;
+    app.mock
+        .add_fault(MockFault::AuthorizeError("access_denied".into()));
+    let browser = Browser::new();
+    let callback = start_login(&app, &browser, "/").await;
+    let callback = authorize(&browser, &callback, "alice").await;
+    ev.record("declined", browser.get(&callback).await).await;
+    app.mock.clear_faults();
+    ev.record(
+        "/me signed out",
+        browser.get_json(&format!("{}/me", app.base)).await,
+    )
+    .await;
+
+    // Give the last log lines a moment, then search everything.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(
+        logs.contains("signed in with Hugging Face"),
+        "the capture works: {logs}"
+    );
+    assert!(
+        logs.contains("sign-in failed talking to the provider"),
+        "failures are logged: {logs}"
+    );
+    for (what, secret) in &ev.secrets {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "{what} is in the logs:\n{logs}"
+        );
+        assert!(
+            !ev.responses.contains(secret.as_str()),
+            "{what} is in a response:\n{}",
+            ev.responses
+        );
+    }
+}
