@@ -39,6 +39,8 @@ const STATE_KEY_LEN: usize = 16;
 const STATE_LEN: usize = 43;
 const MAX_CODE_LEN: usize = 2048;
 const MAX_USED_STATES: usize = 10_000;
+/// Unreadable pending-login cookies deleted per `/login`.
+const MAX_PRUNE_EXTRA: usize = 16;
 
 /// What `/login` remembers until the callback.
 #[derive(Serialize, Deserialize)]
@@ -298,10 +300,11 @@ fn prune_pending(shared: &Shared, headers: &HeaderMap, now: u64) -> Vec<HeaderVa
         }
     }
     live.sort_unstable();
+    // A flood of planted cookies must not become a flood of response headers: delete a
+    // bounded number of unreadable ones now, the rest on later visits.
+    drop.truncate(MAX_PRUNE_EXTRA);
     let excess = (live.len() + 1).saturating_sub(config.max_pending_logins);
     drop.extend(live.iter().take(excess).map(|(_, n)| *n));
-    drop.sort_unstable();
-    drop.dedup();
     drop.into_iter()
         .map(|n| cookie::remove(n, &config.pending_path, &config.sessions.attrs))
         .collect()
