@@ -332,25 +332,38 @@ impl Provider {
     ) -> Result<T, ProviderError> {
         const ENDPOINT: &str = "userinfo";
         let metadata = self.metadata().await?;
-        let Ok(mut bearer) = HeaderValue::try_from(format!("Bearer {}", access_token.expose()))
-        else {
+        let fetched = self
+            .get_with_bearer(ENDPOINT, metadata.userinfo_endpoint.clone(), access_token)
+            .await?;
+        http::parse_json(ENDPOINT, &fetched.body, fetched.content_type.as_deref())
+    }
+
+    /// GETs `url` with `Authorization: Bearer <token>`: a 401 is
+    /// [`ProviderError::Unauthorized`], any other non-success status an error.
+    async fn get_with_bearer(
+        &self,
+        endpoint: &'static str,
+        url: url::Url,
+        token: &Secret,
+    ) -> Result<http::Fetched, ProviderError> {
+        let Ok(mut bearer) = HeaderValue::try_from(format!("Bearer {}", token.expose())) else {
             // Characters no header can carry: no provider would accept this token.
-            return Err(ProviderError::Unauthorized { endpoint: ENDPOINT });
+            return Err(ProviderError::Unauthorized { endpoint });
         };
         bearer.set_sensitive(true);
         let request = self
             .http
-            .get(metadata.userinfo_endpoint.clone())
+            .get(url)
             .header(ACCEPT, "application/json")
             .header(AUTHORIZATION, bearer);
-        let fetched = http::fetch(ENDPOINT, request, self.settings.max_response_bytes).await?;
+        let fetched = http::fetch(endpoint, request, self.settings.max_response_bytes).await?;
         if fetched.status == StatusCode::UNAUTHORIZED {
-            return Err(ProviderError::Unauthorized { endpoint: ENDPOINT });
+            return Err(ProviderError::Unauthorized { endpoint });
         }
         if !fetched.status.is_success() {
-            return Err(http::error_for_status(ENDPOINT, &fetched));
+            return Err(http::error_for_status(endpoint, &fetched));
         }
-        http::parse_json(ENDPOINT, &fetched.body, fetched.content_type.as_deref())
+        Ok(fetched)
     }
 
     /// Asks `{issuer}/api/whoami-v2` who `token` belongs to. Unlike userinfo it accepts
@@ -363,23 +376,9 @@ impl Provider {
     /// an unusable response.
     pub(crate) async fn whoami(&self, token: &Secret) -> Result<WhoAmI, ProviderError> {
         const ENDPOINT: &str = whoami::ENDPOINT;
-        let Ok(mut bearer) = HeaderValue::try_from(format!("Bearer {}", token.expose())) else {
-            // Characters no header can carry: no provider would accept this token.
-            return Err(ProviderError::Unauthorized { endpoint: ENDPOINT });
-        };
-        bearer.set_sensitive(true);
-        let request = self
-            .http
-            .get(self.whoami_url.clone())
-            .header(ACCEPT, "application/json")
-            .header(AUTHORIZATION, bearer);
-        let fetched = http::fetch(ENDPOINT, request, self.settings.max_response_bytes).await?;
-        if fetched.status == StatusCode::UNAUTHORIZED {
-            return Err(ProviderError::Unauthorized { endpoint: ENDPOINT });
-        }
-        if !fetched.status.is_success() {
-            return Err(http::error_for_status(ENDPOINT, &fetched));
-        }
+        let fetched = self
+            .get_with_bearer(ENDPOINT, self.whoami_url.clone(), token)
+            .await?;
         WhoAmI::from_json(
             &self.issuer_base,
             &fetched.body,
