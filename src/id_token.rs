@@ -324,7 +324,7 @@ struct RawHeader {
 }
 
 /// Checks the token's shape and `alg`, before any key is involved. Returns the `kid`.
-fn check_header(token: &str) -> Result<Option<String>, IdTokenError> {
+pub(crate) fn check_header(token: &str) -> Result<Option<String>, IdTokenError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(IdTokenError::Malformed("the token is too long"));
     }
@@ -485,6 +485,19 @@ pub(crate) fn verify(
         Some(kid) => IdTokenError::UnknownKid(printable(&kid, MAX_ECHO_LEN)),
         None => IdTokenError::NoMatchingKey,
     })
+}
+
+/// Parses a claims JSON object and checks it, as [`verify`] does once the signature
+/// holds. For the fuzz targets, which cannot sign.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn parse_claims(
+    json: &[u8],
+    expect: &Expectations<'_>,
+) -> Result<IdTokenClaims, IdTokenError> {
+    let raw: RawClaims = serde_json::from_slice(json).map_err(|_| {
+        IdTokenError::Malformed("the claims are not a JSON object of the expected shape")
+    })?;
+    check_claims(raw, expect)
 }
 
 /// The claim checks, on a token whose signature has been verified.

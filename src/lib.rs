@@ -73,6 +73,9 @@ pub mod config;
 mod flow;
 pub mod guard;
 mod id_token;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod layer;
 #[cfg(feature = "mock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]

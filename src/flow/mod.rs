@@ -312,17 +312,17 @@ fn prune_pending(shared: &Shared, headers: &HeaderMap, now: u64) -> Vec<HeaderVa
 
 /// The callback's query parameters.
 #[derive(Default)]
-struct CallbackParams {
-    state: Option<String>,
-    code: Option<String>,
-    iss: Option<String>,
-    error: Option<String>,
-    error_description: Option<String>,
+pub(crate) struct CallbackParams {
+    pub(crate) state: Option<String>,
+    pub(crate) code: Option<String>,
+    pub(crate) iss: Option<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) error_description: Option<String>,
 }
 
 impl CallbackParams {
     /// Parses the query; a repeated parameter is an error (RFC 6749 §3.1).
-    fn parse(query: &str) -> Result<Self, &'static str> {
+    pub(crate) fn parse(query: &str) -> Result<Self, &'static str> {
         let mut p = Self::default();
         for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
             let slot = match &*k {
@@ -342,7 +342,7 @@ impl CallbackParams {
 }
 
 /// Provider-chosen text made safe to show: no control characters, bounded length.
-fn tame(text: &str) -> String {
+pub(crate) fn tame(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 

@@ -55,7 +55,7 @@ fn looks_local(bytes: &[u8]) -> bool {
     true
 }
 
-fn percent_decode(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn percent_decode(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {

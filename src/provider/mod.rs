@@ -26,7 +26,7 @@
 mod date;
 mod discovery;
 mod error;
-mod http;
+pub(crate) mod http;
 mod token;
 mod whoami;
 
