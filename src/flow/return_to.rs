@@ -55,7 +55,7 @@ fn looks_local(bytes: &[u8]) -> bool {
     true
 }
 
-pub(crate) fn percent_decode(bytes: &[u8]) -> Vec<u8> {
+fn percent_decode(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -97,6 +97,34 @@ pub(crate) fn encode_for_location(path: &str) -> String {
         }
     }
     out
+}
+
+/// Panics unless `path`, as [`sanitize`] returns it, stays on this site however a
+/// browser or proxy reads it: a `/` path, not protocol-relative at any depth of
+/// percent-decoding, only bytes a `Location` header may carry, resolving to this
+/// site's origin. Shared by the unit, property and fuzz tests.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn assert_stays_on_site(path: &str) {
+    assert!(path.starts_with('/'), "{path:?} is not a path");
+    assert!(
+        path.bytes().all(|b| b.is_ascii_graphic()),
+        "{path:?} holds bytes a Location header should not"
+    );
+    assert!(
+        http::HeaderValue::from_str(path).is_ok(),
+        "{path:?} is not a header value"
+    );
+    let mut decoded = path.as_bytes().to_vec();
+    for _ in 0..=DECODE_ROUNDS + 4 {
+        assert!(
+            !matches!(decoded.get(1), Some(b'/' | b'\\')),
+            "a decoding of {path:?} is protocol-relative"
+        );
+        decoded = percent_decode(&decoded);
+    }
+    let base = url::Url::parse("https://app.example/").expect("a valid base");
+    let resolved = base.join(path).expect("a path resolves against the site");
+    assert_eq!(resolved.origin(), base.origin(), "{path:?} resolves off-site");
 }
 
 #[cfg(test)]
@@ -150,5 +178,62 @@ mod tests {
     fn a_lone_percent_is_not_decoded() {
         assert_eq!(sanitize("/100%"), "/100%");
         assert_eq!(sanitize("/%zz"), "/%zz");
+    }
+
+    #[test]
+    #[should_panic(expected = "protocol-relative")]
+    fn the_site_check_catches_an_encoded_double_slash() {
+        assert_stays_on_site("/%2F/evil.example");
+    }
+
+    #[test]
+    #[should_panic(expected = "Location header")]
+    fn the_site_check_catches_a_header_break() {
+        assert_stays_on_site("/\r\nSet-Cookie: x=1");
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::{assert_stays_on_site, sanitize};
+
+        /// Strings built to look like the attacks: slashes, backslashes, percent
+        /// escapes (also of `%` itself), controls, schemes and plain text.
+        fn hostile() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                Just("/".to_owned()),
+                Just("\\".to_owned()),
+                Just("%2F".to_owned()),
+                Just("%2f".to_owned()),
+                Just("%5C".to_owned()),
+                Just("%25".to_owned()),
+                Just("%".to_owned()),
+                Just("\r\n".to_owned()),
+                Just("https:".to_owned()),
+                Just("//".to_owned()),
+                "[a-z0-9.:?#&=]{1,6}",
+                any::<char>().prop_map(String::from),
+            ];
+            prop::collection::vec(piece, 0..12).prop_map(|pieces| pieces.concat())
+        }
+
+        proptest! {
+            #[test]
+            fn whatever_comes_in_stays_on_site(raw in hostile()) {
+                assert_stays_on_site(&sanitize(&raw));
+            }
+
+            #[test]
+            fn arbitrary_text_stays_on_site(raw in any::<String>()) {
+                assert_stays_on_site(&sanitize(&raw));
+            }
+
+            #[test]
+            fn plain_local_paths_are_kept_as_they_are(
+                raw in "(/[A-Za-z0-9._~-]{1,12}){1,5}(\\?[a-z]{1,5}=[A-Za-z0-9]{0,8})?",
+            ) {
+                prop_assert_eq!(sanitize(&raw), raw);
+            }
+        }
     }
 }

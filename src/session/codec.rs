@@ -207,4 +207,81 @@ mod tests {
         let b = KeyRing::random();
         assert!(b.open("s", &a.seal("s", b"v")).is_none());
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn ring() -> KeyRing {
+            KeyRing::from_secrets(&Secret::new("a-long-enough-secret-for-property-tests"), [])
+        }
+
+        /// A change to a sealed value: a byte of the decoded value flipped, the value
+        /// cut short, or bytes appended.
+        #[derive(Debug, Clone)]
+        enum Mutation {
+            Flip { at: usize, mask: u8 },
+            Truncate { keep: usize },
+            Append(Vec<u8>),
+        }
+
+        fn mutation() -> impl Strategy<Value = Mutation> {
+            prop_oneof![
+                (any::<usize>(), 1..=u8::MAX).prop_map(|(at, mask)| Mutation::Flip { at, mask }),
+                any::<usize>().prop_map(|keep| Mutation::Truncate { keep }),
+                prop::collection::vec(any::<u8>(), 1..16).prop_map(Mutation::Append),
+            ]
+        }
+
+        fn apply(sealed: &str, mutation: &Mutation) -> String {
+            let mut raw = URL_SAFE_NO_PAD.decode(sealed).expect("sealed values are base64");
+            match mutation {
+                Mutation::Flip { at, mask } => {
+                    let at = at % raw.len();
+                    raw[at] ^= mask;
+                }
+                Mutation::Truncate { keep } => raw.truncate(keep % raw.len()),
+                Mutation::Append(extra) => raw.extend_from_slice(extra),
+            }
+            URL_SAFE_NO_PAD.encode(raw)
+        }
+
+        proptest! {
+            #[test]
+            fn what_is_sealed_opens_unchanged(
+                name in "[a-z_.0-9]{1,20}",
+                plain in prop::collection::vec(any::<u8>(), 0..2048),
+            ) {
+                let r = ring();
+                let sealed = r.seal(&name, &plain);
+                prop_assert_eq!(r.open(&name, &sealed), Some(plain));
+            }
+
+            #[test]
+            fn any_mutation_is_rejected(
+                plain in prop::collection::vec(any::<u8>(), 0..256),
+                change in mutation(),
+            ) {
+                let r = ring();
+                let sealed = r.seal("session", &plain);
+                prop_assert_eq!(r.open("session", &apply(&sealed, &change)), None);
+            }
+
+            #[test]
+            fn a_value_opens_only_under_its_own_name(
+                name in "[a-z]{1,8}",
+                other in "[a-z]{1,8}",
+            ) {
+                prop_assume!(name != other);
+                let r = ring();
+                prop_assert_eq!(r.open(&other, &r.seal(&name, b"v")), None);
+            }
+
+            #[test]
+            fn arbitrary_text_never_opens(value in ".{0,200}") {
+                prop_assert_eq!(ring().open("session", &value), None);
+            }
+        }
+    }
 }

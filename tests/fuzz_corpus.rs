@@ -1,0 +1,53 @@
+//! The fuzz corpus as regression tests: every input in `fuzz/corpus/<target>/` (the
+//! seeds, and what the fuzzers found that reached new code) is run through the same
+//! entry point its cargo-fuzz target calls. A fuzzer finding, once fixed, stays fixed
+//! without nightly Rust or libFuzzer. See fuzz/README.md for running the fuzzers.
+#![cfg(feature = "fuzzing")]
+
+use std::path::Path;
+
+use tower_hf_auth::fuzzing;
+
+/// Runs `target` on every file of its corpus; returns how many there were.
+fn replay(target: &str, run: fn(&[u8])) -> usize {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    let entries = std::fs::read_dir(&dir)
+        .unwrap_or_else(|err| panic!("the corpus {} is missing: {err}", dir.display()));
+    let mut count = 0;
+    for entry in entries {
+        let path = entry.expect("a readable corpus entry").path();
+        let data = std::fs::read(&path).expect("a readable corpus file");
+        let outcome = std::panic::catch_unwind(|| run(&data));
+        assert!(outcome.is_ok(), "{} fails again", path.display());
+        count += 1;
+    }
+    assert!(count > 0, "the corpus {} is empty", dir.display());
+    count
+}
+
+#[test]
+fn session_cookie_corpus() {
+    replay("session_cookie", fuzzing::session_cookie);
+}
+
+#[test]
+fn callback_query_corpus() {
+    replay("callback_query", fuzzing::callback_query);
+}
+
+#[test]
+fn return_to_corpus() {
+    replay("return_to", fuzzing::return_to);
+}
+
+#[test]
+fn id_token_corpus() {
+    replay("id_token", fuzzing::id_token);
+}
+
+#[test]
+fn provider_json_corpus() {
+    replay("provider_json", fuzzing::provider_json);
+}
