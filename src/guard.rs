@@ -1,22 +1,89 @@
 //! Guards: layers that sit on the routes that need something of the user and turn "no
 //! user" or "not allowed" into the right answer for the caller.
 //!
-//! [`RequireLogin`] asks for a signed-in user, [`RequireScopes`] for granted scopes,
-//! [`RequireOrg`] for organization membership or role, and [`RequireUser`] for any
-//! condition on the user. A browser without a user is redirected to
-//! sign in and brought back; an API client gets `401` with `WWW-Authenticate: Bearer`
-//! and a JSON body; a gRPC client gets `grpc-status: 16`. Guards read the user that
-//! [`HfAuthLayer`](crate::HfAuthLayer) put into the request, so that layer must wrap
-//! them (in axum: `route_layer` for guards, `layer` for `HfAuthLayer`).
+//! Guards read the user that [`HfAuthLayer`](crate::HfAuthLayer) put into the request,
+//! so that layer must wrap them: in axum, guards go on routes with `route_layer` and
+//! `HfAuthLayer` on the router with `layer`. Each guard is a tower [`Layer`], so the
+//! same values work in tonic's `Server::builder().layer(…)` and any `ServiceBuilder`.
+//!
+//! # Cookbook
+//!
+//! Signed in at all, a scope, an organization, a role, anything else:
 //!
 //! ```
-//! use tower_hf_auth::RequireLogin;
 //! # #[cfg(feature = "axum")] {
 //! use axum::{Router, routing::get};
+//! use tower_hf_auth::{OrgRole, RequireLogin, RequireOrg, RequireScopes, RequireUser};
 //!
-//! let app: Router = Router::new().route("/me", get(|| async { "me" }).route_layer(RequireLogin));
+//! async fn page() -> &'static str { "ok" }
+//!
+//! let app: Router = Router::new()
+//!     // Anyone signed in.
+//!     .route("/me", get(page).route_layer(RequireLogin))
+//!     // Granted `read-repos` (and, with `all`, every other scope listed).
+//!     .route("/repos", get(page).route_layer(RequireScopes::all(["read-repos"])))
+//!     // Granted at least one of these.
+//!     .route("/edit", get(page).route_layer(RequireScopes::any(["write-repos", "manage-repos"])))
+//!     // A member of `acme`, in any role.
+//!     .route("/acme", get(page).route_layer(RequireOrg::member("acme")))
+//!     // `write` or `admin` in `acme` (roles: read < contributor < write < admin).
+//!     .route("/acme/deploy", get(page).route_layer(RequireOrg::role("acme", OrgRole::Write)))
+//!     // Any condition on the user; the name is what the denial says is needed.
+//!     .route("/pro", get(page).route_layer(RequireUser::new("a PRO subscription", |u| u.is_pro())));
 //! # }
 //! ```
+//!
+//! Stacked guards must all pass; the outermost is checked first. A whole router can be
+//! guarded too, and the whole app restricted to organizations with
+//! [`with_authorized_orgs`](crate::HfAuthConfigBuilder::with_authorized_orgs):
+//!
+//! ```
+//! # #[cfg(feature = "axum")] {
+//! use axum::{Router, routing::get};
+//! use tower_hf_auth::{OrgRole, RequireOrg, RequireScopes};
+//!
+//! let admin: Router = Router::new()
+//!     .route("/users", get(|| async { "users" }))
+//!     .route("/repos", get(|| async { "repos" }))
+//!     // Both: an acme admin who granted `read-repos`.
+//!     .route_layer(RequireScopes::all(["read-repos"]))
+//!     .route_layer(RequireOrg::role("acme", OrgRole::Admin));
+//! let app: Router = Router::new().nest("/admin", admin);
+//! # }
+//! ```
+//!
+//! A guard that has passed costs a lookup in the request's extensions and a comparison:
+//! it allocates nothing and does not clone the user.
+//!
+//! # Who gets what answer
+//!
+//! [`Caller`] decides, per request: gRPC by `content-type: application/grpc…`, a
+//! browser by a `GET`/`HEAD` that accepts `text/html`, an API client otherwise. Fix it
+//! per guard with `.for_api()`, `.for_grpc()` or `.for_browser()`, or for the whole app
+//! with [`HfAuthLayer::for_api`](crate::HfAuthLayer::for_api) and its siblings.
+//!
+//! | denial | browser | API client | gRPC client |
+//! |---|---|---|---|
+//! | nobody signed in | `303` to `/login?return_to=<path>` | `401`, `WWW-Authenticate: Bearer realm="<public URL>"` (plus `error="invalid_token"` when a bearer token was refused), JSON | HTTP 200, `grpc-status: 16`, a `grpc-message` saying how to sign in |
+//! | a scope not granted ([`RequireScopes`]) | `303` to `/login?return_to=<path>&scope=<missing>`: sign in again asking for granted + missing scopes; if they were asked for and still not granted, a `403` page naming them (no loop) | `403`, `WWW-Authenticate: Bearer error="insufficient_scope", scope="<missing>"`, JSON | `grpc-status: 7` |
+//! | not in the org, or role too low ([`RequireOrg`]) | `403` page naming the org and role, explaining that org access is granted on the consent screen, with a link to sign in again | `403`, JSON `{"error":"org_required", …}` | `grpc-status: 7` |
+//! | the condition is false ([`RequireUser`]) | `403` page: "This needs <name>." | `403`, JSON `{"error":"forbidden", …}` | `grpc-status: 7` |
+//!
+//! JSON bodies are `{"error": <code>, "error_description": <message>}`. Every denial
+//! carries an [`AuthError`] (status, code, message) in the response's extensions, for
+//! logging or metrics layers outside the guard, and `Cache-Control: no-store`.
+//!
+//! # Bearer tokens
+//!
+//! With [`with_bearer_tokens`](crate::HfAuthConfigBuilder::with_bearer_tokens), a request
+//! with `Authorization: Bearer <token>` and no session is signed in as the token's user,
+//! and the same guards apply. Scope guards see exactly the scopes the [`bearer`]
+//! module's table gives a token (for example, a fine-grained user token has none of the
+//! repository scopes). Validation answers are cached (5 minutes, never past the token's
+//! expiry; rejections 30 seconds); a provider that cannot answer gives `503` with
+//! `Retry-After` (gRPC: `grpc-status: 14`), never "invalid token".
+//!
+//! [`bearer`]: crate::bearer
 
 use std::fmt;
 use std::sync::Arc;
@@ -352,6 +419,36 @@ pub(crate) fn missing_layer(caller: Caller) -> Response<respond::Body> {
     respond::error(caller, err, None)
 }
 
+/// What "not signed in" tells a program: why the bearer token it sent failed, or how to
+/// sign in (a `/login` link means nothing to a gRPC client). `login` is the sign-in
+/// link for API callers.
+pub(crate) fn not_signed_in_message(
+    context: &AuthContext,
+    extensions: &http::Extensions,
+    caller: Caller,
+    login: &str,
+) -> String {
+    if extensions.get::<BearerRejected>().is_some() {
+        return "Hugging Face did not accept the bearer token: it is invalid, expired or revoked"
+            .to_owned();
+    }
+    let bearer = context.shared.config.bearer.is_some();
+    match (caller, bearer) {
+        (Caller::Grpc, true) => "Sign in with Hugging Face first: send `authorization: Bearer \
+                                 <token>` with a Hugging Face access token"
+            .to_owned(),
+        (Caller::Grpc, false) => {
+            "Sign in with Hugging Face first: this service accepts signed-in sessions only"
+                .to_owned()
+        }
+        (_, true) => format!(
+            "Sign in with Hugging Face first ({login}), or send `Authorization: Bearer \
+             <token>` with a Hugging Face access token"
+        ),
+        (_, false) => format!("Sign in with Hugging Face first: {login}"),
+    }
+}
+
 /// The answer to a denied request, in the caller's protocol.
 pub(crate) fn deny(
     context: &AuthContext,
@@ -372,7 +469,7 @@ pub(crate) fn deny(
             let err = AuthError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",
-                format!("Sign in with Hugging Face first: {login}"),
+                not_signed_in_message(context, extensions, caller, &login),
             );
             let mut res = respond::error(caller, err, None);
             if caller == Caller::Api {

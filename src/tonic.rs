@@ -66,7 +66,9 @@
 use ::tonic::{Request, Status};
 
 use crate::HfUser;
-use crate::layer::{AuthContext, BearerRejected};
+use crate::guard::not_signed_in_message;
+use crate::layer::AuthContext;
+use crate::respond::Caller;
 
 /// Reads the [`HfUser`] that [`HfAuthLayer`](crate::HfAuthLayer) put into a
 /// [`tonic::Request`]. Sealed: implemented for `tonic::Request<T>` only.
@@ -108,15 +110,12 @@ impl<T> HfUserExt for Request<T> {
             tracing::error!("{message}");
             return Err(Status::internal(message));
         };
-        let message = if extensions.get::<BearerRejected>().is_some() {
-            "Hugging Face did not accept the bearer token: it is invalid, expired or revoked"
-        } else if context.shared.config.bearer.is_some() {
-            "Sign in with Hugging Face first: send `authorization: Bearer <token>` with a \
-             Hugging Face access token"
-        } else {
-            "Sign in with Hugging Face first: this service accepts signed-in sessions only"
-        };
-        Err(Status::unauthenticated(message))
+        Err(Status::unauthenticated(not_signed_in_message(
+            context,
+            extensions,
+            Caller::Grpc,
+            "",
+        )))
     }
 }
 
