@@ -42,8 +42,8 @@
 //!    `GET /login/callback` (finish), `GET`/`POST /logout` (see [`config`] to move them).
 //! 2. For any other request it opens the session cookie ([`session`]) and, when it is
 //!    valid and unexpired, inserts [`HfUser`]. It never rejects by itself.
-//! 3. Guards ([`guard`]) turn "nobody is signed in" into the right answer for the
-//!    caller ([`respond`]).
+//! 3. Guards ([`guard`], with a cookbook and the full answer table) turn "nobody is
+//!    signed in" or "not allowed" into the right answer for the caller ([`respond`]).
 //! 4. Handlers read `HfUser` (or `Option<HfUser>` on public routes) with the axum
 //!    extractors (feature `axum`) or from the request's extensions.
 //!
@@ -61,6 +61,25 @@
 //! `sub` must match; post-login targets are local paths only; provider calls have
 //! timeouts, size caps and follow no redirects; cookies are AES-256-GCM sealed,
 //! `HttpOnly`, `Secure` on https. [`Secret`]s never show in `Debug` output.
+//!
+//! The evidence is in the tests, which run against [`mock::MockHfProvider`] over real
+//! sockets (`cargo test --all-features`):
+//!
+//! - the **conformance suite**, [`tests/conformance.rs`], one test per case of the
+//!   OpenID Connect relying-party certification plan for the code flow (`rp_nonce_invalid`,
+//!   `rp_id_token_bad_sig_hs256`, `rp_key_rotation_op_sign_key`, …), each asserting no
+//!   session, a clear error and a working sign-in right after;
+//! - hostile providers and requests ([`tests/hostile.rs`]), secrets kept out of logs and
+//!   responses ([`tests/secrets.rs`]), load with provider faults (`tests/load.rs`);
+//! - property tests of the return-path check and the cookie codec, and cargo-fuzz
+//!   targets for the cookie decoder, callback query, return path, ID token and provider
+//!   JSON (`fuzz/`), whose corpus is replayed by `tests/fuzz_corpus.rs`.
+//!
+//! `SECURITY.md` gives the threat model and what is left to the deployer.
+//!
+//! [`tests/conformance.rs`]: https://docs.rs/crate/tower-hf-auth/latest/source/tests/conformance.rs
+//! [`tests/hostile.rs`]: https://docs.rs/crate/tower-hf-auth/latest/source/tests/hostile.rs
+//! [`tests/secrets.rs`]: https://docs.rs/crate/tower-hf-auth/latest/source/tests/secrets.rs
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
