@@ -5,6 +5,10 @@
 //! browser-like `reqwest` client) to get genuine session cookies; the timed loop then
 //! drives a separately built layer with the same secret over a trivial service.
 //!
+//! The `guards` group puts the same valid session through three stacked guards that
+//! pass (`RequireLogin`, `RequireScopes`, `RequireOrg::role`) and through none, to show
+//! what passing guards cost.
+//!
 //! ```sh
 //! cargo bench --all-features --bench session
 //! ```
@@ -18,12 +22,16 @@ use std::convert::Infallible;
 use std::hint::black_box;
 
 use bytes::Bytes;
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BatchSize, BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use http::{HeaderValue, Request, Response, header};
 use http_body_util::{BodyExt, Full};
-use tower::{Layer, ServiceExt, service_fn};
+use tokio::runtime::Runtime;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_hf_auth::mock::MockHfProvider;
-use tower_hf_auth::{HfAuthConfig, HfAuthLayer, HfUser};
+use tower_hf_auth::{
+    HfAuthConfig, HfAuthLayer, HfUser, OrgRole, RequireLogin, RequireOrg, RequireScopes,
+};
 
 const SECRET: &str = "bench secret: thirty-two characters or more, really";
 
@@ -124,6 +132,26 @@ fn request(cookie: Option<&HeaderValue>) -> Request<Full<Bytes>> {
     req.body(Full::default()).unwrap()
 }
 
+/// Times one request with `cookie` through a fresh clone of `svc`.
+fn time<S>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    name: &str,
+    svc: &S,
+    cookie: Option<&HeaderValue>,
+) where
+    S: Service<Request<Full<Bytes>>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    group.bench_function(name, |b| {
+        b.iter_batched(
+            || (svc.clone(), request(cookie)),
+            |(svc, req)| rt.block_on(async { black_box(svc.oneshot(req).await.unwrap()) }),
+            BatchSize::SmallInput,
+        );
+    });
+}
+
 fn bench(c: &mut Criterion) {
     let fixture = fixture();
     let alice_tampered = tampered(&fixture.alice);
@@ -138,7 +166,15 @@ fn bench(c: &mut Criterion) {
         let body = user.map_or_else(Bytes::new, |u| Bytes::from(u.username().to_owned()));
         Ok::<_, Infallible>(Response::new(Full::new(body)))
     });
-    let svc = HfAuthLayer::new(fixture.config).layer(inner);
+    let auth = HfAuthLayer::new(fixture.config);
+    let svc = auth.layer(inner.clone());
+    let guarded = auth.layer(
+        ServiceBuilder::new()
+            .layer(RequireLogin)
+            .layer(RequireScopes::all(["openid", "profile"]))
+            .layer(RequireOrg::role("acme", OrgRole::Admin))
+            .service(inner),
+    );
 
     // Once, outside the timed loops: each case takes the path it is named after.
     let check = |cookie: Option<&HeaderValue>| -> (String, Vec<String>) {
@@ -180,14 +216,27 @@ fn bench(c: &mut Criterion) {
         ("valid_session_40_orgs", Some(&fixture.carol)),
         ("tampered_cookie", Some(&alice_tampered)),
     ] {
-        group.bench_function(name, |b| {
-            b.iter_batched(
-                || (svc.clone(), request(cookie)),
-                |(svc, req)| rt.block_on(async { black_box(svc.oneshot(req).await.unwrap()) }),
-                BatchSize::SmallInput,
-            );
-        });
+        time(&mut group, &rt, name, &svc, cookie);
     }
+    group.finish();
+
+    let guarded_answer = rt.block_on(async {
+        let res = guarded
+            .clone()
+            .oneshot(request(Some(&fixture.alice)))
+            .await
+            .unwrap();
+        res.into_body().collect().await.unwrap().to_bytes()
+    });
+    assert_eq!(
+        &guarded_answer[..],
+        b"alice",
+        "alice passes the three guards"
+    );
+    let mut group = c.benchmark_group("guards");
+    let alice = Some(&fixture.alice);
+    time(&mut group, &rt, "none", &svc, alice);
+    time(&mut group, &rt, "three_passing", &guarded, alice);
     group.finish();
 }
 
