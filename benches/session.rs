@@ -167,7 +167,7 @@ fn bench(c: &mut Criterion) {
         Ok::<_, Infallible>(Response::new(Full::new(body)))
     });
     let auth = HfAuthLayer::new(fixture.config);
-    let svc = auth.layer(inner.clone());
+    let svc = auth.layer(inner);
     let guarded = auth.layer(
         ServiceBuilder::new()
             .layer(RequireLogin)
