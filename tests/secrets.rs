@@ -12,6 +12,10 @@
 //!   vacuously if that format changes);
 //! - the cookie key material (`common::SECRET`) and ID tokens (`eyJhbGciOi…`).
 //!
+//! A second test does the same for bearer mode: OAuth and user tokens (valid, lacking a
+//! scope or role, revoked, made up) sent by API and gRPC clients, and new tokens while
+//! the provider answers 429, 5xx, HTML or too slowly.
+//!
 //! tracing-subscriber (dev-dependency, feature `fmt`) formats the events into a shared
 //! buffer; it is this binary's global default, so the events of every task count.
 #![allow(unreachable_pub)]
@@ -279,6 +283,131 @@ async fn no_secret_reaches_logs_pages_or_headers() {
         logs.contains("sign-in failed talking to the provider"),
         "failures are logged: {logs}"
     );
+    for (what, secret) in &ev.secrets {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "{what} is in the logs:\n{logs}"
+        );
+        assert!(
+            !ev.responses.contains(secret.as_str()),
+            "{what} is in a response:\n{}",
+            ev.responses
+        );
+    }
+}
+
+/// Sends `token` as a bearer token to `path`, as an API or a gRPC client.
+async fn bearer(app: &TestApp, path: &str, token: &str, grpc: bool) -> Response {
+    let request = reqwest::Client::new()
+        .get(format!("{}{path}", app.base))
+        .bearer_auth(token);
+    let request = if grpc {
+        request.header("content-type", "application/grpc")
+    } else {
+        request.header("accept", "application/json")
+    };
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn no_bearer_token_reaches_logs_or_responses() {
+    let logs = logs();
+    let app = app_with(mock().await, |b| {
+        b.with_bearer_tokens(true)
+            .with_timeout(Duration::from_secs(1))
+    })
+    .await;
+    let mut ev = Evidence::default();
+
+    // An OAuth access token, read out of a real session cookie, and user tokens.
+    let browser = Browser::new();
+    let callback = start(&app, &browser, &mut ev).await;
+    browser.get(&callback).await;
+    let session = browser
+        .cookie(&format!("{}/", app.base), "hf_auth")
+        .expect("signed in");
+    let oauth = open_cookie("hf_auth", &session)["access_token"]
+        .as_str()
+        .expect("the session holds the access token")
+        .to_owned();
+    assert!(oauth.starts_with("hf_oauth_"), "an OAuth token");
+    let read = app.mock.issue_user_token("bob", "read");
+    let fine = app.mock.issue_user_token("alice", "fineGrained");
+    let revoked = app.mock.issue_user_token("carol", "write");
+    app.mock.revoke_token(&revoked);
+    let bogus = [
+        "hf_oauth_not-a-real-token-0123456789",
+        "hf_not-a-real-token-9876543210",
+    ];
+    for (what, token) in [
+        ("the OAuth token", oauth.as_str()),
+        ("a read token", &read),
+        ("a fine-grained token", &fine),
+        ("a revoked token", &revoked),
+        ("a made-up OAuth token", bogus[0]),
+        ("a made-up user token", bogus[1]),
+    ] {
+        ev.secret(what, token);
+    }
+
+    // Accepted, lacking a scope, lacking a role, refused: as API and gRPC callers.
+    let mut statuses = Vec::new();
+    for token in [&oauth, &read, &fine, &revoked, bogus[0], bogus[1]] {
+        for path in ["/me", "/repos", "/acme/admin"] {
+            for grpc in [false, true] {
+                let label = format!("{path} grpc={grpc}");
+                let (status, _) = ev
+                    .record(&label, bearer(&app, path, token, grpc).await)
+                    .await;
+                statuses.push(status);
+            }
+        }
+    }
+    assert!(statuses.contains(&StatusCode::OK));
+    assert!(statuses.contains(&StatusCode::UNAUTHORIZED));
+    assert!(statuses.contains(&StatusCode::FORBIDDEN));
+
+    // The provider failing while new tokens arrive: 503s, never a token in the answer.
+    let faults = [
+        MockFault::Status {
+            endpoint: MockEndpoint::Userinfo,
+            status: 429,
+        },
+        MockFault::Status {
+            endpoint: MockEndpoint::WhoAmI,
+            status: 500,
+        },
+        MockFault::Status {
+            endpoint: MockEndpoint::Userinfo,
+            status: 502,
+        },
+        MockFault::NotJson {
+            endpoint: MockEndpoint::WhoAmI,
+        },
+        MockFault::Delay {
+            endpoint: MockEndpoint::WhoAmI,
+            delay: Duration::from_secs(3),
+        },
+    ];
+    for (i, fault) in faults.into_iter().enumerate() {
+        let label = format!("{fault:?}");
+        // A token of the kind the failing endpoint validates, never seen before.
+        let token = if label.contains("Userinfo") {
+            format!("hf_oauth_fresh-token-{i}")
+        } else {
+            app.mock.issue_user_token("bob", "read")
+        };
+        ev.secret(&format!("a new token during {label}"), token.clone());
+        app.mock.add_fault(fault);
+        let (status, _) = ev
+            .record(&label, bearer(&app, "/me", &token, false).await)
+            .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{label}");
+        app.mock.clear_faults();
+    }
+
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
     for (what, secret) in &ev.secrets {
         assert!(
             !logs.contains(secret.as_str()),
