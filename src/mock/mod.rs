@@ -195,6 +195,41 @@ impl MockHfProvider {
             .map(|u| u.username.clone())
             .collect()
     }
+
+    /// Issues an OAuth access token (`hf_oauth_…`) for `username`, as if they had
+    /// signed in and granted `scopes`, expiring after `lifetime` (by the real clock;
+    /// `Duration::ZERO` issues one that has already expired). `/oauth/userinfo` and
+    /// `/api/whoami-v2` accept it until then; it can be revoked.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_hf_auth::mock::MockHfProvider;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let provider = MockHfProvider::start().await?;
+    /// let token = provider.issue_oauth_token("alice", &["openid", "profile"], Duration::from_secs(60));
+    /// assert!(token.starts_with("hf_oauth_"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    /// If `username` is not one of the provider's [`users`](Self::users).
+    pub fn issue_oauth_token(&self, username: &str, scopes: &[&str], lifetime: Duration) -> String {
+        let user = self
+            .shared
+            .config
+            .user(username)
+            .unwrap_or_else(|| panic!("MockHfProvider has no user {username:?}"));
+        let token = AccessToken {
+            user,
+            scopes: scopes.iter().map(|&s| s.to_owned()).collect(),
+            expires_at: Some(std::time::SystemTime::now() + lifetime),
+            kind: TokenKind::OAuth,
+        };
+        self.shared.lock().insert_access_token("hf_oauth_", token)
+    }
 }
 
 /// Settings for a [`MockHfProvider`].
