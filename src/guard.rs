@@ -67,7 +67,7 @@
 //! | nobody signed in | `303` to `/login?return_to=<path>` | `401`, `WWW-Authenticate: Bearer realm="<public URL>"` (plus `error="invalid_token"` when a bearer token was refused), JSON | HTTP 200, `grpc-status: 16`, a `grpc-message` saying how to sign in |
 //! | a scope not granted ([`RequireScopes`]) | `303` to `/login?return_to=<path>&scope=<missing>`: sign in again asking for granted + missing scopes; if they were asked for and still not granted, a `403` page naming them (no loop) | `403`, `WWW-Authenticate: Bearer error="insufficient_scope", scope="<missing>"`, JSON | `grpc-status: 7` |
 //! | not in the org, or role too low ([`RequireOrg`]) | `403` page naming the org and role, explaining that org access is granted on the consent screen, with a link to sign in again | `403`, JSON `{"error":"org_required", …}` | `grpc-status: 7` |
-//! | the condition is false ([`RequireUser`]) | `403` page: "This needs <name>." | `403`, JSON `{"error":"forbidden", …}` | `grpc-status: 7` |
+//! | the condition is false ([`RequireUser`]) | `403` page saying "This needs …" with the guard's name | `403`, JSON `{"error":"forbidden", …}` | `grpc-status: 7` |
 //!
 //! JSON bodies are `{"error": <code>, "error_description": <message>}`. Every denial
 //! carries an [`AuthError`] (status, code, message) in the response's extensions, for
