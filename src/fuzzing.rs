@@ -83,7 +83,10 @@ pub fn session_cookie(data: &[u8]) {
             let resaved = sessions
                 .save(user.record(), 1, NOW)
                 .map(|headers| headers.len());
-            assert!(resaved.is_ok() || rest.len() > 30_000, "a session round trips");
+            assert!(
+                resaved.is_ok() || rest.len() > 30_000,
+                "a session round trips"
+            );
         }
     }
 }

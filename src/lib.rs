@@ -90,11 +90,11 @@ pub mod bearer;
 pub mod clock;
 pub mod config;
 mod flow;
-pub mod guard;
-mod id_token;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod guard;
+mod id_token;
 pub mod layer;
 #[cfg(feature = "mock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]

@@ -124,7 +124,11 @@ pub(crate) fn assert_stays_on_site(path: &str) {
     }
     let base = url::Url::parse("https://app.example/").expect("a valid base");
     let resolved = base.join(path).expect("a path resolves against the site");
-    assert_eq!(resolved.origin(), base.origin(), "{path:?} resolves off-site");
+    assert_eq!(
+        resolved.origin(),
+        base.origin(),
+        "{path:?} resolves off-site"
+    );
 }
 
 #[cfg(test)]

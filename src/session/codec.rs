@@ -235,7 +235,9 @@ mod tests {
         }
 
         fn apply(sealed: &str, mutation: &Mutation) -> String {
-            let mut raw = URL_SAFE_NO_PAD.decode(sealed).expect("sealed values are base64");
+            let mut raw = URL_SAFE_NO_PAD
+                .decode(sealed)
+                .expect("sealed values are base64");
             match mutation {
                 Mutation::Flip { at, mask } => {
                     let at = at % raw.len();
