@@ -10,8 +10,8 @@
 //! single-use codes bound to the client, redirect URI, PKCE challenge and nonce, client
 //! authentication, rotating refresh tokens, RS256 ID tokens from a key in its JWKS, and
 //! expiring, revocable access tokens. It can also be told to misbehave with
-//! [`MockFault`]s: forged ID tokens, a wrong issuer, error statuses, slow, huge or
-//! non-JSON answers.
+//! [`MockFault`]s: forged ID tokens, a wrong issuer, error statuses (always, or one
+//! request in n), slow, huge or non-JSON answers.
 //!
 //! To pick a user without a browser, add `mock_user=NAME` to the authorize URL (or
 //! `mock_deny=1` to decline); [`MockHfProviderBuilder::with_auto_approve`] signs everyone
@@ -142,7 +142,7 @@ impl MockHfProvider {
 
     /// Removes every fault.
     pub fn clear_faults(&self) {
-        self.shared.lock().faults.clear();
+        self.shared.lock().clear_faults();
     }
 
     /// Replaces the signing key with a new one under a new `kid`: the JWKS serves only
@@ -555,5 +555,15 @@ pub enum MockFault {
         endpoint: MockEndpoint,
         /// The `Location` header.
         location: String,
+    },
+    /// A flaky provider: every `n`-th request to `endpoint`, counted from when the fault
+    /// is added, answers `503 Service Unavailable` with a JSON error body (`n` of 0 or 1
+    /// fails every request). Which requests fail depends only on their order, so the
+    /// number of failures is reproducible.
+    FailOneIn {
+        /// Where; `None` counts the requests to every endpoint together.
+        endpoint: Option<MockEndpoint>,
+        /// One request in this many fails.
+        n: u32,
     },
 }

@@ -84,22 +84,37 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Resp {
         );
     };
     shared.count(endpoint);
+    let picked_to_fail = shared.fails_one_in(endpoint);
     let faults = shared.faults();
-    let response = match before_handling(endpoint, &faults).await {
+    let response = match before_handling(endpoint, &faults, picked_to_fail).await {
         Some(response) => response,
         None => route(shared, &faults, endpoint, req).await,
     };
     rewrite_body(endpoint, &faults, response)
 }
 
-/// Delays, then answers for the endpoint if a `Redirect` or `Status` fault says so.
-async fn before_handling(endpoint: MockEndpoint, faults: &[MockFault]) -> Option<Resp> {
+/// Delays, then answers for the endpoint if a `FailOneIn` fault picked this request
+/// (`picked_to_fail`) or a `Redirect` or `Status` fault says so.
+async fn before_handling(
+    endpoint: MockEndpoint,
+    faults: &[MockFault],
+    picked_to_fail: bool,
+) -> Option<Resp> {
     for fault in faults {
         if let MockFault::Delay { endpoint: e, delay } = fault
             && *e == endpoint
         {
             tokio::time::sleep(*delay).await;
         }
+    }
+    if picked_to_fail {
+        return Some(json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({
+                "error": "temporarily_unavailable",
+                "error_description": "mock fault: one request in n fails, and this is one",
+            }),
+        ));
     }
     faults.iter().find_map(|fault| match fault {
         MockFault::Redirect {

@@ -46,6 +46,8 @@ impl Config {
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) faults: Vec<MockFault>,
+    /// Requests counted so far by the `FailOneIn` fault at each index of `faults`.
+    fail_counts: HashMap<usize, u64>,
     pub(crate) key: Arc<SigningKey>,
     pub(crate) codes: HashMap<String, CodeGrant>,
     pub(crate) access_tokens: HashMap<String, AccessToken>,
@@ -108,6 +110,7 @@ impl Shared {
             config,
             state: Mutex::new(State {
                 faults: Vec::new(),
+                fail_counts: HashMap::new(),
                 key: Arc::new(SigningKey::generate()),
                 codes: HashMap::new(),
                 access_tokens: HashMap::new(),
@@ -138,9 +141,37 @@ impl Shared {
     pub(crate) fn current_key(&self) -> Arc<SigningKey> {
         Arc::clone(&self.lock().key)
     }
+
+    /// Counts a request to `endpoint` for every `FailOneIn` fault that covers it; `true`
+    /// if one of them picks this request to fail.
+    pub(crate) fn fails_one_in(&self, endpoint: MockEndpoint) -> bool {
+        let mut state = self.lock();
+        let State {
+            faults,
+            fail_counts,
+            ..
+        } = &mut *state;
+        let mut fail = false;
+        for (index, fault) in faults.iter().enumerate() {
+            if let MockFault::FailOneIn { endpoint: e, n } = fault
+                && e.is_none_or(|e| e == endpoint)
+            {
+                let count = fail_counts.entry(index).or_default();
+                *count += 1;
+                fail |= *count % u64::from((*n).max(1)) == 0;
+            }
+        }
+        fail
+    }
 }
 
 impl State {
+    /// Removes every fault and its counts.
+    pub(crate) fn clear_faults(&mut self) {
+        self.faults.clear();
+        self.fail_counts.clear();
+    }
+
     /// Stores a new code, forgetting codes long past their lifetime.
     pub(crate) fn insert_code(&mut self, grant: CodeGrant) -> String {
         let now = Instant::now();

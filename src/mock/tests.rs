@@ -772,6 +772,59 @@ async fn endpoint_faults_change_answers() {
 }
 
 #[tokio::test]
+async fn fail_one_in_fails_every_nth_request_from_when_it_is_added() {
+    let provider = MockHfProvider::start().await.unwrap();
+    let issuer = provider.issuer();
+    let jwks = format!("{issuer}/oauth/jwks");
+    let discovery = format!("{issuer}/.well-known/openid-configuration");
+    let status = |url: &str| {
+        let request = client().get(url);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+
+    status(&jwks).await;
+    provider.add_fault(MockFault::FailOneIn {
+        endpoint: Some(MockEndpoint::Jwks),
+        n: 3,
+    });
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        seen.push(status(&jwks).await);
+        assert_eq!(status(&discovery).await, 200, "other endpoints are spared");
+    }
+    assert_eq!(seen, [200, 200, 503, 200, 200, 503]);
+    let (code, body) = json(client().get(&jwks).send().await.unwrap()).await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(body["keys"].is_array());
+
+    provider.clear_faults();
+    provider.add_fault(MockFault::FailOneIn {
+        endpoint: None,
+        n: 2,
+    });
+    let response = client().get(&discovery).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "counting starts afresh");
+    let (code, body) = json(client().get(&jwks).send().await.unwrap()).await;
+    assert_eq!(
+        code,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "endpoints count together"
+    );
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert_eq!(status(&jwks).await, 200);
+    assert_eq!(status(&discovery).await, 503);
+
+    provider.clear_faults();
+    provider.add_fault(MockFault::FailOneIn {
+        endpoint: Some(MockEndpoint::Discovery),
+        n: 0,
+    });
+    assert_eq!(status(&discovery).await, 503, "n = 0 fails every request");
+    assert_eq!(status(&discovery).await, 503);
+    assert_eq!(provider.requests(MockEndpoint::Discovery), 10);
+}
+
+#[tokio::test]
 async fn user_tokens_work_at_whoami_until_revoked() {
     let provider = MockHfProvider::start().await.unwrap();
     assert_eq!(provider.users(), ["alice", "bob", "carol"]);
