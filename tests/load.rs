@@ -135,18 +135,7 @@ impl Client {
 
     /// A browser over this client's cookie jar, with connections of its own.
     fn browser(&self) -> Browser {
-        let http = reqwest::Client::builder()
-            // Plain http on loopback: an empty root store spares loading the
-            // platform's (about 40 ms per client in a debug build).
-            .tls_certs_only([])
-            .cookie_provider(self.jar.clone())
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        Browser {
-            http,
-            jar: self.jar.clone(),
-        }
+        Browser::with_jar(self.jar.clone())
     }
 }
 
