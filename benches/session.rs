@@ -192,8 +192,8 @@ fn bench(c: &mut Criterion) {
     assert_eq!(check(Some(&fixture.alice)), ("alice".into(), vec![]));
     assert_eq!(check(Some(&fixture.carol)), ("carol".into(), vec![]));
     assert!(
-        fixture.carol.to_str().unwrap().contains("hf_auth.1="),
-        "carol's session is chunked"
+        fixture.carol.len() > 2 * fixture.alice.len(),
+        "carol's session is the large one"
     );
     let (user, cleared) = check(Some(&alice_tampered));
     assert_eq!(user, "", "a tampered cookie yields no user");

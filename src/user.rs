@@ -288,7 +288,7 @@ impl fmt::Display for Scopes {
 
 /// A user profile as the userinfo endpoint returns it. Old and new payload shapes both
 /// parse; unknown fields are ignored.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Profile {
     pub(crate) sub: String,
     #[serde(default)]
@@ -326,6 +326,8 @@ impl Profile {
 /// What a session holds: the profile, granted scopes and tokens.
 #[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct SessionRecord {
+    /// Stored apart from the rest, compressed (see `session::record`).
+    #[serde(skip)]
     pub(crate) profile: Profile,
     pub(crate) scopes: Scopes,
     pub(crate) access_token: Secret,

@@ -113,15 +113,29 @@ fn cookie_key() -> LessSafeKey {
 }
 
 /// The plaintext of a sealed cookie: `key id (4) || nonce (12) || ciphertext || tag`.
-fn open_cookie(name: &str, value: &str) -> serde_json::Value {
+fn open_sealed(name: &str, value: &str) -> Vec<u8> {
     let mut raw = URL_SAFE_NO_PAD
         .decode(value)
         .expect("a sealed cookie is base64url");
     let nonce = Nonce::try_assume_unique_for_key(&raw[4..16]).unwrap();
     let plain = cookie_key()
         .open_in_place(nonce, Aad::from(name.as_bytes()), &mut raw[16..])
-        .expect("the pending cookie opens with the test's key");
-    serde_json::from_slice(plain).expect("a pending sign-in is JSON")
+        .expect("the cookie opens with the test's key");
+    plain.to_vec()
+}
+
+/// A pending sign-in's cookie: its plaintext is JSON.
+fn open_cookie(name: &str, value: &str) -> serde_json::Value {
+    serde_json::from_slice(&open_sealed(name, value)).expect("a pending sign-in is JSON")
+}
+
+/// The tokens part of a session cookie (`src/session/record.rs`): format byte 1, a
+/// big-endian u16 length, then that much JSON.
+fn open_session_tokens(value: &str) -> serde_json::Value {
+    let plain = open_sealed("hf_auth", value);
+    assert_eq!(plain[0], 1, "the session layout's format byte");
+    let len = usize::from(u16::from_be_bytes([plain[1], plain[2]]));
+    serde_json::from_slice(&plain[3..3 + len]).expect("the tokens part is JSON")
 }
 
 /// Starts a sign-in; records its PKCE verifier (checked against the authorize request)
@@ -326,7 +340,7 @@ async fn no_bearer_token_reaches_logs_or_responses() {
     let session = browser
         .cookie(&format!("{}/", app.base), "hf_auth")
         .expect("signed in");
-    let oauth = open_cookie("hf_auth", &session)["access_token"]
+    let oauth = open_session_tokens(&session)["access_token"]
         .as_str()
         .expect("the session holds the access token")
         .to_owned();
