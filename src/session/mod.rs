@@ -173,7 +173,9 @@ mod tests {
         let cookie = request_with(&set);
         let header_line = cookie[header::COOKIE].len() + "Cookie: ".len();
         assert!(header_line < 8 * 1024, "{header_line} bytes");
-        let uncompressed = serde_json::to_vec(&record(2_000, 40).profile).unwrap().len();
+        let uncompressed = serde_json::to_vec(&record(2_000, 40).profile)
+            .unwrap()
+            .len();
         eprintln!("40 orgs: profile JSON {uncompressed} bytes, Cookie header {header_line} bytes");
     }
 

@@ -102,7 +102,10 @@ mod tests {
         let len = usize::from(u16::from_be_bytes([plain[1], plain[2]]));
         let tokens = std::str::from_utf8(&plain[3..3 + len]).unwrap();
         assert!(tokens.contains("hf_oauth_secret_token"), "{tokens}");
-        assert!(!tokens.contains("carol"), "the profile is not in the tokens part");
+        assert!(
+            !tokens.contains("carol"),
+            "the profile is not in the tokens part"
+        );
         let profile = decompress_to_vec_with_limit(&plain[3 + len..], MAX_PROFILE).unwrap();
         let profile = String::from_utf8(profile).unwrap();
         assert!(profile.contains("carol") && !profile.contains("hf_oauth"));
@@ -112,11 +115,17 @@ mod tests {
     fn other_layouts_and_damage_do_not_decode() {
         let plain = encode(&record()).unwrap();
         assert!(decode(&[]).is_none());
-        assert!(decode(br#"{"profile":{}}"#).is_none(), "bare JSON is not this layout");
+        assert!(
+            decode(br#"{"profile":{}}"#).is_none(),
+            "bare JSON is not this layout"
+        );
         let mut wrong_format = plain.clone();
         wrong_format[0] = 2;
         assert!(decode(&wrong_format).is_none());
-        assert!(decode(&plain[..plain.len() - 4]).is_none(), "truncated profile");
+        assert!(
+            decode(&plain[..plain.len() - 4]).is_none(),
+            "truncated profile"
+        );
         assert!(decode(&plain[..10]).is_none(), "truncated tokens");
         let mut long = plain;
         long[1] = 0xff;
