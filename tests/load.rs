@@ -525,6 +525,40 @@ async fn halfway(app: &TestApp, client: &Client) -> String {
     authorize(&browser, &authorize_url, &client.username).await
 }
 
+/// During an outage: signed-in users are served from their sessions, a new sign-in
+/// fails at the provider's door, and a sign-in that got a code before the outage ends
+/// with a clean 503 page at the callback.
+async fn assert_outage_answered(
+    app: &TestApp,
+    target: &Target,
+    signed_in: &[Arc<Client>],
+    newcomer: &Client,
+    returning: &Client,
+    callback: &str,
+) {
+    let before = provider_requests(&app.mock);
+    assert_served(target, signed_in).await;
+    assert_eq!(
+        requests_since(&app.mock, &before).values().sum::<usize>(),
+        0,
+        "serving signed-in users needs no provider"
+    );
+    assert_eq!(
+        sign_in_as(target, newcomer).await,
+        Ok(Outcome::Failed(Step::Authorize))
+    );
+    let browser = returning.browser();
+    let res = browser.get(callback).await;
+    assert_rejected(
+        app,
+        &browser,
+        res,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Signing in with Hugging Face failed",
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_in_users_are_served_while_the_provider_is_down() {
     let test = async {
@@ -547,26 +581,14 @@ async fn signed_in_users_are_served_while_the_provider_is_down() {
                 status: 503,
             });
         }
-        let before = provider_requests(&app.mock);
-        assert_served(&target, &signed_in).await;
-        assert_eq!(
-            requests_since(&app.mock, &before).values().sum::<usize>(),
-            0,
-            "serving signed-in users needs no provider"
-        );
         let newcomer = Client::new(3, &users);
-        assert_eq!(
-            sign_in_as(&target, &newcomer).await,
-            Ok(Outcome::Failed(Step::Authorize))
-        );
-        let browser = returning[0].browser();
-        let res = browser.get(&callbacks[0]).await;
-        assert_rejected(
+        assert_outage_answered(
             &app,
-            &browser,
-            res,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Signing in with Hugging Face failed",
+            &target,
+            &signed_in,
+            &newcomer,
+            &returning[0],
+            &callbacks[0],
         )
         .await;
 
@@ -583,19 +605,13 @@ async fn signed_in_users_are_served_while_the_provider_is_down() {
         tokio::time::timeout(Duration::from_secs(5), refused)
             .await
             .expect("the provider's port closes");
-        assert_served(&target, &signed_in).await;
-        assert_eq!(
-            sign_in_as(&target, &newcomer).await,
-            Ok(Outcome::Failed(Step::Authorize))
-        );
-        let browser = returning[1].browser();
-        let res = browser.get(&callbacks[1]).await;
-        assert_rejected(
+        assert_outage_answered(
             &app,
-            &browser,
-            res,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Signing in with Hugging Face failed",
+            &target,
+            &signed_in,
+            &newcomer,
+            &returning[1],
+            &callbacks[1],
         )
         .await;
         println!(

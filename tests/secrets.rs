@@ -88,11 +88,32 @@ impl Evidence {
         (status, body)
     }
 
+    /// No secret seen is in `logs` or in any response recorded.
+    fn assert_nothing_leaked(&self, logs: &str) {
+        for (what, secret) in &self.secrets {
+            assert!(
+                !logs.contains(secret.as_str()),
+                "{what} is in the logs:\n{logs}"
+            );
+            assert!(
+                !self.responses.contains(secret.as_str()),
+                "{what} is in a response:\n{}",
+                self.responses
+            );
+        }
+    }
+
     fn secret(&mut self, what: &str, value: impl Into<String>) {
         let value = value.into();
         assert!(!value.is_empty(), "{what} is empty");
         self.secrets.push((what.to_owned(), value));
     }
+}
+
+/// The captured log, after giving the last lines a moment to arrive.
+async fn captured(logs: &Mutex<Vec<u8>>) -> String {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    String::from_utf8_lossy(&logs.lock().unwrap()).into_owned()
 }
 
 /// The key that seals cookies for `SECRET` (HKDF-SHA256, as `src/session/codec.rs`).
@@ -287,8 +308,7 @@ async fn no_secret_reaches_logs_pages_or_headers() {
     .await;
 
     // Give the last log lines a moment, then search everything.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    let logs = captured(&logs).await;
     assert!(
         logs.contains("signed in with Hugging Face"),
         "the capture works: {logs}"
@@ -297,17 +317,7 @@ async fn no_secret_reaches_logs_pages_or_headers() {
         logs.contains("sign-in failed talking to the provider"),
         "failures are logged: {logs}"
     );
-    for (what, secret) in &ev.secrets {
-        assert!(
-            !logs.contains(secret.as_str()),
-            "{what} is in the logs:\n{logs}"
-        );
-        assert!(
-            !ev.responses.contains(secret.as_str()),
-            "{what} is in a response:\n{}",
-            ev.responses
-        );
-    }
+    ev.assert_nothing_leaked(&logs);
 }
 
 /// Sends `token` as a bearer token to `path`, as an API or a gRPC client.
@@ -420,17 +430,6 @@ async fn no_bearer_token_reaches_logs_or_responses() {
         app.mock.clear_faults();
     }
 
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
-    for (what, secret) in &ev.secrets {
-        assert!(
-            !logs.contains(secret.as_str()),
-            "{what} is in the logs:\n{logs}"
-        );
-        assert!(
-            !ev.responses.contains(secret.as_str()),
-            "{what} is in a response:\n{}",
-            ev.responses
-        );
-    }
+    let logs = captured(&logs).await;
+    ev.assert_nothing_leaked(&logs);
 }

@@ -164,6 +164,22 @@ impl MockHfProvider {
     /// # Panics
     /// If `username` is not one of the provider's [`users`](Self::users).
     pub fn issue_user_token(&self, username: &str, role: &str) -> String {
+        let kind = TokenKind::User {
+            role: role.to_owned(),
+            display_name: format!("mock {role} token"),
+        };
+        self.issue_token("hf_", username, Vec::new(), None, kind)
+    }
+
+    /// Stores a new access token for `username` and returns it.
+    fn issue_token(
+        &self,
+        prefix: &str,
+        username: &str,
+        scopes: Vec<String>,
+        expires_at: Option<std::time::SystemTime>,
+        kind: TokenKind,
+    ) -> String {
         let user = self
             .shared
             .config
@@ -171,14 +187,11 @@ impl MockHfProvider {
             .unwrap_or_else(|| panic!("MockHfProvider has no user {username:?}"));
         let token = AccessToken {
             user,
-            scopes: Vec::new(),
-            expires_at: None,
-            kind: TokenKind::User {
-                role: role.to_owned(),
-                display_name: format!("mock {role} token"),
-            },
+            scopes,
+            expires_at,
+            kind,
         };
-        self.shared.lock().insert_access_token("hf_", token)
+        self.shared.lock().insert_access_token(prefix, token)
     }
 
     /// Revokes an access, user or refresh token: it stops working everywhere.
@@ -217,18 +230,9 @@ impl MockHfProvider {
     /// # Panics
     /// If `username` is not one of the provider's [`users`](Self::users).
     pub fn issue_oauth_token(&self, username: &str, scopes: &[&str], lifetime: Duration) -> String {
-        let user = self
-            .shared
-            .config
-            .user(username)
-            .unwrap_or_else(|| panic!("MockHfProvider has no user {username:?}"));
-        let token = AccessToken {
-            user,
-            scopes: scopes.iter().map(|&s| s.to_owned()).collect(),
-            expires_at: Some(std::time::SystemTime::now() + lifetime),
-            kind: TokenKind::OAuth,
-        };
-        self.shared.lock().insert_access_token("hf_oauth_", token)
+        let scopes = scopes.iter().map(|&s| s.to_owned()).collect();
+        let expires_at = Some(std::time::SystemTime::now() + lifetime);
+        self.issue_token("hf_oauth_", username, scopes, expires_at, TokenKind::OAuth)
     }
 }
 
