@@ -387,12 +387,14 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let context = req.extensions().get::<AuthContext>();
-        let caller = self
-            .caller
-            .or_else(|| context.and_then(|c| c.caller))
-            .unwrap_or_else(|| Caller::of(&req));
+        // Who is asking matters only for a denial: decided then, not on the pass path.
+        let caller = |req: &Request<ReqBody>| {
+            self.caller
+                .or_else(|| context.and_then(|c| c.caller))
+                .unwrap_or_else(|| Caller::of(req))
+        };
         let Some(context) = context else {
-            return ResponseFuture::ready(missing_layer(caller));
+            return ResponseFuture::ready(missing_layer(caller(&req)));
         };
         match self.requirement.check(req.extensions().get::<HfUser>()) {
             Ok(()) => {
@@ -402,6 +404,7 @@ where
                 ResponseFuture::inner(inner.call(req), Vec::new())
             }
             Err(denial) => {
+                let caller = caller(&req);
                 ResponseFuture::ready(deny(context, caller, req.uri(), req.extensions(), denial))
             }
         }

@@ -33,12 +33,14 @@ impl Caller {
 
     /// Classifies a request by its method and headers, when only those are at hand.
     pub fn of_parts(method: &Method, headers: &http::HeaderMap) -> Self {
+        // Case-insensitive, without allocating: this runs on every request that a
+        // layer or guard must classify.
         let has = |name, needle: &str| {
-            headers
-                .get_all(name)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .any(|v| v.to_ascii_lowercase().contains(needle))
+            headers.get_all(name).iter().any(|v| {
+                v.as_bytes()
+                    .windows(needle.len())
+                    .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+            })
         };
         let grpc = headers
             .get(header::CONTENT_TYPE)
@@ -259,6 +261,15 @@ mod tests {
         assert_eq!(Caller::of(&req(Method::HEAD, &[html])), Caller::Browser);
         assert_eq!(Caller::of(&req(Method::POST, &[html])), Caller::Api);
         assert_eq!(Caller::of(&req(Method::GET, &[])), Caller::Api);
+        assert_eq!(
+            Caller::of(&req(Method::GET, &[("accept", "Text/HTML;q=0.9")])),
+            Caller::Browser,
+            "media types are case-insensitive"
+        );
+        assert_eq!(
+            Caller::of(&req(Method::GET, &[("accept", "text/htm")])),
+            Caller::Api
+        );
         assert_eq!(
             Caller::of(&req(Method::GET, &[("accept", "application/json")])),
             Caller::Api

@@ -150,11 +150,14 @@ fn open_cookie(name: &str, value: &str) -> serde_json::Value {
     serde_json::from_slice(&open_sealed(name, value)).expect("a pending sign-in is JSON")
 }
 
-/// The tokens part of a session cookie (`src/session/record.rs`): format byte 1, a
-/// big-endian u16 length, then that much JSON.
+/// The tokens part of a session cookie (`src/session/record.rs`): a format byte (1 or
+/// 2), a big-endian u16 length, then that much JSON.
 fn open_session_tokens(value: &str) -> serde_json::Value {
     let plain = open_sealed("hf_auth", value);
-    assert_eq!(plain[0], 1, "the session layout's format byte");
+    assert!(
+        matches!(plain[0], 1 | 2),
+        "the session layout's format byte"
+    );
     let len = usize::from(u16::from_be_bytes([plain[1], plain[2]]));
     serde_json::from_slice(&plain[3..3 + len]).expect("the tokens part is JSON")
 }

@@ -95,11 +95,12 @@ pub(crate) fn route<B, F>(
     let config = &shared.config;
     let path = req.uri().path();
     let is_get = matches!(*req.method(), Method::GET | Method::HEAD);
-    let caller = caller.unwrap_or_else(|| Caller::of(req));
+    // Decided only for the crate's own routes: every other request passes untouched.
+    let caller = || caller.unwrap_or_else(|| Caller::of(req));
     if path == config.logout_path {
         if !is_get && req.method() != Method::POST {
             return Some(ResponseFuture::ready(method_not_allowed(
-                caller,
+                caller(),
                 "GET, POST",
             )));
         }
@@ -109,6 +110,7 @@ pub(crate) fn route<B, F>(
     if !login && path != config.callback_path {
         return None;
     }
+    let caller = caller();
     if !is_get {
         return Some(ResponseFuture::ready(method_not_allowed(caller, "GET")));
     }

@@ -1,13 +1,16 @@
 //! The session record's plaintext, before it is sealed into the cookie.
 //!
 //! ```text
-//! 0x01 | tokens length (u16, big-endian) | tokens JSON | DEFLATE(profile JSON)
+//! format | tokens length (u16, big-endian) | tokens JSON | profile
 //! ```
 //!
-//! The profile (above all the list of organizations, each with an id, names and an
-//! avatar URL) is most of a session, and compresses about threefold; compressing it
-//! keeps the `Cookie` header of a user in dozens of organizations under the 8 KB that
-//! common proxies accept per header. The tokens, scopes and expiry stay outside the
+//! where the format byte says how the profile is stored: `1`, DEFLATE-compressed JSON;
+//! `2`, plain JSON. The profile (above all the list of organizations, each with an id,
+//! names and an avatar URL) is most of a session, and a large one compresses about
+//! threefold; compressing it keeps the `Cookie` header of a user in dozens of
+//! organizations under the 8 KB that common proxies accept per header. Profiles under
+//! [`COMPRESS_ABOVE`] bytes are stored plain: inflating costs a few microseconds per
+//! request whatever the size, which is not worth it for a cookie that fits anyway. The tokens, scopes and expiry stay outside the
 //! compressed part: a secret never shares a compression context with profile data, so
 //! the sealed cookie's length says nothing about the secret (no CRIME-style oracle).
 
@@ -16,8 +19,12 @@ use miniz_oxide::inflate::decompress_to_vec_with_limit;
 
 use crate::user::{Profile, SessionRecord};
 
-/// The first byte of this layout; anything else does not open.
-const FORMAT: u8 = 1;
+/// The format byte of a compressed profile.
+const DEFLATED: u8 = 1;
+/// The format byte of a plain profile.
+const PLAIN: u8 = 2;
+/// Profiles of this many bytes of JSON or fewer are stored plain.
+const COMPRESS_ABOVE: usize = 1024;
 /// DEFLATE level: 6 is zlib's default, within a few percent of 9 for this data and
 /// several times faster.
 const LEVEL: u8 = 6;
@@ -33,22 +40,28 @@ pub(crate) fn encode(record: &SessionRecord) -> Option<Vec<u8>> {
     lay_out(&tokens, &profile)
 }
 
-/// The layout around a tokens JSON and a profile JSON (which it compresses).
+/// The layout around a tokens JSON and a profile JSON (compressed when large).
 pub(crate) fn lay_out(tokens: &[u8], profile: &[u8]) -> Option<Vec<u8>> {
     let len = u16::try_from(tokens.len()).ok()?;
-    let profile = compress_to_vec(profile, LEVEL);
+    let deflated;
+    let (format, profile) = if profile.len() > COMPRESS_ABOVE {
+        deflated = compress_to_vec(profile, LEVEL);
+        (DEFLATED, deflated.as_slice())
+    } else {
+        (PLAIN, profile)
+    };
     let mut out = Vec::with_capacity(3 + tokens.len() + profile.len());
-    out.push(FORMAT);
+    out.push(format);
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(tokens);
-    out.extend_from_slice(&profile);
+    out.extend_from_slice(profile);
     Some(out)
 }
 
 /// The record in `plain`, or `None` when it is not this layout.
 pub(crate) fn decode(plain: &[u8]) -> Option<SessionRecord> {
     let (&format, rest) = plain.split_first()?;
-    if format != FORMAT || rest.len() < 2 {
+    if !matches!(format, DEFLATED | PLAIN) || rest.len() < 2 {
         return None;
     }
     let (len, rest) = rest.split_at(2);
@@ -58,8 +71,12 @@ pub(crate) fn decode(plain: &[u8]) -> Option<SessionRecord> {
     }
     let (tokens, profile) = rest.split_at(len);
     let mut record: SessionRecord = serde_json::from_slice(tokens).ok()?;
-    let profile = decompress_to_vec_with_limit(profile, MAX_PROFILE).ok()?;
-    record.profile = serde_json::from_slice::<Profile>(&profile).ok()?;
+    record.profile = if format == DEFLATED {
+        let profile = decompress_to_vec_with_limit(profile, MAX_PROFILE).ok()?;
+        serde_json::from_slice::<Profile>(&profile).ok()?
+    } else {
+        serde_json::from_slice::<Profile>(profile).ok()?
+    };
     Some(record)
 }
 
@@ -69,10 +86,19 @@ mod tests {
     use crate::Secret;
     use crate::user::Scopes;
 
-    fn record() -> SessionRecord {
-        let profile = r#"{"sub":"abc","preferred_username":"carol","orgs":[{"sub":"o1","preferred_username":"acme","roleInOrg":"admin"}]}"#;
+    /// A record whose profile lists `orgs` organizations.
+    fn record(orgs: usize) -> SessionRecord {
+        let orgs: Vec<String> = (0..orgs)
+            .map(|i| {
+                format!(r#"{{"sub":"o{i}","preferred_username":"org-{i}","roleInOrg":"admin"}}"#)
+            })
+            .collect();
+        let profile = format!(
+            r#"{{"sub":"abc","preferred_username":"carol","orgs":[{}]}}"#,
+            orgs.join(",")
+        );
         SessionRecord {
-            profile: serde_json::from_str(profile).unwrap(),
+            profile: serde_json::from_str(&profile).unwrap(),
             scopes: Scopes::parse("openid profile read-repos"),
             access_token: Secret::new("hf_oauth_secret_token"),
             expires_at: 1_700_000_000,
@@ -82,9 +108,20 @@ mod tests {
     }
 
     #[test]
+    fn small_profiles_are_plain_and_large_ones_compressed() {
+        assert_eq!(encode(&record(1)).unwrap()[0], PLAIN);
+        assert_eq!(encode(&record(40)).unwrap()[0], DEFLATED);
+    }
+
+    #[test]
     fn round_trips() {
-        let r = record();
-        let back = decode(&encode(&r).unwrap()).unwrap();
+        for orgs in [0, 1, 40] {
+            round_trip(&record(orgs));
+        }
+    }
+
+    fn round_trip(r: &SessionRecord) {
+        let back = decode(&encode(r).unwrap()).unwrap();
         assert!(back.profile == r.profile, "the profile round trips");
         assert_eq!(back.scopes, r.scopes);
         assert_eq!(back.asked, r.asked);
@@ -98,7 +135,7 @@ mod tests {
 
     #[test]
     fn tokens_sit_outside_the_compressed_profile() {
-        let plain = encode(&record()).unwrap();
+        let plain = encode(&record(40)).unwrap();
         let len = usize::from(u16::from_be_bytes([plain[1], plain[2]]));
         let tokens = std::str::from_utf8(&plain[3..3 + len]).unwrap();
         assert!(tokens.contains("hf_oauth_secret_token"), "{tokens}");
@@ -113,14 +150,14 @@ mod tests {
 
     #[test]
     fn other_layouts_and_damage_do_not_decode() {
-        let plain = encode(&record()).unwrap();
+        let plain = encode(&record(40)).unwrap();
         assert!(decode(&[]).is_none());
         assert!(
             decode(br#"{"profile":{}}"#).is_none(),
             "bare JSON is not this layout"
         );
         let mut wrong_format = plain.clone();
-        wrong_format[0] = 2;
+        wrong_format[0] = 3;
         assert!(decode(&wrong_format).is_none());
         assert!(
             decode(&plain[..plain.len() - 4]).is_none(),
