@@ -474,3 +474,39 @@ async fn logout_clears_the_session_by_get_and_post() {
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(whoami(&app, &browser).await, None);
 }
+
+#[tokio::test]
+async fn another_site_cannot_sign_users_out() {
+    let app = app().await;
+    let browser = Browser::new();
+    signed_in(&app, &browser, "alice").await;
+    let logout = format!("{}/logout", app.base);
+    for request in [
+        browser.http.get(&logout).header("accept", "text/html"),
+        browser.http.post(&logout),
+    ] {
+        let res = request
+            .header("sec-fetch-site", "cross-site")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert!(res.headers().get("set-cookie").is_none(), "nothing cleared");
+        let page = res.text().await.unwrap();
+        assert!(
+            page.contains("Another site asked to sign you out"),
+            "{page}"
+        );
+        assert_eq!(whoami(&app, &browser).await.as_deref(), Some("alice"));
+    }
+    // The page's own link, followed from the app, signs out.
+    let res = browser
+        .http
+        .get(&logout)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(whoami(&app, &browser).await, None);
+}

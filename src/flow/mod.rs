@@ -104,6 +104,9 @@ pub(crate) fn route<B, F>(
                 "GET, POST",
             )));
         }
+        if is_cross_site(req.headers()) {
+            return Some(ResponseFuture::ready(cross_site_logout(shared, caller())));
+        }
         return Some(ResponseFuture::ready(logout(shared, req.headers())));
     }
     let login = path == config.login_path;
@@ -574,6 +577,26 @@ async fn finish(
 }
 
 /// `/logout`: clear the session cookie and go to the post-logout page.
+/// Whether the browser says another site started this request (`Sec-Fetch-Site`, sent
+/// by current browsers on every request; absent from other clients, which pass).
+fn is_cross_site(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+}
+
+/// A sign-out started by another site (a link or form elsewhere): refused, with a link
+/// that signs out when the user follows it from here.
+fn cross_site_logout(shared: &Shared, caller: Caller) -> Response<respond::Body> {
+    let err = AuthError::new(
+        StatusCode::FORBIDDEN,
+        "cross_site_logout",
+        "Another site asked to sign you out; you are still signed in. Use the link below \
+         to sign out.",
+    );
+    respond::error(caller, err, Some(&shared.config.logout_path))
+}
+
 fn logout(shared: &Shared, headers: &HeaderMap) -> Response<respond::Body> {
     let config = &shared.config;
     let present = cookie::read_chunked(headers, &config.sessions.name)
