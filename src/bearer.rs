@@ -71,17 +71,14 @@
 //! organization roles instead. A whoami answer for an account that is not a user (type
 //! `org`) is a rejection.
 
-use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
-
-use aws_lc_rs::digest;
-use tokio::sync::OnceCell;
 
 use crate::Secret;
 use crate::clock::{Clock, unix_seconds};
 use crate::provider::{Provider, ProviderError, WhoAmI, WhoAmIAuth};
+use crate::single_flight::{SingleFlight, key_of};
 use crate::user::{HfUser, Profile, Scopes, SessionRecord};
 
 /// Longest token sent to the provider, in bytes.
@@ -150,25 +147,21 @@ pub(crate) enum BearerRejection {
 /// The answer about one token.
 type Answer = Result<HfUser, BearerRejection>;
 
-/// A token's SHA-256 digest: the cache never holds the token as a key.
-type Key = [u8; 32];
-
 /// Validates bearer tokens against the provider, with a bounded cache and one upstream
 /// call per token at a time.
 pub(crate) struct BearerValidator {
     provider: Arc<Provider>,
     settings: BearerSettings,
     clock: Arc<dyn Clock>,
-    cache: Mutex<Cache>,
-    /// One cell per token being validated; every caller with that token waits on it.
-    in_flight: Mutex<HashMap<Key, Arc<OnceCell<Answer>>>>,
+    /// Answers under the token's SHA-256 digest, and the validations under way.
+    answers: SingleFlight<Answer>,
 }
 
 impl fmt::Debug for BearerValidator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // One lock at a time: `validate` takes them in the other order.
-        let cached = lock(&self.cache).entries.len();
-        let in_flight = lock(&self.in_flight).len();
+        let cached = self.answers.cached_len();
+        let in_flight = self.answers.in_flight_len();
         f.debug_struct("BearerValidator")
             .field("settings", &self.settings)
             .field("cached", &cached)
@@ -184,13 +177,12 @@ impl BearerValidator {
         settings: BearerSettings,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let cache = Cache::new(settings.capacity);
+        let answers = SingleFlight::new(settings.capacity);
         Self {
             provider,
             settings,
             clock,
-            cache: Mutex::new(cache),
-            in_flight: Mutex::new(HashMap::new()),
+            answers,
         }
     }
 
@@ -200,8 +192,7 @@ impl BearerValidator {
         if !well_formed(token) {
             return Some(Err(BearerRejection::Invalid));
         }
-        let key = key_of(token);
-        lock(&self.cache).get(&key, self.now())
+        self.answers.cached(&key_of(token), self.now())
     }
 
     /// Validates: cache first, else one upstream call per token at a time (concurrent
@@ -212,36 +203,18 @@ impl BearerValidator {
             return Err(BearerRejection::Invalid);
         }
         let key = key_of(token);
-        let cell = {
-            let mut in_flight = lock(&self.in_flight);
-            // Checked under the in-flight lock: a call that just finished cached its
-            // answer before leaving the in-flight map, so it is seen here or there.
-            if let Some(answer) = lock(&self.cache).get(&key, self.now()) {
-                return answer;
-            }
-            in_flight.entry(key).or_default().clone()
-        };
-        let waiter = InFlight {
-            map: &self.in_flight,
-            key,
-            cell,
-        };
-        // One caller runs the call; if its future is dropped midway, another waiter
-        // runs it instead (every waiter holds the same token).
-        waiter
-            .cell
-            .get_or_init(|| self.ask_and_cache(key, token))
+        self.answers
+            .run(key, || self.now(), || self.ask_and_log(token))
             .await
-            .clone()
     }
 
     fn now(&self) -> u64 {
         unix_seconds(&*self.clock)
     }
 
-    async fn ask_and_cache(&self, key: Key, token: &str) -> Answer {
+    /// Asks the provider and logs the answer; returns it with until when to cache it.
+    async fn ask_and_log(&self, token: &str) -> (Answer, Option<u64>) {
         let (answer, expires_at) = self.ask(token).await;
-        let now = self.now();
         match &answer {
             Ok(user) => {
                 tracing::debug!(user = user.username(), "bearer token accepted");
@@ -249,10 +222,7 @@ impl BearerValidator {
             Err(BearerRejection::Invalid) => tracing::debug!("bearer token rejected"),
             Err(BearerRejection::Unavailable { .. }) => {}
         }
-        if let Some(expires_at) = expires_at {
-            lock(&self.cache).insert(key, answer.clone(), expires_at, now);
-        }
-        answer
+        (answer, expires_at)
     }
 
     /// Asks the provider. Returns the answer and until when it may be cached (`None`:
@@ -435,194 +405,9 @@ fn well_formed(token: &str) -> bool {
     !token.is_empty() && token.len() <= MAX_TOKEN_LEN && token.bytes().all(|b| b.is_ascii_graphic())
 }
 
-fn key_of(token: &str) -> Key {
-    let digest = digest::digest(&digest::SHA256, token.as_bytes());
-    let mut key = [0; 32];
-    key.copy_from_slice(digest.as_ref());
-    key
-}
-
-/// A lock that survives a panic elsewhere: the data behind it is always consistent.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// One caller's interest in an in-flight validation. Dropping it (call finished,
-/// failed, or the caller's future was dropped) removes the entry once the answer is in
-/// or nobody else waits, so a cancelled call never wedges later callers.
-struct InFlight<'a> {
-    map: &'a Mutex<HashMap<Key, Arc<OnceCell<Answer>>>>,
-    key: Key,
-    cell: Arc<OnceCell<Answer>>,
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        let mut map = lock(self.map);
-        let Some(current) = map.get(&self.key) else {
-            return;
-        };
-        // Clones are only made under this lock, so the count is exact here: 2 is the
-        // map's and this waiter's.
-        if Arc::ptr_eq(current, &self.cell)
-            && (self.cell.initialized() || Arc::strong_count(&self.cell) == 2)
-        {
-            map.remove(&self.key);
-        }
-    }
-}
-
-/// A bounded map of answers with their expiry (Unix seconds).
-///
-/// `order` lists keys oldest first, tagged with the insertion they belong to; tags of
-/// replaced or removed entries are stale and skipped. Expired entries are swept when
-/// the cache is full, at most once per `capacity / 2` insertions, so inserting stays
-/// O(1) amortized.
-struct Cache {
-    capacity: usize,
-    entries: HashMap<Key, Entry>,
-    order: VecDeque<(Key, u64)>,
-    next_seq: u64,
-    inserts_since_sweep: usize,
-}
-
-struct Entry {
-    answer: Answer,
-    expires_at: u64,
-    seq: u64,
-}
-
-impl Cache {
-    fn new(capacity: usize) -> Self {
-        Self {
-            capacity,
-            entries: HashMap::new(),
-            order: VecDeque::new(),
-            next_seq: 0,
-            inserts_since_sweep: capacity,
-        }
-    }
-
-    /// The answer for `key` if it has not expired.
-    fn get(&mut self, key: &Key, now: u64) -> Option<Answer> {
-        let entry = self.entries.get(key)?;
-        if now < entry.expires_at {
-            return Some(entry.answer.clone());
-        }
-        self.entries.remove(key);
-        None
-    }
-
-    fn insert(&mut self, key: Key, answer: Answer, expires_at: u64, now: u64) {
-        if self.capacity == 0 || expires_at <= now {
-            return;
-        }
-        self.inserts_since_sweep = self.inserts_since_sweep.saturating_add(1);
-        if !self.entries.contains_key(&key) && self.entries.len() >= self.capacity {
-            self.make_room(now);
-        }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.entries.insert(
-            key,
-            Entry {
-                answer,
-                expires_at,
-                seq,
-            },
-        );
-        self.order.push_back((key, seq));
-        if self.order.len() > 2 * self.capacity.max(16) {
-            self.drop_stale_order();
-        }
-    }
-
-    /// Frees at least one slot: expired entries first, then the oldest.
-    fn make_room(&mut self, now: u64) {
-        if self.inserts_since_sweep >= self.capacity / 2 {
-            self.inserts_since_sweep = 0;
-            self.entries.retain(|_, entry| now < entry.expires_at);
-            self.drop_stale_order();
-        }
-        while self.entries.len() >= self.capacity {
-            let Some((key, seq)) = self.order.pop_front() else {
-                break;
-            };
-            if self.entries.get(&key).is_some_and(|entry| entry.seq == seq) {
-                self.entries.remove(&key);
-            }
-        }
-    }
-
-    fn drop_stale_order(&mut self) {
-        let entries = &self.entries;
-        self.order
-            .retain(|(key, seq)| entries.get(key).is_some_and(|entry| entry.seq == *seq));
-    }
-}
-
 #[cfg(test)]
-mod cache_tests {
+mod unit_tests {
     use super::*;
-
-    fn key(n: u32) -> Key {
-        key_of(&format!("hf_token_{n}"))
-    }
-
-    #[test]
-    fn capacity_bound_holds_and_oldest_go_first() {
-        let mut cache = Cache::new(3);
-        for n in 0..10 {
-            cache.insert(key(n), Err(BearerRejection::Invalid), 100, 0);
-            assert!(cache.entries.len() <= 3);
-            assert!(cache.order.len() <= 2 * 16 + 1);
-        }
-        assert!(cache.get(&key(9), 0).is_some());
-        assert!(cache.get(&key(7), 0).is_some());
-        assert!(cache.get(&key(6), 0).is_none());
-    }
-
-    #[test]
-    fn expired_entries_are_evicted_before_live_ones() {
-        let mut cache = Cache::new(3);
-        cache.insert(key(0), Err(BearerRejection::Invalid), 100, 0);
-        cache.insert(key(1), Err(BearerRejection::Invalid), 10, 0);
-        cache.insert(key(2), Err(BearerRejection::Invalid), 100, 0);
-        cache.insert(key(3), Err(BearerRejection::Invalid), 100, 20);
-        assert!(
-            cache.get(&key(0), 20).is_some(),
-            "the oldest live entry stays"
-        );
-        assert!(cache.get(&key(1), 20).is_none());
-        assert_eq!(cache.entries.len(), 3);
-    }
-
-    #[test]
-    fn entries_expire_and_replacements_keep_one_slot() {
-        let mut cache = Cache::new(2);
-        for _ in 0..100 {
-            cache.insert(key(0), Err(BearerRejection::Invalid), 10, 0);
-        }
-        assert_eq!(cache.entries.len(), 1);
-        assert!(
-            cache.order.len() <= 2 * 16 + 1,
-            "stale order tags are dropped"
-        );
-        assert!(cache.get(&key(0), 9).is_some());
-        assert!(cache.get(&key(0), 10).is_none());
-        assert!(
-            cache.entries.is_empty(),
-            "an expired entry is removed when seen"
-        );
-        cache.insert(key(1), Err(BearerRejection::Invalid), 5, 5);
-        assert!(
-            cache.entries.is_empty(),
-            "already expired answers are not kept"
-        );
-        let mut none = Cache::new(0);
-        none.insert(key(1), Err(BearerRejection::Invalid), 50, 0);
-        assert!(none.entries.is_empty());
-    }
 
     #[test]
     fn scopes_follow_the_documented_table() {
@@ -687,6 +472,7 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{SystemTime, UNIX_EPOCH};
 
+    use aws_lc_rs::digest;
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1083,7 +869,7 @@ mod tests {
         }
         assert_eq!(accepted, 1000);
         assert_eq!(mock.requests(MockEndpoint::WhoAmI), 1);
-        assert!(lock(&v.in_flight).is_empty());
+        assert_eq!(v.answers.in_flight_len(), 0);
     }
 
     #[tokio::test]
@@ -1099,7 +885,7 @@ mod tests {
         // Alone and cancelled: the in-flight entry goes away.
         let gave_up = tokio::time::timeout(Duration::from_millis(50), v.validate(&token)).await;
         assert!(gave_up.is_err());
-        assert!(lock(&v.in_flight).is_empty());
+        assert_eq!(v.answers.in_flight_len(), 0);
 
         // The caller running the call is cancelled while another waits: the waiter
         // takes over and gets the answer.
@@ -1115,7 +901,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         first.abort();
         assert_eq!(second.await.unwrap().unwrap().username(), "alice");
-        assert!(lock(&v.in_flight).is_empty());
+        assert_eq!(v.answers.in_flight_len(), 0);
         assert!(v.cached(&token).is_some());
     }
 
@@ -1135,10 +921,10 @@ mod tests {
                 format!("hf_unknown_{i}")
             };
             let _ = v.validate(&token).await;
-            assert!(lock(&v.cache).entries.len() <= 3);
+            assert!(v.answers.cached_len() <= 3);
             tokens.push(token);
         }
-        assert_eq!(lock(&v.cache).entries.len(), 3);
+        assert_eq!(v.answers.cached_len(), 3);
         assert!(v.cached(&tokens[7]).is_some(), "the newest stays");
         assert!(v.cached(&tokens[0]).is_none(), "the oldest went");
     }

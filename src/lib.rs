@@ -102,6 +102,7 @@ pub mod mock;
 mod provider;
 pub mod respond;
 mod secret;
+mod single_flight;
 pub mod session;
 #[cfg(feature = "tonic")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
