@@ -35,6 +35,7 @@ use url::Url;
 use crate::Secret;
 use crate::bearer::{BearerSettings, BearerValidation, BearerValidator};
 use crate::clock::{Clock, SystemClock};
+use crate::session::refresh::{DEFAULT_REFRESH_BEFORE, Refresher};
 use crate::provider::{ClientAuth, Provider, ProviderError, ProviderSettings, is_loopback};
 use crate::session::SessionCookies;
 use crate::session::codec::KeyRing;
@@ -125,6 +126,7 @@ pub struct HfAuthConfigBuilder {
     max_response_bytes: Option<usize>,
     jwks_min_refresh_interval: Option<Duration>,
     max_pending_logins: Option<usize>,
+    refresh_before: Option<Duration>,
     clock: Option<Arc<dyn Clock>>,
 }
 
@@ -343,6 +345,22 @@ impl HfAuthConfigBuilder {
         /// let b = tower_hf_auth::HfAuthConfig::builder().with_max_pending_logins(3);
         /// ```
         with_max_pending_logins, max_pending_logins, usize
+    );
+    setter!(
+        /// How long before a session's access token expires it is refreshed with the
+        /// session's refresh token (when the provider issued one). Default 5 minutes.
+        ///
+        /// The first request in that window (or after the expiry) refreshes the session
+        /// and gets the new session cookie; if the provider cannot answer, the session
+        /// is served unchanged while its access token is valid and the next request
+        /// tries again (see the [`session`](crate::session) module).
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// let b = tower_hf_auth::HfAuthConfig::builder()
+        ///     .with_refresh_before(Duration::from_secs(10 * 60));
+        /// ```
+        with_refresh_before, refresh_before, Duration
     );
     setter!(
         /// The clock used for every expiry decision. Default: the system clock.
@@ -620,6 +638,8 @@ impl HfAuthConfigBuilder {
             ))
         });
 
+        let refresher = Refresher::new(provider.clone(), clock.clone());
+
         let attrs = CookieAttrs {
             secure: https,
             same_site: if iframe {
@@ -649,6 +669,11 @@ impl HfAuthConfigBuilder {
                 keys,
             },
             ephemeral_keys: self.secret.is_none(),
+            refresh_before: self
+                .refresh_before
+                .unwrap_or(DEFAULT_REFRESH_BEFORE)
+                .as_secs(),
+            refresher,
             clock,
             provider,
             bearer,
@@ -725,6 +750,9 @@ pub struct HfAuthConfig {
     pub(crate) max_pending_logins: usize,
     pub(crate) sessions: SessionCookies,
     pub(crate) ephemeral_keys: bool,
+    /// Sessions are refreshed from this many seconds before their access token expires.
+    pub(crate) refresh_before: u64,
+    pub(crate) refresher: Refresher,
     pub(crate) clock: Arc<dyn Clock>,
 }
 

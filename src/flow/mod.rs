@@ -533,18 +533,8 @@ async fn finish(
         ));
     }
     profile.normalize();
-    let scopes = tokens
-        .scope
-        .as_deref()
-        .map_or_else(|| Scopes::parse(&pending.scope), Scopes::parse);
-    let record = SessionRecord {
-        profile,
-        scopes,
-        access_token: tokens.access_token,
-        expires_at: now + tokens.expires_in.unwrap_or(3600).max(1),
-        refresh_token: tokens.refresh_token,
-        asked: Scopes::parse(&pending.scope),
-    };
+    let asked = Scopes::parse(&pending.scope);
+    let record = SessionRecord::from_tokens(profile, tokens, asked.clone(), asked, now);
     let user = HfUser::from_record(record);
     if !config.is_authorized(&user) {
         return fail(AuthError::new(

@@ -27,7 +27,7 @@ mod future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -41,6 +41,7 @@ use crate::config::HfAuthConfig;
 use crate::flow::{self, UsedStates};
 use crate::respond::{self, Caller};
 use crate::session::Loaded;
+use crate::session::refresh::Outcome;
 
 /// State shared by the layer, its services and the guards.
 #[derive(Debug)]
@@ -146,14 +147,30 @@ where
         let config = &self.shared.config;
         let now = crate::clock::unix_seconds(config.clock.as_ref());
         let mut signed_in = false;
-        let set_cookies = match config.sessions.load(req.headers(), now) {
+        // A session due for a refresh that has no remembered outcome: refreshed below.
+        let mut stale = None;
+        let set_cookies = match config.sessions.load(req.headers(), now, config.refresh_before) {
             Loaded::Valid(user) => {
-                if config.is_authorized(&user) {
-                    req.extensions_mut().insert::<HfUser>(user);
-                    signed_in = true;
-                }
+                signed_in = sign_in(config, &mut req, user);
                 Vec::new()
             }
+            Loaded::Stale {
+                user,
+                present,
+                expired,
+            } => match config.refresher.remembered(&user) {
+                Some(outcome) => {
+                    let (user, set_cookies) = settle(config, outcome, user, present, expired, now);
+                    if let Some(user) = user {
+                        signed_in = sign_in(config, &mut req, user);
+                    }
+                    set_cookies
+                }
+                None => {
+                    stale = Some((user, present, expired));
+                    Vec::new()
+                }
+            },
             Loaded::Invalid { present } => config.sessions.clear(present),
             Loaded::Absent => Vec::new(),
         };
@@ -165,6 +182,34 @@ where
         // place for the next request.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+
+        if let Some((user, present, expired)) = stale {
+            let shared = self.shared.clone();
+            let caller = self.caller.unwrap_or_else(|| Caller::of(&req));
+            return ResponseFuture::step(async move {
+                let config = &shared.config;
+                let outcome = config.refresher.refresh(&user).await;
+                let now = crate::clock::unix_seconds(config.clock.as_ref());
+                let (user, set_cookies) = settle(config, outcome, user, present, expired, now);
+                let signed_in = user.is_some_and(|user| sign_in(config, &mut req, user));
+                let bearer = (!signed_in)
+                    .then_some(config.bearer.as_ref())
+                    .flatten()
+                    .and_then(|validator| Some((validator, bearer_token(req.headers())?)));
+                if let Some((validator, token)) = bearer {
+                    let token = token.to_owned();
+                    match validator.validate(&token).await {
+                        Err(BearerRejection::Unavailable { retry_after }) => {
+                            return Step::Own(respond::unavailable(caller, retry_after));
+                        }
+                        answer => {
+                            accept_bearer(config, &mut req, answer.map_err(|_| BearerRejected));
+                        }
+                    }
+                }
+                Step::Call(inner.call(req), set_cookies)
+            });
+        }
 
         let bearer = (!signed_in)
             .then_some(config.bearer.as_ref())
@@ -193,6 +238,43 @@ where
                 }
             }
         })
+    }
+}
+
+/// Inserts a session's user into the request if the app admits them; whether it did.
+fn sign_in<B>(config: &HfAuthConfig, req: &mut Request<B>, user: HfUser) -> bool {
+    let admitted = config.is_authorized(&user);
+    if admitted {
+        req.extensions_mut().insert::<HfUser>(user);
+    }
+    admitted
+}
+
+/// What a session due for a refresh comes to after `outcome`: the user to sign in, if
+/// any, and the `Set-Cookie` headers to send (replacing the `present` old chunks).
+///
+/// Refreshed: the new session and its cookie. The provider could not answer: the old
+/// session while its access token is valid, else no user, and the cookie stays so a
+/// later request can try again. The refresh token was refused: the old session until
+/// its access token expires, then no user and the cookie is cleared.
+fn settle(
+    config: &HfAuthConfig,
+    outcome: Outcome,
+    old: HfUser,
+    present: usize,
+    expired: bool,
+    now: u64,
+) -> (Option<HfUser>, Vec<HeaderValue>) {
+    match outcome {
+        Outcome::Refreshed(user) => match config.sessions.save(user.record(), present, now) {
+            Ok(set_cookies) => (Some(user), set_cookies),
+            // Cannot happen (the profile is the old one, which fit), but never ends a
+            // session early.
+            Err(_) => ((!expired).then_some(old), Vec::new()),
+        },
+        Outcome::Unavailable => ((!expired).then_some(old), Vec::new()),
+        Outcome::Refused if expired => (None, config.sessions.clear(present)),
+        Outcome::Refused => (Some(old), Vec::new()),
     }
 }
 

@@ -199,6 +199,13 @@ impl MockHfProvider {
         self.shared.lock().revoke(token);
     }
 
+    /// Revokes every refresh token issued so far, as when users revoke the app's access
+    /// on Hugging Face: refreshing with one answers `invalid_grant`. Access tokens keep
+    /// working until they expire.
+    pub fn revoke_refresh_tokens(&self) {
+        self.shared.lock().refresh_tokens.clear();
+    }
+
     /// The usernames of the provider's users.
     pub fn users(&self) -> Vec<String> {
         self.shared

@@ -278,8 +278,6 @@ impl Provider {
     ///
     /// # Errors
     /// As [`Provider::exchange_code`]; `invalid_grant` means the user must sign in again.
-    // Tested here; the session layer starts using it with token refresh.
-    #[allow(dead_code)]
     pub(crate) async fn refresh(
         &self,
         refresh_token: &Secret,

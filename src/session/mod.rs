@@ -14,6 +14,7 @@
 pub(crate) mod codec;
 pub(crate) mod cookie;
 pub(crate) mod record;
+pub(crate) mod refresh;
 
 use http::{HeaderMap, HeaderValue};
 
@@ -26,9 +27,19 @@ use cookie::CookieAttrs;
 pub(crate) enum Loaded {
     /// No session cookie.
     Absent,
-    /// A valid, unexpired session.
+    /// A valid session: unexpired, and not due for a refresh (far from expiry, or
+    /// without a refresh token).
     Valid(HfUser),
-    /// A cookie that does not open, does not parse or has expired: clear it.
+    /// A session with a refresh token whose access token expires within the refresh
+    /// window (`expired: false`) or already has (`expired: true`): refresh it.
+    /// `present` is how many cookie chunks carry it.
+    Stale {
+        user: HfUser,
+        present: usize,
+        expired: bool,
+    },
+    /// A cookie that does not open, does not parse or has expired without a refresh
+    /// token: clear it.
     Invalid { present: usize },
 }
 
@@ -45,8 +56,10 @@ pub(crate) struct SessionCookies {
 pub(crate) struct TooLarge;
 
 impl SessionCookies {
-    /// Reads the session from the request's cookies; `now` in Unix seconds.
-    pub(crate) fn load(&self, headers: &HeaderMap, now: u64) -> Loaded {
+    /// Reads the session from the request's cookies; `now` in Unix seconds. A session
+    /// with a refresh token is [`Loaded::Stale`] from `refresh_before` seconds before
+    /// its access token expires.
+    pub(crate) fn load(&self, headers: &HeaderMap, now: u64, refresh_before: u64) -> Loaded {
         let chunked = cookie::read_chunked(headers, &self.name);
         let present = chunked.present;
         let Some(value) = chunked.value else {
@@ -61,6 +74,19 @@ impl SessionCookies {
             .open(&self.name, &value)
             .and_then(|plain| record::decode(&plain));
         match record {
+            Some(record) if record.refresh_token.is_some() => {
+                let expired = record.expires_at <= now;
+                let user = HfUser::from_record(record);
+                if expired || user.record().expires_at <= now.saturating_add(refresh_before) {
+                    Loaded::Stale {
+                        user,
+                        present,
+                        expired,
+                    }
+                } else {
+                    Loaded::Valid(user)
+                }
+            }
             Some(record) if record.expires_at > now => Loaded::Valid(HfUser::from_record(record)),
             _ => Loaded::Invalid { present },
         }
@@ -160,7 +186,7 @@ mod tests {
         let set = s.save(&record(2_000, 150), 0, 1_000).unwrap();
         assert!(set.len() > 1, "150 orgs need several cookies");
         assert!(set.iter().all(|v| v.len() < 4096));
-        match s.load(&request_with(&set), 1_000) {
+        match s.load(&request_with(&set), 1_000, 300) {
             Loaded::Valid(user) => assert_eq!(user.orgs().len(), 150),
             other => panic!("expected a session, got {other:?}"),
         }
@@ -184,8 +210,36 @@ mod tests {
         let s = store();
         let set = s.save(&record(2_000, 0), 0, 1_000).unwrap();
         assert!(matches!(
-            s.load(&request_with(&set), 2_000),
+            s.load(&request_with(&set), 2_000, 300),
             Loaded::Invalid { present: 1 }
+        ));
+    }
+
+    #[test]
+    fn sessions_with_a_refresh_token_are_stale_near_and_after_expiry() {
+        let s = store();
+        let mut with_refresh = record(2_000, 0);
+        with_refresh.refresh_token = Some(Secret::new("hf_oauth_refresh_x"));
+        let set = s.save(&with_refresh, 0, 1_000).unwrap();
+        let headers = request_with(&set);
+        assert!(matches!(s.load(&headers, 1_000, 300), Loaded::Valid(_)));
+        assert!(matches!(
+            s.load(&headers, 1_700, 300),
+            Loaded::Stale {
+                present: 1,
+                expired: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            s.load(&headers, 2_000, 300),
+            Loaded::Stale { expired: true, .. }
+        ));
+        // Without a refresh token, nothing changes: valid until expiry, then invalid.
+        let set = s.save(&record(2_000, 0), 0, 1_000).unwrap();
+        assert!(matches!(
+            s.load(&request_with(&set), 1_999, 300),
+            Loaded::Valid(_)
         ));
     }
 
@@ -195,7 +249,7 @@ mod tests {
         let mut set = s.save(&record(2_000, 150), 0, 1_000).unwrap();
         set.remove(1);
         assert!(matches!(
-            s.load(&request_with(&set), 1_000),
+            s.load(&request_with(&set), 1_000, 300),
             Loaded::Invalid { .. }
         ));
     }

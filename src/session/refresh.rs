@@ -1,0 +1,269 @@
+//! Refreshing a session's access token with its refresh token, once per token.
+//!
+//! A session whose access token expires within the refresh window (or has expired) and
+//! that holds a refresh token is refreshed by the layer. Refresh tokens may rotate (each
+//! works once), so concurrent requests with the same old cookie share one call to the
+//! provider, and the outcome is remembered for a short while under the SHA-256 digest
+//! of the old refresh token: requests that still carry the old cookie right after get
+//! the same refreshed session instead of spending the token a second time.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::HfUser;
+use crate::Secret;
+use crate::clock::{Clock, unix_seconds};
+use crate::provider::{Provider, ProviderError, TokenResponse};
+use crate::single_flight::{SingleFlight, key_of};
+use crate::user::{Profile, Scopes, SessionRecord};
+
+/// How long a refreshed session is handed to requests that still carry the old cookie.
+const REMEMBER: u64 = 120;
+
+/// How many outcomes are remembered at most.
+const CAPACITY: usize = 10_000;
+
+/// Default refresh window: refresh when the access token expires within this.
+pub(crate) const DEFAULT_REFRESH_BEFORE: Duration = Duration::from_secs(5 * 60);
+
+/// What refreshing a session came to.
+#[derive(Clone)]
+pub(crate) enum Outcome {
+    /// The provider issued new tokens: the session to use from now on.
+    Refreshed(HfUser),
+    /// The provider could not answer (unreachable, timeout, 5xx, 429, an unusable
+    /// answer): try again on a later request. Never remembered.
+    Unavailable,
+    /// The provider refused the refresh token (`invalid_grant`: revoked, expired or
+    /// already used): the session ends when its access token expires.
+    Refused,
+}
+
+impl fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Refreshed(user) => f.debug_tuple("Refreshed").field(user).finish(),
+            Self::Unavailable => f.write_str("Unavailable"),
+            Self::Refused => f.write_str("Refused"),
+        }
+    }
+}
+
+/// Refreshes sessions: one provider call per refresh token, outcomes remembered.
+pub(crate) struct Refresher {
+    provider: Arc<Provider>,
+    clock: Arc<dyn Clock>,
+    outcomes: SingleFlight<Outcome>,
+}
+
+impl fmt::Debug for Refresher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let remembered = self.outcomes.cached_len();
+        let in_flight = self.outcomes.in_flight_len();
+        f.debug_struct("Refresher")
+            .field("remembered", &remembered)
+            .field("in_flight", &in_flight)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Refresher {
+    pub(crate) fn new(provider: Arc<Provider>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            provider,
+            clock,
+            outcomes: SingleFlight::new(CAPACITY),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        unix_seconds(&*self.clock)
+    }
+
+    /// Synchronous fast path: the remembered outcome of refreshing `user`'s session.
+    pub(crate) fn remembered(&self, user: &HfUser) -> Option<Outcome> {
+        let token = user.record().refresh_token.as_ref()?;
+        self.outcomes.cached(&key_of(token.expose()), self.now())
+    }
+
+    /// Refreshes `user`'s session, or hands out the remembered outcome. A session
+    /// without a refresh token cannot be refreshed: [`Outcome::Refused`].
+    pub(crate) async fn refresh(&self, user: &HfUser) -> Outcome {
+        let Some(token) = user.record().refresh_token.as_ref() else {
+            return Outcome::Refused;
+        };
+        self.outcomes
+            .run(
+                key_of(token.expose()),
+                || self.now(),
+                || self.ask(user.record(), token),
+            )
+            .await
+    }
+
+    /// Asks the provider; returns the outcome and until when to remember it.
+    async fn ask(&self, old: &SessionRecord, token: &Secret) -> (Outcome, Option<u64>) {
+        let answer = self.provider.refresh(token).await;
+        let now = self.now();
+        let user = old.profile.preferred_username.as_str();
+        match answer {
+            Ok(tokens) => {
+                let record = old.refreshed(tokens, now);
+                tracing::debug!(user, "session refreshed");
+                let user = HfUser::from_record(record);
+                (Outcome::Refreshed(user), Some(now.saturating_add(REMEMBER)))
+            }
+            Err(err) if is_refused(&err) => {
+                tracing::warn!(
+                    user,
+                    error = %err,
+                    "the provider refused the session's refresh token; the session ends \
+                     when its access token expires"
+                );
+                // The token will never work again: remember that at least until the
+                // access token expires, so requests until then do not ask again.
+                let until = old.expires_at.max(now.saturating_add(REMEMBER));
+                (Outcome::Refused, Some(until))
+            }
+            Err(err) => {
+                tracing::warn!(user, error = %err, "cannot refresh a session");
+                (Outcome::Unavailable, None)
+            }
+        }
+    }
+}
+
+/// Whether the provider refused the refresh token itself (rather than failing to
+/// answer): only `invalid_grant` means that.
+fn is_refused(err: &ProviderError) -> bool {
+    err.is_oauth_error("invalid_grant")
+}
+
+impl SessionRecord {
+    /// The session a token endpoint answer at `now` makes for `profile`: the answer's
+    /// `scope` when it has one, else `fallback_scopes`; the access token expires after
+    /// `expires_in`, one hour when the answer does not say, and never before `now + 1`.
+    pub(crate) fn from_tokens(
+        profile: Profile,
+        tokens: TokenResponse,
+        fallback_scopes: Scopes,
+        asked: Scopes,
+        now: u64,
+    ) -> Self {
+        let scopes = tokens
+            .scope
+            .as_deref()
+            .map_or(fallback_scopes, Scopes::parse);
+        Self {
+            profile,
+            scopes,
+            access_token: tokens.access_token,
+            expires_at: now.saturating_add(tokens.expires_in.unwrap_or(3600).max(1)),
+            refresh_token: tokens.refresh_token,
+            asked,
+        }
+    }
+
+    /// This session after a refresh answered with `tokens` at `now`: the new access
+    /// token and expiry; the new refresh token, else the old one; the answer's scopes,
+    /// else the old ones; the same profile and asked scopes.
+    pub(crate) fn refreshed(&self, tokens: TokenResponse, now: u64) -> Self {
+        let mut record = Self::from_tokens(
+            self.profile.clone(),
+            tokens,
+            self.scopes.clone(),
+            self.asked.clone(),
+            now,
+        );
+        if record.refresh_token.is_none() {
+            record.refresh_token = self.refresh_token.clone();
+        }
+        record
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+
+    fn old() -> SessionRecord {
+        SessionRecord {
+            profile: serde_json::from_str(r#"{"sub":"abc","preferred_username":"carol"}"#)
+                .unwrap(),
+            scopes: Scopes::parse("openid profile read-repos"),
+            access_token: Secret::new("hf_oauth_old"),
+            expires_at: 1_100,
+            refresh_token: Some(Secret::new("hf_oauth_refresh_old")),
+            asked: Scopes::parse("openid profile read-repos"),
+        }
+    }
+
+    fn answer(json: &str) -> TokenResponse {
+        TokenResponse::from_json(json.as_bytes(), Some("application/json")).unwrap()
+    }
+
+    #[test]
+    fn refreshed_record_takes_the_new_tokens_and_keeps_the_rest() {
+        let new = old().refreshed(
+            answer(
+                r#"{"access_token":"hf_oauth_new","token_type":"bearer","expires_in":600,
+                    "scope":"openid profile","refresh_token":"hf_oauth_refresh_new"}"#,
+            ),
+            1_000,
+        );
+        assert_eq!(new.access_token.expose(), "hf_oauth_new");
+        assert_eq!(new.expires_at, 1_600);
+        assert_eq!(
+            new.refresh_token.as_ref().unwrap().expose(),
+            "hf_oauth_refresh_new"
+        );
+        assert_eq!(new.scopes.to_string(), "openid profile");
+        assert_eq!(new.asked.to_string(), "openid profile read-repos");
+        assert_eq!(new.profile.preferred_username, "carol");
+    }
+
+    #[test]
+    fn refreshed_record_keeps_the_old_refresh_token_and_scopes_when_not_sent() {
+        let new = old().refreshed(
+            answer(r#"{"access_token":"hf_oauth_new","token_type":"bearer"}"#),
+            1_000,
+        );
+        assert_eq!(
+            new.refresh_token.as_ref().unwrap().expose(),
+            "hf_oauth_refresh_old"
+        );
+        assert_eq!(new.scopes.to_string(), "openid profile read-repos");
+        assert_eq!(new.expires_at, 1_000 + 3600, "one hour when unsaid");
+    }
+
+    #[test]
+    fn only_invalid_grant_is_a_refusal() {
+        let oauth = |error: &str, status| ProviderError::OAuth {
+            endpoint: "token",
+            status,
+            error: error.to_owned(),
+            description: None,
+            retry_after: None,
+        };
+        assert!(is_refused(&oauth("invalid_grant", StatusCode::BAD_REQUEST)));
+        assert!(!is_refused(&oauth(
+            "server_error",
+            StatusCode::SERVICE_UNAVAILABLE
+        )));
+        assert!(!is_refused(&oauth("invalid_client", StatusCode::UNAUTHORIZED)));
+        assert!(!is_refused(&ProviderError::Timeout { endpoint: "token" }));
+        assert!(!is_refused(&ProviderError::Status {
+            endpoint: "token",
+            status: StatusCode::TOO_MANY_REQUESTS,
+            retry_after: None,
+        }));
+    }
+
+    #[test]
+    fn outcome_debug_never_shows_a_token() {
+        let shown = format!("{:?}", Outcome::Refreshed(HfUser::from_record(old())));
+        assert!(!shown.contains("hf_oauth_"), "{shown}");
+    }
+}
