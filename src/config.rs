@@ -35,11 +35,11 @@ use url::Url;
 use crate::Secret;
 use crate::bearer::{BearerSettings, BearerValidation, BearerValidator};
 use crate::clock::{Clock, SystemClock};
-use crate::session::refresh::{DEFAULT_REFRESH_BEFORE, Refresher};
 use crate::provider::{ClientAuth, Provider, ProviderError, ProviderSettings, is_loopback};
 use crate::session::SessionCookies;
 use crate::session::codec::KeyRing;
 use crate::session::cookie::{CookieAttrs, SameSite};
+use crate::session::refresh::{DEFAULT_REFRESH_BEFORE, Refresher};
 use crate::user::{HfUser, Scopes};
 
 /// The issuer used when `OPENID_PROVIDER_URL` is not set.

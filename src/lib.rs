@@ -102,8 +102,8 @@ pub mod mock;
 mod provider;
 pub mod respond;
 mod secret;
-mod single_flight;
 pub mod session;
+mod single_flight;
 #[cfg(feature = "tonic")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
 pub mod tonic;

@@ -212,7 +212,6 @@ impl<V: Clone> Cache<V> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,7 +275,6 @@ mod tests {
         assert!(none.entries.is_empty());
     }
 
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_callers_share_one_run_and_the_outcome_is_remembered() {
         use std::sync::atomic::{AtomicUsize, Ordering};
@@ -287,10 +285,14 @@ mod tests {
             let (flights, runs) = (flights.clone(), runs.clone());
             tasks.push(tokio::spawn(async move {
                 flights
-                    .run(key(1), || 0, || async {
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        (runs.fetch_add(1, Ordering::SeqCst) + 1, Some(100))
-                    })
+                    .run(
+                        key(1),
+                        || 0,
+                        || async {
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            (runs.fetch_add(1, Ordering::SeqCst) + 1, Some(100))
+                        },
+                    )
                     .await
             }));
         }

@@ -149,7 +149,10 @@ where
         let mut signed_in = false;
         // A session due for a refresh that has no remembered outcome: refreshed below.
         let mut stale = None;
-        let set_cookies = match config.sessions.load(req.headers(), now, config.refresh_before) {
+        let set_cookies = match config
+            .sessions
+            .load(req.headers(), now, config.refresh_before)
+        {
             Loaded::Valid(user) => {
                 signed_in = sign_in(config, &mut req, user);
                 Vec::new()

@@ -121,9 +121,10 @@ impl Refresher {
                     "the provider refused the session's refresh token; the session ends \
                      when its access token expires"
                 );
-                // The token will never work again: remember that at least until the
-                // access token expires, so requests until then do not ask again.
-                let until = old.expires_at.max(now.saturating_add(REMEMBER));
+                // The token will never work again: remember that until a while after
+                // the access token expires, so requests until then (and the one that
+                // clears the cookie) do not ask again.
+                let until = old.expires_at.max(now).saturating_add(REMEMBER);
                 (Outcome::Refused, Some(until))
             }
             Err(err) => {
@@ -190,8 +191,7 @@ mod tests {
 
     fn old() -> SessionRecord {
         SessionRecord {
-            profile: serde_json::from_str(r#"{"sub":"abc","preferred_username":"carol"}"#)
-                .unwrap(),
+            profile: serde_json::from_str(r#"{"sub":"abc","preferred_username":"carol"}"#).unwrap(),
             scopes: Scopes::parse("openid profile read-repos"),
             access_token: Secret::new("hf_oauth_old"),
             expires_at: 1_100,
@@ -252,7 +252,10 @@ mod tests {
             "server_error",
             StatusCode::SERVICE_UNAVAILABLE
         )));
-        assert!(!is_refused(&oauth("invalid_client", StatusCode::UNAUTHORIZED)));
+        assert!(!is_refused(&oauth(
+            "invalid_client",
+            StatusCode::UNAUTHORIZED
+        )));
         assert!(!is_refused(&ProviderError::Timeout { endpoint: "token" }));
         assert!(!is_refused(&ProviderError::Status {
             endpoint: "token",

@@ -1,0 +1,261 @@
+//! Session refresh over real sockets: a session near or past its access token's expiry
+//! is refreshed with its refresh token, once for all concurrent requests, and provider
+//! failures never end a session early.
+
+#![allow(unreachable_pub)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use reqwest::{StatusCode, header};
+use tower_hf_auth::mock::{MockEndpoint, MockFault};
+
+/// Access tokens of the mock live 10 minutes; the refresh window is the default 5.
+const LIFETIME: Duration = Duration::from_secs(600);
+
+async fn signed_in_app(refresh_tokens: bool) -> (TestApp, Browser) {
+    let mock = mock_with(|b| {
+        b.with_token_lifetime(LIFETIME)
+            .with_refresh_tokens(refresh_tokens)
+    })
+    .await;
+    let app = app_with(mock, |b| b).await;
+    let browser = Browser::new();
+    signed_in(&app, &browser, "alice").await;
+    assert_eq!(
+        app.mock.requests(MockEndpoint::Token),
+        1,
+        "the code exchange"
+    );
+    (app, browser)
+}
+
+fn token_calls(app: &TestApp) -> usize {
+    app.mock.requests(MockEndpoint::Token)
+}
+
+/// The `Cookie` header the browser sends to the app.
+fn cookie_header(app: &TestApp, browser: &Browser) -> String {
+    let cookies = browser.cookies(&format!("{}/", app.base));
+    assert!(cookies.contains("hf_auth="), "a session cookie: {cookies}");
+    cookies
+}
+
+/// `/me` as an API client sending `cookie`: the username (or `None` on 401) and the
+/// `Set-Cookie` headers of the answer.
+async fn me_with(app: &TestApp, cookie: &str) -> (Option<String>, Vec<String>) {
+    let res = reqwest::Client::new()
+        .get(format!("{}/me", app.base))
+        .header(header::ACCEPT, "application/json")
+        .header(header::COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    let set_cookies = res
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let user = match res.status() {
+        StatusCode::OK => {
+            let json: serde_json::Value = res.json().await.unwrap();
+            Some(json["username"].as_str().unwrap().to_owned())
+        }
+        StatusCode::UNAUTHORIZED => None,
+        other => panic!("/me answered {other}"),
+    };
+    (user, set_cookies)
+}
+
+fn sets_session(set_cookies: &[String]) -> bool {
+    set_cookies
+        .iter()
+        .any(|c| c.starts_with("hf_auth=") && !c.starts_with("hf_auth=;"))
+}
+
+fn clears_session(set_cookies: &[String]) -> bool {
+    set_cookies
+        .iter()
+        .any(|c| c.starts_with("hf_auth=;") && c.contains("Max-Age=0"))
+}
+
+#[tokio::test]
+async fn session_near_expiry_is_refreshed() {
+    let (app, browser) = signed_in_app(true).await;
+    let before = cookie_header(&app, &browser);
+    app.clock.advance(Duration::from_secs(400));
+    let (user, set_cookies) = me_with(&app, &before).await;
+    assert_eq!(user.as_deref(), Some("alice"));
+    assert!(
+        sets_session(&set_cookies),
+        "a new session cookie: {set_cookies:?}"
+    );
+    assert_eq!(token_calls(&app), 2, "one refresh");
+
+    // The browser keeps the new cookie; it outlives the first access token.
+    assert_eq!(whoami(&app, &browser).await.as_deref(), Some("alice"));
+    assert_ne!(
+        cookie_header(&app, &browser),
+        before,
+        "the cookie was replaced"
+    );
+    app.clock.advance(Duration::from_secs(250));
+    assert_eq!(
+        whoami(&app, &browser).await.as_deref(),
+        Some("alice"),
+        "still signed in after the first access token expired"
+    );
+    assert_eq!(
+        token_calls(&app),
+        2,
+        "a fresh session is not refreshed again"
+    );
+}
+
+#[tokio::test]
+async fn expired_session_with_a_refresh_token_is_refreshed() {
+    let (app, browser) = signed_in_app(true).await;
+    app.clock.advance(LIFETIME + Duration::from_secs(60));
+    assert_eq!(whoami(&app, &browser).await.as_deref(), Some("alice"));
+    assert_eq!(token_calls(&app), 2);
+    assert_eq!(whoami(&app, &browser).await.as_deref(), Some("alice"));
+    assert_eq!(token_calls(&app), 2, "the new session is used from then on");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_share_one_refresh() {
+    let (app, browser) = signed_in_app(true).await;
+    let cookie = cookie_header(&app, &browser);
+    app.clock.advance(Duration::from_secs(400));
+    let client = reqwest::Client::new();
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let request = client
+            .get(format!("{}/me", app.base))
+            .header(header::ACCEPT, "application/json")
+            .header(header::COOKIE, &cookie);
+        requests.spawn(async move {
+            let res = request.send().await.unwrap();
+            let status = res.status();
+            let fresh = sets_session(
+                &res.headers()
+                    .get_all(header::SET_COOKIE)
+                    .iter()
+                    .map(|v| v.to_str().unwrap().to_owned())
+                    .collect::<Vec<_>>(),
+            );
+            let json: serde_json::Value = res.json().await.unwrap();
+            (status, json["username"].as_str().map(str::to_owned), fresh)
+        });
+    }
+    while let Some(answer) = requests.join_next().await {
+        let (status, user, fresh) = answer.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(user.as_deref(), Some("alice"));
+        assert!(fresh, "every request gets the refreshed session's cookie");
+    }
+    assert_eq!(token_calls(&app), 2, "exactly one refresh for 50 requests");
+}
+
+#[tokio::test]
+async fn old_cookie_right_after_a_refresh_gets_the_refreshed_session() {
+    let (app, browser) = signed_in_app(true).await;
+    let old = cookie_header(&app, &browser);
+    app.clock.advance(Duration::from_secs(400));
+    let (user, set_cookies) = me_with(&app, &old).await;
+    assert_eq!(user.as_deref(), Some("alice"));
+    assert!(sets_session(&set_cookies));
+    assert_eq!(token_calls(&app), 2);
+
+    // Another tab, or a request that was already on its way, still has the old cookie:
+    // the refresh token it holds is spent, so the remembered outcome answers.
+    app.clock.advance(Duration::from_secs(60));
+    let (user, set_cookies) = me_with(&app, &old).await;
+    assert_eq!(user.as_deref(), Some("alice"));
+    assert!(sets_session(&set_cookies), "the refreshed cookie again");
+    assert_eq!(token_calls(&app), 2, "no second refresh");
+}
+
+#[tokio::test]
+async fn refused_refresh_token_serves_the_session_until_expiry_then_signs_out() {
+    let (app, browser) = signed_in_app(true).await;
+    let cookie = cookie_header(&app, &browser);
+    app.mock.revoke_refresh_tokens();
+    app.clock.advance(Duration::from_secs(400));
+    let (user, set_cookies) = me_with(&app, &cookie).await;
+    assert_eq!(
+        user.as_deref(),
+        Some("alice"),
+        "served until the access token expires"
+    );
+    assert!(set_cookies.is_empty(), "{set_cookies:?}");
+    assert_eq!(token_calls(&app), 2);
+    let (user, _) = me_with(&app, &cookie).await;
+    assert_eq!(user.as_deref(), Some("alice"));
+    assert_eq!(token_calls(&app), 2, "the refusal is remembered");
+
+    app.clock.advance(Duration::from_secs(201));
+    let (user, set_cookies) = me_with(&app, &cookie).await;
+    assert_eq!(user, None, "signed out once the access token expired");
+    assert!(
+        clears_session(&set_cookies),
+        "cookie cleared: {set_cookies:?}"
+    );
+    assert_eq!(token_calls(&app), 2);
+}
+
+#[tokio::test]
+async fn provider_down_serves_until_expiry_and_recovers() {
+    let (app, browser) = signed_in_app(true).await;
+    let cookie = cookie_header(&app, &browser);
+    app.mock.add_fault(MockFault::Status {
+        endpoint: MockEndpoint::Token,
+        status: 503,
+    });
+    app.clock.advance(Duration::from_secs(400));
+    let (user, set_cookies) = me_with(&app, &cookie).await;
+    assert_eq!(user.as_deref(), Some("alice"), "the old session is served");
+    assert!(set_cookies.is_empty(), "{set_cookies:?}");
+    assert_eq!(token_calls(&app), 2);
+    let (user, _) = me_with(&app, &cookie).await;
+    assert_eq!(user.as_deref(), Some("alice"));
+    assert_eq!(
+        token_calls(&app),
+        3,
+        "a failure is not remembered: tried again"
+    );
+
+    app.clock.advance(Duration::from_secs(201));
+    let (user, set_cookies) = me_with(&app, &cookie).await;
+    assert_eq!(user, None, "no user once the access token expired");
+    assert!(
+        !clears_session(&set_cookies),
+        "the cookie is kept for a later try: {set_cookies:?}"
+    );
+
+    app.mock.clear_faults();
+    let (user, set_cookies) = me_with(&app, &cookie).await;
+    assert_eq!(
+        user.as_deref(),
+        Some("alice"),
+        "refreshed once the provider is back"
+    );
+    assert!(sets_session(&set_cookies));
+    // The browser's own jar still has the cookie and signs in the same way.
+    assert_eq!(whoami(&app, &browser).await.as_deref(), Some("alice"));
+}
+
+#[tokio::test]
+async fn sessions_without_a_refresh_token_end_at_expiry() {
+    let (app, browser) = signed_in_app(false).await;
+    app.clock.advance(Duration::from_secs(400));
+    assert_eq!(whoami(&app, &browser).await.as_deref(), Some("alice"));
+    app.clock.advance(Duration::from_secs(199));
+    assert_eq!(whoami(&app, &browser).await.as_deref(), Some("alice"));
+    app.clock.advance(Duration::from_secs(2));
+    assert_eq!(whoami(&app, &browser).await, None);
+    assert_eq!(token_calls(&app), 1, "no refresh was tried");
+}
