@@ -638,7 +638,7 @@ impl HfAuthConfigBuilder {
             ))
         });
 
-        let refresher = Refresher::new(provider.clone(), clock.clone());
+        let refresher = Arc::new(Refresher::new(provider.clone(), clock.clone()));
 
         let attrs = CookieAttrs {
             secure: https,
@@ -752,7 +752,7 @@ pub struct HfAuthConfig {
     pub(crate) ephemeral_keys: bool,
     /// Sessions are refreshed from this many seconds before their access token expires.
     pub(crate) refresh_before: u64,
-    pub(crate) refresher: Refresher,
+    pub(crate) refresher: Arc<Refresher>,
     pub(crate) clock: Arc<dyn Clock>,
 }
 

@@ -102,7 +102,12 @@ async fn rotated_secrets_keep_sessions_and_dropped_ones_end_them() {
 
 #[tokio::test]
 async fn sessions_end_when_the_token_expires() {
-    let mock = mock_with(|b| b.with_token_lifetime(Duration::from_secs(600))).await;
+    // Without a refresh token (with one, the session is refreshed: tests/refresh.rs).
+    let mock = mock_with(|b| {
+        b.with_token_lifetime(Duration::from_secs(600))
+            .with_refresh_tokens(false)
+    })
+    .await;
     let app = app_with(mock, |b| b).await;
     let browser = Browser::new();
     signed_in(&app, &browser, "alice").await;

@@ -3,7 +3,10 @@
 //!
 //! The layer never rejects a request by itself: a missing, expired or broken session
 //! just means no `HfUser` (a broken cookie is also cleared). Routes that need a user
-//! say so with a guard such as [`RequireLogin`](crate::RequireLogin).
+//! say so with a guard such as [`RequireLogin`](crate::RequireLogin). A session near or
+//! past its access token's expiry that holds a refresh token is refreshed first (see
+//! the [`session`](crate::session) module); every other session is read without
+//! waiting.
 //!
 //! ```
 //! use tower_hf_auth::{HfAuthConfig, HfAuthLayer};

@@ -7,7 +7,43 @@
 //! organizations needs a cookie of about 3 KB; values over the browsers' 4 KB cookie
 //! limit (users in a hundred organizations or more) are split over `name`, `name.1`, …
 //! A cookie that is tampered with, truncated, sealed under an unknown key or past its
-//! expiry yields no user and is cleared.
+//! expiry (without a refresh token) yields no user and is cleared.
+//!
+//! # Refresh
+//! When the provider issued a refresh token, the session also holds it, and a session
+//! whose access token expires within the refresh window
+//! ([`with_refresh_before`](crate::HfAuthConfigBuilder::with_refresh_before), default
+//! 5 minutes) or has already expired is refreshed on its next request
+//! (`grant_type=refresh_token`). The new session keeps the profile; it takes the new
+//! access token and expiry, the new refresh token (or the old one if none is sent) and
+//! the granted `scope` (or the old scopes), and its cookie replaces the old one on the
+//! response.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! let builder = tower_hf_auth::HfAuthConfig::builder()
+//!     .with_refresh_before(Duration::from_secs(10 * 60));
+//! # let _ = builder;
+//! ```
+//!
+//! - **Once per session.** Hugging Face may rotate refresh tokens (each works once), so
+//!   concurrent requests with the same cookie share one call to the provider, and the
+//!   outcome is remembered for about two minutes under the SHA-256 digest of the old
+//!   refresh token (never the token; at most 10,000 entries): requests that still carry
+//!   the old cookie right after get the same refreshed session and cookie.
+//! - **Provider unavailable** (unreachable, timeout, 5xx, 429, an unusable answer): the
+//!   old session is served unchanged while its access token is valid; once it has
+//!   expired there is no user, but the cookie is kept. Nothing is remembered: the next
+//!   request tries again.
+//! - **Refresh token refused** (`invalid_grant`: revoked, expired or already rotated,
+//!   e.g. by another instance): remembered, and the old session is served until its
+//!   access token expires; then there is no user and the cookie is cleared.
+//! - A session far from expiry, or without a refresh token, is read synchronously as
+//!   before; a refresh is the only time a session request waits for the provider.
+//!
+//! Refreshes are logged at `debug`, failures at `warn`, with the username and never a
+//! token.
 //!
 //! [`HfAuthConfigBuilder::with_secret`]: crate::HfAuthConfigBuilder::with_secret
 

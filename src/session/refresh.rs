@@ -89,7 +89,20 @@ impl Refresher {
 
     /// Refreshes `user`'s session, or hands out the remembered outcome. A session
     /// without a refresh token cannot be refreshed: [`Outcome::Refused`].
-    pub(crate) async fn refresh(&self, user: &HfUser) -> Outcome {
+    ///
+    /// The work runs in a task of its own, so a caller that goes away (a browser that
+    /// navigates elsewhere) does not cancel a refresh the provider may already have
+    /// carried out: its outcome, and the rotated refresh token, are still remembered
+    /// for the requests that follow.
+    pub(crate) async fn refresh(self: &Arc<Self>, user: &HfUser) -> Outcome {
+        let this = Arc::clone(self);
+        let user = user.clone();
+        tokio::spawn(async move { this.refresh_here(&user).await })
+            .await
+            .unwrap_or(Outcome::Unavailable)
+    }
+
+    async fn refresh_here(&self, user: &HfUser) -> Outcome {
         let Some(token) = user.record().refresh_token.as_ref() else {
             return Outcome::Refused;
         };
