@@ -436,3 +436,71 @@ async fn no_bearer_token_reaches_logs_or_responses() {
     let logs = captured(&logs).await;
     ev.assert_nothing_leaked(&logs);
 }
+
+#[tokio::test]
+async fn no_token_reaches_logs_or_responses_when_sessions_are_refreshed() {
+    let logs = logs();
+    let mock = mock_with(|b| b.with_token_lifetime(Duration::from_secs(600))).await;
+    let app = app_with(mock, |b| b.with_timeout(Duration::from_secs(1))).await;
+    let mut ev = Evidence::default();
+    ev.secret("an access or refresh token", "hf_oauth_");
+    let browser = Browser::new();
+    signed_in(&app, &browser, "alice").await;
+    let session = browser
+        .cookie(&format!("{}/", app.base), "hf_auth")
+        .expect("a session cookie");
+    let tokens = open_session_tokens(&session);
+    let refresh_token = tokens["refresh_token"].as_str().expect("a refresh token");
+    assert!(refresh_token.starts_with("hf_oauth_refresh_"));
+    ev.secret("the refresh token", refresh_token);
+    let me = format!("{}/me", app.base);
+
+    // The provider down, then slow, then a successful refresh, then a refused one.
+    app.clock.advance(Duration::from_secs(400));
+    for fault in [
+        MockFault::Status {
+            endpoint: MockEndpoint::Token,
+            status: 503,
+        },
+        MockFault::Delay {
+            endpoint: MockEndpoint::Token,
+            delay: Duration::from_secs(3),
+        },
+    ] {
+        let label = format!("refresh during {fault:?}");
+        app.mock.add_fault(fault);
+        let (status, _) = ev.record(&label, browser.get_json(&me).await).await;
+        assert_eq!(status, StatusCode::OK, "{label}: the old session is served");
+        app.mock.clear_faults();
+    }
+    let (status, _) = ev.record("refreshed", browser.get_json(&me).await).await;
+    assert_eq!(status, StatusCode::OK);
+    let refreshed = browser
+        .cookie(&format!("{}/", app.base), "hf_auth")
+        .expect("a session cookie");
+    assert_ne!(refreshed, session, "a new session cookie");
+    let tokens = open_session_tokens(&refreshed);
+    ev.secret(
+        "the rotated refresh token",
+        tokens["refresh_token"].as_str().unwrap(),
+    );
+    app.mock.revoke_refresh_tokens();
+    app.clock.advance(Duration::from_secs(400));
+    let (status, _) = ev.record("refused", browser.get_json(&me).await).await;
+    assert_eq!(status, StatusCode::OK);
+    app.clock.advance(Duration::from_secs(300));
+    let (status, _) = ev.record("expired", browser.get_json(&me).await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let logs = captured(&logs).await;
+    assert!(
+        logs.contains("session refreshed"),
+        "the capture works: {logs}"
+    );
+    assert!(logs.contains("cannot refresh a session"), "{logs}");
+    assert!(
+        logs.contains("refused the session's refresh token"),
+        "{logs}"
+    );
+    ev.assert_nothing_leaked(&logs);
+}
