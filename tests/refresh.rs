@@ -259,3 +259,32 @@ async fn sessions_without_a_refresh_token_end_at_expiry() {
     assert_eq!(whoami(&app, &browser).await, None);
     assert_eq!(token_calls(&app), 1, "no refresh was tried");
 }
+
+#[tokio::test]
+async fn a_request_dropped_during_a_refresh_does_not_lose_the_rotated_token() {
+    let (app, browser) = signed_in_app(true).await;
+    let cookie = cookie_header(&app, &browser);
+    app.mock.add_fault(MockFault::Delay {
+        endpoint: MockEndpoint::Token,
+        delay: Duration::from_millis(800),
+    });
+    app.clock.advance(Duration::from_secs(400));
+    let gone = reqwest::Client::new()
+        .get(format!("{}/me", app.base))
+        .header(header::COOKIE, &cookie)
+        .timeout(Duration::from_millis(200))
+        .send()
+        .await;
+    assert!(gone.is_err(), "the client gave up during the refresh");
+    app.mock.clear_faults();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(token_calls(&app), 2);
+    let (user, set_cookies) = me_with(&app, &cookie).await;
+    assert_eq!(
+        user.as_deref(),
+        Some("alice"),
+        "the refresh finished anyway"
+    );
+    assert!(sets_session(&set_cookies));
+    assert_eq!(token_calls(&app), 2, "and was remembered");
+}

@@ -124,8 +124,9 @@ impl Refresher {
             Ok(tokens) => {
                 let record = old.refreshed(tokens, now);
                 tracing::debug!(user, "session refreshed");
-                let user = HfUser::from_record(record);
-                (Outcome::Refreshed(user), Some(now.saturating_add(REMEMBER)))
+                // Never remembered past the new access token's own expiry.
+                let until = now.saturating_add(REMEMBER).min(record.expires_at);
+                (Outcome::Refreshed(HfUser::from_record(record)), Some(until))
             }
             Err(err) if is_refused(&err) => {
                 tracing::warn!(
