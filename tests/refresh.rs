@@ -288,3 +288,43 @@ async fn a_request_dropped_during_a_refresh_does_not_lose_the_rotated_token() {
     assert!(sets_session(&set_cookies));
     assert_eq!(token_calls(&app), 2, "and was remembered");
 }
+
+#[tokio::test]
+async fn a_slow_provider_does_not_hold_up_a_still_valid_session() {
+    let mock = mock_with(|b| b.with_token_lifetime(LIFETIME)).await;
+    let app = app_with(mock, |b| b.with_timeout(Duration::from_secs(10))).await;
+    let browser = Browser::new();
+    signed_in(&app, &browser, "alice").await;
+    let cookie = cookie_header(&app, &browser);
+    app.mock.add_fault(MockFault::Delay {
+        endpoint: MockEndpoint::Token,
+        delay: Duration::from_secs(3),
+    });
+    app.clock.advance(Duration::from_secs(400));
+
+    let started = std::time::Instant::now();
+    let (user, set_cookies) = me_with(&app, &cookie).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "served after {:?}, without waiting for the provider's 3 s",
+        started.elapsed()
+    );
+    assert_eq!(user.as_deref(), Some("alice"), "the session it has");
+    assert!(set_cookies.is_empty(), "{set_cookies:?}");
+
+    // The refresh went on in the background; a later request gets its cookie.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (user, set_cookies) = me_with(&app, &cookie).await;
+        assert_eq!(user.as_deref(), Some("alice"));
+        if sets_session(&set_cookies) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refresh never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(token_calls(&app), 2, "one refresh for all those requests");
+}

@@ -194,7 +194,16 @@ where
             let caller = self.caller.unwrap_or_else(|| Caller::of(&req));
             return ResponseFuture::step(async move {
                 let config = &shared.config;
-                let outcome = config.refresher.refresh(&user).await;
+                // A still-valid session waits only briefly: a slow provider must not
+                // slow every request in the refresh window. The refresh goes on in its
+                // own task, and a later request picks up its outcome.
+                let outcome = if expired {
+                    config.refresher.refresh(&user).await
+                } else {
+                    tokio::time::timeout(REFRESH_WAIT, config.refresher.refresh(&user))
+                        .await
+                        .unwrap_or(Outcome::Unavailable)
+                };
                 let now = crate::clock::unix_seconds(config.clock.as_ref());
                 let (user, set_cookies) = settle(config, outcome, user, present, expired, now);
                 let signed_in = user.is_some_and(|user| sign_in(config, &mut req, user));
@@ -255,6 +264,10 @@ fn sign_in<B>(config: &HfAuthConfig, req: &mut Request<B>, user: HfUser) -> bool
     }
     admitted
 }
+
+/// How long a request whose session is still valid waits for its refresh before it is
+/// served with the session it has.
+const REFRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What a session due for a refresh comes to after `outcome`: the user to sign in, if
 /// any, and the `Set-Cookie` headers to send (replacing the `present` old chunks).
