@@ -472,9 +472,6 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::{SystemTime, UNIX_EPOCH};
 
-    use aws_lc_rs::digest;
-    use base64::Engine as _;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
@@ -545,66 +542,15 @@ mod tests {
         }
     }
 
-    /// An OAuth access token for `user`, through the mock's code flow (PKCE, client
-    /// secret in the form).
-    async fn oauth_token(mock: &MockHfProvider, user: &str) -> String {
-        const REDIRECT: &str = "http://127.0.0.1:1/login/callback";
-        let verifier = "a-code-verifier-of-at-least-forty-three-characters";
-        let challenge =
-            URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes()));
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .build()
-            .unwrap();
-        let authorize = client
-            .get(format!("{}/oauth/authorize", mock.issuer()))
-            .query(&[
-                ("response_type", "code"),
-                ("client_id", mock.client_id()),
-                ("redirect_uri", REDIRECT),
-                ("scope", "openid profile email"),
-                ("state", "s"),
-                ("code_challenge", &challenge),
-                ("code_challenge_method", "S256"),
-                ("mock_user", user),
-            ])
-            .send()
-            .await
-            .unwrap();
-        let location = authorize.headers()[http::header::LOCATION]
-            .to_str()
-            .unwrap();
-        let code = url::Url::parse(location)
-            .unwrap()
-            .query_pairs()
-            .find(|(k, _)| k == "code")
-            .expect("a code")
-            .1
-            .into_owned();
-        let tokens: serde_json::Value = client
-            .post(format!("{}/oauth/token", mock.issuer()))
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", REDIRECT),
-                ("code_verifier", verifier),
-                ("client_id", mock.client_id()),
-                ("client_secret", mock.client_secret().unwrap()),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        tokens["access_token"].as_str().unwrap().to_owned()
+    /// An OAuth access token for `user` granted `openid profile email`, living `lifetime`.
+    fn oauth_token(mock: &MockHfProvider, user: &str, lifetime: Duration) -> String {
+        mock.issue_oauth_token(user, &["openid", "profile", "email"], lifetime)
     }
 
     #[tokio::test]
     async fn oauth_token_is_validated_at_userinfo() {
         let mock = MockHfProvider::start().await.unwrap();
-        let token = oauth_token(&mock, "alice").await;
+        let token = oauth_token(&mock, "alice", Duration::from_secs(3600));
         assert!(token.starts_with("hf_oauth_"));
         let (v, clock) = validator(&mock);
         let user = v.validate(&token).await.unwrap();
@@ -632,12 +578,8 @@ mod tests {
 
     #[tokio::test]
     async fn oauth_token_at_whoami_is_bounded_by_its_expiry() {
-        let mock = MockHfProvider::builder()
-            .with_token_lifetime(Duration::from_secs(120))
-            .start()
-            .await
-            .unwrap();
-        let token = oauth_token(&mock, "alice").await;
+        let mock = MockHfProvider::start().await.unwrap();
+        let token = oauth_token(&mock, "alice", Duration::from_secs(120));
         let (v, clock) = validator_with(&mock, whoami_settings());
         let user = v.validate(&token).await.unwrap();
         assert_eq!(user.username(), "alice");
@@ -771,7 +713,7 @@ mod tests {
         let mock = MockHfProvider::start().await.unwrap();
         let (v, _) = validator(&mock);
         let user_token = mock.issue_user_token("alice", "read");
-        let oauth = oauth_token(&mock, "alice").await;
+        let oauth = oauth_token(&mock, "alice", Duration::from_secs(3600));
         for (status, endpoint, token) in [
             (429, MockEndpoint::WhoAmI, user_token.as_str()),
             (500, MockEndpoint::WhoAmI, user_token.as_str()),

@@ -102,6 +102,19 @@ async fn assert_callback_fault(
     assert_recovers(app).await;
 }
 
+/// Asserts that `/login`, with `fault` on a fresh app's provider (discovery is fetched
+/// there, and a success would be cached), answers within the deadline with `status` and
+/// a page saying `needles`, and no session. Clears the fault.
+async fn assert_login_fault(app: &TestApp, fault: MockFault, status: StatusCode, needles: &[&str]) {
+    app.mock.add_fault(fault);
+    let browser = Browser::new();
+    let started = Instant::now();
+    let res = browser.get(&format!("{}/login", app.base)).await;
+    assert!(started.elapsed() < DEADLINE, "{:?}", started.elapsed());
+    assert_rejected_page(app, &browser, res, status, needles).await;
+    app.mock.clear_faults();
+}
+
 // ---------------------------------------------------------------------------------
 // Hostile provider answers, from the mock.
 // ---------------------------------------------------------------------------------
@@ -149,21 +162,16 @@ async fn oversized_answers_fail_cleanly_at_the_cap() {
 #[tokio::test]
 async fn oversized_discovery_and_key_set_fail_cleanly() {
     let app = strict_app().await;
-    app.mock.add_fault(MockFault::Oversized {
-        endpoint: MockEndpoint::Discovery,
-        bytes: CAP * 4,
-    });
-    let browser = Browser::new();
-    let res = browser.get(&format!("{}/login", app.base)).await;
-    assert_rejected_page(
+    assert_login_fault(
         &app,
-        &browser,
-        res,
+        MockFault::Oversized {
+            endpoint: MockEndpoint::Discovery,
+            bytes: CAP * 4,
+        },
         StatusCode::BAD_GATEWAY,
         &["discovery response is larger than"],
     )
     .await;
-    app.mock.clear_faults();
 
     assert_callback_fault(
         &app,
@@ -180,15 +188,11 @@ async fn oversized_discovery_and_key_set_fail_cleanly() {
 #[tokio::test]
 async fn non_json_answers_fail_cleanly() {
     let app = strict_app().await;
-    app.mock.add_fault(MockFault::NotJson {
-        endpoint: MockEndpoint::Discovery,
-    });
-    let browser = Browser::new();
-    let res = browser.get(&format!("{}/login", app.base)).await;
-    assert_rejected_page(
+    assert_login_fault(
         &app,
-        &browser,
-        res,
+        MockFault::NotJson {
+            endpoint: MockEndpoint::Discovery,
+        },
         StatusCode::BAD_GATEWAY,
         &[
             "discovery endpoint sent an unusable response",
@@ -196,7 +200,6 @@ async fn non_json_answers_fail_cleanly() {
         ],
     )
     .await;
-    app.mock.clear_faults();
     for endpoint in [
         MockEndpoint::Jwks,
         MockEndpoint::Token,
@@ -288,20 +291,13 @@ async fn slow_endpoints_are_cut_off_at_the_timeout() {
     };
     // Discovery, on a fresh app (a success would be cached).
     let app = strict_app().await;
-    app.mock.add_fault(slow(MockEndpoint::Discovery));
-    let browser = Browser::new();
-    let started = Instant::now();
-    let res = browser.get(&format!("{}/login", app.base)).await;
-    assert!(started.elapsed() < DEADLINE, "{:?}", started.elapsed());
-    assert_rejected_page(
+    assert_login_fault(
         &app,
-        &browser,
-        res,
+        slow(MockEndpoint::Discovery),
         StatusCode::GATEWAY_TIMEOUT,
         &["did not answer in time", "provider_timeout"],
     )
     .await;
-    app.mock.clear_faults();
     // The key set, before it is cached.
     assert_callback_fault(
         &app,

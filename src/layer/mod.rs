@@ -39,7 +39,7 @@ pub use future::ResponseFuture;
 pub(crate) use future::Step;
 
 use crate::HfUser;
-use crate::bearer::BearerRejection;
+use crate::bearer::{BearerRejection, BearerValidator};
 use crate::config::HfAuthConfig;
 use crate::flow::{self, UsedStates};
 use crate::respond::{self, Caller};
@@ -207,30 +207,19 @@ where
                 let now = crate::clock::unix_seconds(config.clock.as_ref());
                 let (user, set_cookies) = settle(config, outcome, user, present, expired, now);
                 let signed_in = user.is_some_and(|user| sign_in(config, &mut req, user));
-                let bearer = (!signed_in)
-                    .then_some(config.bearer.as_ref())
-                    .flatten()
-                    .and_then(|validator| Some((validator, bearer_token(req.headers())?)));
-                if let Some((validator, token)) = bearer {
-                    let token = token.to_owned();
-                    match validator.validate(&token).await {
-                        Err(BearerRejection::Unavailable { retry_after }) => {
-                            return Step::Own(respond::unavailable(caller, retry_after));
-                        }
-                        answer => {
-                            accept_bearer(config, &mut req, answer.map_err(|_| BearerRejected));
-                        }
+                if let Some((validator, token)) = bearer_to_check(config, signed_in, &req) {
+                    let (validator, token) = (validator.clone(), token.to_owned());
+                    if let Err(unavailable) =
+                        check_bearer(&validator, &token, config, &mut req, caller).await
+                    {
+                        return Step::Own(unavailable);
                     }
                 }
                 Step::Call(inner.call(req), set_cookies)
             });
         }
 
-        let bearer = (!signed_in)
-            .then_some(config.bearer.as_ref())
-            .flatten()
-            .and_then(|validator| Some((validator, bearer_token(req.headers())?)));
-        let Some((validator, token)) = bearer else {
+        let Some((validator, token)) = bearer_to_check(config, signed_in, &req) else {
             return ResponseFuture::inner(inner.call(req), set_cookies);
         };
         // Fast path: a token seen recently is answered from the cache, without boxing.
@@ -243,16 +232,42 @@ where
         let shared = self.shared.clone();
         let caller = self.caller.unwrap_or_else(|| Caller::of(&req));
         ResponseFuture::step(async move {
-            match validator.validate(&token).await {
-                Err(BearerRejection::Unavailable { retry_after }) => {
-                    Step::Own(respond::unavailable(caller, retry_after))
-                }
-                answer => {
-                    accept_bearer(&shared.config, &mut req, answer.map_err(|_| BearerRejected));
-                    Step::Call(inner.call(req), set_cookies)
-                }
+            match check_bearer(&validator, &token, &shared.config, &mut req, caller).await {
+                Err(unavailable) => Step::Own(unavailable),
+                Ok(()) => Step::Call(inner.call(req), set_cookies),
             }
         })
+    }
+}
+
+/// The bearer token to validate, and its validator: only in bearer mode, and only when
+/// no session signed the request in.
+fn bearer_to_check<'a, B>(
+    config: &'a HfAuthConfig,
+    signed_in: bool,
+    req: &'a Request<B>,
+) -> Option<(&'a Arc<BearerValidator>, &'a str)> {
+    let validator = config.bearer.as_ref().filter(|_| !signed_in)?;
+    Some((validator, bearer_token(req.headers())?))
+}
+
+/// Asks the provider about `token` and signs the request in with its answer; `Err` is
+/// the `503` to send when the provider could not say.
+async fn check_bearer<B>(
+    validator: &BearerValidator,
+    token: &str,
+    config: &HfAuthConfig,
+    req: &mut Request<B>,
+    caller: Caller,
+) -> Result<(), Response<respond::Body>> {
+    match validator.validate(token).await {
+        Err(BearerRejection::Unavailable { retry_after }) => {
+            Err(respond::unavailable(caller, retry_after))
+        }
+        answer => {
+            accept_bearer(config, req, answer.map_err(|_| BearerRejected));
+            Ok(())
+        }
     }
 }
 

@@ -248,18 +248,7 @@ pub async fn assert_rejected(
     status: StatusCode,
     needle: &str,
 ) {
-    assert_eq!(res.status(), status, "callback status");
-    let content_type = res.headers()[header::CONTENT_TYPE]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(content_type.starts_with("text/html"), "{content_type}");
-    let body = res.text().await.unwrap();
-    assert!(body.contains(needle), "expected {needle:?} in {body}");
-    assert!(body.contains("Try again"), "offers a retry: {body}");
-    assert_eq!(whoami(app, browser).await, None, "no session was set");
-    let home = browser.get(&format!("{}/", app.base)).await;
-    assert_eq!(home.status(), StatusCode::OK, "the app still serves");
+    assert_rejected_page(app, browser, res, status, &[needle]).await;
 }
 
 /// Like [`assert_rejected`], with several needles that must all be on the page (the
