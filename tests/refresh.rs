@@ -328,3 +328,33 @@ async fn a_slow_provider_does_not_hold_up_a_still_valid_session() {
     }
     assert_eq!(token_calls(&app), 2, "one refresh for all those requests");
 }
+
+/// The `Max-Age` of the session cookie a sign-in as alice sets.
+async fn session_max_age(refresh_tokens: bool) -> u64 {
+    let mock = mock_with(|b| {
+        b.with_token_lifetime(LIFETIME)
+            .with_refresh_tokens(refresh_tokens)
+    })
+    .await;
+    let app = app_with(mock, |b| b).await;
+    let res = sign_in(&app, &Browser::new(), "alice", "/").await;
+    let session = res
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("hf_auth="))
+        .expect("the callback sets the session");
+    let age = session.split("Max-Age=").nth(1).expect("a Max-Age");
+    age.split(';').next().unwrap().parse().unwrap()
+}
+
+/// Real browsers drop a cookie at its `Max-Age`, whatever the app's clock says: a
+/// session that can be refreshed must outlive its access token there, or a user coming
+/// back after it expired is signed out instead of refreshed.
+#[tokio::test]
+async fn the_browser_keeps_a_refreshable_session_past_its_access_token() {
+    let week = 7 * 24 * 3600;
+    assert!(session_max_age(true).await >= LIFETIME.as_secs() - 5 + week);
+    assert!(session_max_age(false).await <= LIFETIME.as_secs());
+}

@@ -40,7 +40,14 @@
 //!   e.g. by another instance): remembered, and the old session is served until its
 //!   access token expires; then there is no user and the cookie is cleared.
 //! - A session far from expiry, or without a refresh token, is read synchronously as
-//!   before; a refresh is the only time a session request waits for the provider.
+//!   before; a refresh is the only time a session request waits for the provider, at
+//!   most one second while the access token is still valid (the refresh goes on in its
+//!   own task and a later request picks up its cookie).
+//! - **The cookie outlives the access token.** A session with a refresh token is kept
+//!   by the browser for a week past its access token's expiry (a session without one,
+//!   exactly until it), so a user who comes back after the token expired is refreshed
+//!   rather than signed out. If the provider no longer accepts the refresh token, the
+//!   cookie is cleared.
 //!
 //! Refreshes are logged at `debug`, failures at `warn`, with the username and never a
 //! token.
@@ -86,6 +93,10 @@ pub(crate) struct SessionCookies {
     pub(crate) attrs: CookieAttrs,
     pub(crate) keys: KeyRing,
 }
+
+/// How long past its access token's expiry the browser keeps a session that holds a
+/// refresh token (seconds): a week.
+pub(crate) const REFRESH_GRACE: u64 = 7 * 24 * 60 * 60;
 
 /// The session is larger than [`cookie::MAX_CHUNKS`] cookies can hold.
 #[derive(Debug)]
@@ -137,7 +148,14 @@ impl SessionCookies {
     ) -> Result<Vec<HeaderValue>, TooLarge> {
         let plain = record::encode(record).ok_or(TooLarge)?;
         let sealed = self.keys.seal(&self.name, &plain);
-        let max_age = record.expires_at.saturating_sub(now);
+        // A session that can be refreshed outlives its access token in the browser, so
+        // a user who comes back after it expired is refreshed, not signed out.
+        let grace = if record.refresh_token.is_some() {
+            REFRESH_GRACE
+        } else {
+            0
+        };
+        let max_age = record.expires_at.saturating_sub(now).saturating_add(grace);
         cookie::write_chunked(
             &self.name,
             &sealed,
@@ -277,6 +295,24 @@ mod tests {
             s.load(&request_with(&set), 1_999, 300),
             Loaded::Valid(_)
         ));
+    }
+
+    #[test]
+    fn refreshable_sessions_outlive_their_access_token_in_the_browser() {
+        let max_age = |set: &[HeaderValue]| -> u64 {
+            let cookie = set[0].to_str().unwrap();
+            let value = cookie.split("Max-Age=").nth(1).unwrap();
+            value.split(';').next().unwrap().parse().unwrap()
+        };
+        let s = store();
+        assert_eq!(
+            max_age(&s.save(&record(2_000, 0), 0, 1_000).unwrap()),
+            1_000
+        );
+        let mut with_refresh = record(2_000, 0);
+        with_refresh.refresh_token = Some(Secret::new("hf_oauth_refresh_x"));
+        let set = s.save(&with_refresh, 0, 1_000).unwrap();
+        assert_eq!(max_age(&set), 1_000 + REFRESH_GRACE);
     }
 
     #[test]
