@@ -28,9 +28,9 @@ use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 
 use crate::HfUser;
-use crate::guard::{self, Denial};
+use crate::guard;
 use crate::layer::AuthContext;
-use crate::respond::{self, Caller};
+use crate::respond::{self, Caller, Denial};
 
 /// Why an [`HfUser`] could not be extracted; answers in the caller's protocol.
 #[derive(Debug)]
@@ -59,7 +59,7 @@ impl<S: Send + Sync> FromRequestParts<S> for HfUser {
             .and_then(|c| c.caller)
             .unwrap_or_else(|| Caller::of_parts(&parts.method, &parts.headers));
         let Some(context) = context else {
-            return Err(HfUserRejection(guard::missing_layer(caller)));
+            return Err(HfUserRejection(respond::missing_layer(caller)));
         };
         parts.extensions.get::<HfUser>().cloned().ok_or_else(|| {
             HfUserRejection(guard::deny(
@@ -82,7 +82,7 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for HfUser {
     ) -> Result<Option<Self>, Self::Rejection> {
         if parts.extensions.get::<AuthContext>().is_none() {
             let caller = Caller::of_parts(&parts.method, &parts.headers);
-            return Err(HfUserRejection(guard::missing_layer(caller)));
+            return Err(HfUserRejection(respond::missing_layer(caller)));
         }
         Ok(parts.extensions.get::<HfUser>().cloned())
     }

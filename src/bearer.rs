@@ -81,6 +81,54 @@ use crate::provider::{Provider, ProviderError, WhoAmI, WhoAmIAuth};
 use crate::single_flight::{SingleFlight, key_of};
 use crate::user::{HfUser, Profile, Scopes, SessionRecord};
 
+/// Marks a request whose bearer token the provider rejected, so a guard's 401 says
+/// `error="invalid_token"` (RFC 6750).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BearerRejected;
+
+/// The token of an `Authorization: Bearer …` header (scheme case-insensitive).
+pub(crate) fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Signs `req` in with a validation answer: inserts the token's user when `admits`
+/// them, or marks the request as carrying a rejected token.
+pub(crate) fn accept<B>(
+    req: &mut http::Request<B>,
+    answer: Result<HfUser, BearerRejection>,
+    admits: impl Fn(&HfUser) -> bool,
+) {
+    match answer {
+        Ok(user) if admits(&user) => {
+            req.extensions_mut().insert(user);
+        }
+        Ok(_) => {}
+        Err(_) => {
+            req.extensions_mut().insert(BearerRejected);
+        }
+    }
+}
+
+/// Asks about `token` (cache first) and signs `req` in with the answer. `Err` when
+/// the provider could not say, with how long it asked callers to wait.
+pub(crate) async fn check<B>(
+    validator: &BearerValidator,
+    token: &str,
+    req: &mut http::Request<B>,
+    admits: impl Fn(&HfUser) -> bool,
+) -> Result<(), Option<Duration>> {
+    match validator.validate(token).await {
+        Err(BearerRejection::Unavailable { retry_after }) => Err(retry_after),
+        answer => {
+            accept(req, answer, admits);
+            Ok(())
+        }
+    }
+}
+
 /// Longest token sent to the provider, in bytes.
 const MAX_TOKEN_LEN: usize = 4096;
 
@@ -284,14 +332,9 @@ impl BearerValidator {
         } = found;
         profile.normalize();
         let scopes = bearer_scopes(&grant, profile.email.is_some());
-        let user = HfUser::from_record(SessionRecord {
-            profile,
-            scopes,
-            access_token: secret,
-            expires_at,
-            refresh_token: None,
-            asked: Scopes::default(),
-        });
+        let user = HfUser::from_record(SessionRecord::for_bearer(
+            profile, scopes, secret, expires_at,
+        ));
         (Ok(user), Some(expires_at))
     }
 }
@@ -506,10 +549,10 @@ mod tests {
     }
 
     fn provider_for(issuer: String, client_id: &str, secret: Option<&str>) -> Arc<Provider> {
-        let mut settings = ProviderSettings::new(issuer, client_id);
+        let mut settings = ProviderSettings::new(&issuer, client_id).unwrap();
         settings.client_secret = secret.map(Secret::new);
         settings.timeout = Duration::from_secs(2);
-        Arc::new(Provider::new(settings).unwrap())
+        Arc::new(Provider::new(settings))
     }
 
     fn rejected(answer: Answer) -> BearerRejection {

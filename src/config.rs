@@ -32,14 +32,15 @@ use std::time::Duration;
 
 use url::Url;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
 use crate::Secret;
-use crate::bearer::{BearerSettings, BearerValidation, BearerValidator};
+use crate::bearer::{BearerSettings, BearerValidation};
 use crate::clock::{Clock, SystemClock};
-use crate::provider::{ClientAuth, Provider, ProviderError, ProviderSettings, is_loopback};
-use crate::session::SessionCookies;
-use crate::session::codec::KeyRing;
+use crate::provider::{ClientAuth, ProviderSettings};
 use crate::session::cookie::{CookieAttrs, SameSite};
-use crate::session::refresh::{DEFAULT_REFRESH_BEFORE, Refresher};
+use crate::session::refresh::DEFAULT_REFRESH_BEFORE;
 use crate::user::{HfUser, Scopes};
 
 /// The issuer used when `OPENID_PROVIDER_URL` is not set.
@@ -66,8 +67,6 @@ pub enum ConfigError {
         /// Why it cannot work.
         reason: String,
     },
-    /// The HTTP client for the provider could not be built.
-    Provider(ProviderError),
 }
 
 impl fmt::Display for ConfigError {
@@ -75,19 +74,11 @@ impl fmt::Display for ConfigError {
         match self {
             Self::Missing { setting, hint } => write!(f, "{setting} is not set: {hint}"),
             Self::Invalid { setting, reason } => write!(f, "{setting} is invalid: {reason}"),
-            Self::Provider(e) => write!(f, "cannot set up the provider client: {e}"),
         }
     }
 }
 
-impl std::error::Error for ConfigError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Provider(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+impl std::error::Error for ConfigError {}
 
 const CLIENT_ID: &str = "OAUTH_CLIENT_ID (with_client_id)";
 const PUBLIC_URL: &str = "PUBLIC_URL or SPACE_HOST (with_public_url)";
@@ -488,52 +479,19 @@ impl HfAuthConfigBuilder {
         self
     }
 
-    /// Checks every setting and builds the configuration.
+    /// Checks every setting and builds the configuration: plain data, cheap to clone.
+    /// Nothing is started and no connection is opened; [`HfAuthLayer::new`] builds the
+    /// running parts from it.
+    ///
+    /// [`HfAuthLayer::new`]: crate::HfAuthLayer::new
     ///
     /// # Errors
     /// [`ConfigError`] naming the setting and what to do, when a required one is
     /// missing or a value cannot work.
     pub fn build(self) -> Result<HfAuthConfig, ConfigError> {
-        let client_id = self.client_id.ok_or_else(|| ConfigError::Missing {
-            setting: CLIENT_ID,
-            hint: if self.on_space {
-                "set `hf_oauth: true` in the Space's README metadata and restart the Space".into()
-            } else {
-                "create an OAuth app at https://huggingface.co/settings/applications and set \
-                 OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET, or on a Space set `hf_oauth: true` \
-                 in its README"
-                    .into()
-            },
-        })?;
-        let issuer = self
-            .provider_url
-            .unwrap_or_else(|| DEFAULT_PROVIDER_URL.to_owned());
-        let issuer_url = Url::parse(&issuer).map_err(|e| invalid(PROVIDER_URL, e))?;
-        if !secure_or_loopback(&issuer_url) {
-            return Err(invalid(
-                PROVIDER_URL,
-                format!("`{issuer}` must use https (http is allowed only for localhost)"),
-            ));
-        }
-        let public = self.public_url.ok_or_else(|| ConfigError::Missing {
-            setting: PUBLIC_URL,
-            hint: "set PUBLIC_URL to the URL people open the app at, e.g. http://127.0.0.1:7860 \
-                   (on a Space, SPACE_HOST is set for you)"
-                .into(),
-        })?;
-        let public_url = Url::parse(&public).map_err(|e| invalid(PUBLIC_URL, e))?;
-        if !matches!(public_url.scheme(), "http" | "https")
-            || public_url.host().is_none()
-            || public_url.query().is_some()
-            || public_url.fragment().is_some()
-        {
-            return Err(invalid(
-                PUBLIC_URL,
-                format!("`{public}` must be an http(s) URL without query or fragment"),
-            ));
-        }
-        let public_base = public_url.as_str().trim_end_matches('/').to_owned();
-        let https = public_url.scheme() == "https";
+        let client_id = self.client_id.clone().ok_or_else(|| missing_client_id(self.on_space))?;
+        let openid = self.openid_settings(client_id)?;
+        let (public_url, https) = public_base(self.public_url.as_deref())?;
         let iframe = self.iframe.unwrap_or(false);
         if iframe && !https {
             return Err(invalid(
@@ -541,62 +499,55 @@ impl HfAuthConfigBuilder {
                 "iframe cookies need `SameSite=None; Secure`, so the public URL must be https",
             ));
         }
-
-        let login_path = path_setting(self.login_path, "/login")?;
-        let callback_path = path_setting(self.callback_path, "/login/callback")?;
-        let logout_path = path_setting(self.logout_path, "/logout")?;
-        if login_path == callback_path || login_path == logout_path || callback_path == logout_path
-        {
-            return Err(invalid(PATHS, "the three paths must differ"));
-        }
-        let post_logout_redirect = path_setting(self.post_logout_redirect, "/")?;
-        let cookie_name = self.cookie_name.unwrap_or_else(|| "hf_auth".to_owned());
-        if cookie_name.is_empty()
-            || !cookie_name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            return Err(invalid(
-                COOKIE_NAME,
-                "use letters, digits, `_` and `-` only",
-            ));
-        }
-
-        let keys = match &self.secret {
-            Some(secret) => {
-                for (setting, s) in std::iter::once((SECRET, secret))
-                    .chain(self.old_secrets.iter().map(|s| (OLD_SECRETS, s)))
-                {
-                    if s.expose().chars().count() < MIN_SECRET_LEN {
-                        return Err(invalid(
-                            setting,
-                            format!(
-                                "each secret must be at least {MIN_SECRET_LEN} characters; \
-                                 generate one with `openssl rand -base64 48`"
-                            ),
-                        ));
-                    }
-                }
-                KeyRing::from_secrets(secret, &self.old_secrets)
-            }
-            None => {
-                tracing::warn!(
-                    "HF_AUTH_SECRET is not set: using a random cookie key, so sessions will \
-                     not survive a restart"
-                );
-                KeyRing::random()
-            }
+        let paths = Paths::check(
+            self.login_path,
+            self.callback_path,
+            self.logout_path,
+            self.post_logout_redirect,
+        )?;
+        let cookie_name = cookie_name(self.cookie_name)?;
+        let (secret, ephemeral_keys) = cookie_secret(self.secret, &self.old_secrets)?;
+        let cookie_attrs = CookieAttrs {
+            secure: https,
+            same_site: if iframe {
+                SameSite::None
+            } else {
+                SameSite::Lax
+            },
         };
+        Ok(HfAuthConfig {
+            redirect_uri: format!("{public_url}{}", paths.callback),
+            public_url,
+            scopes: with_openid(self.scopes),
+            pending_prefix: format!("{cookie_name}_login_"),
+            pending_path: common_path(&paths.login, &paths.callback),
+            login_path: paths.login,
+            callback_path: paths.callback,
+            logout_path: paths.logout,
+            post_logout_redirect: paths.post_logout,
+            org_ids: self.org_ids,
+            authorized_orgs: self.authorized_orgs,
+            max_pending_logins: self.max_pending_logins.unwrap_or(5).max(1),
+            cookie_name,
+            cookie_attrs,
+            secret,
+            old_secrets: self.old_secrets,
+            ephemeral_keys,
+            refresh_before: self
+                .refresh_before
+                .unwrap_or(DEFAULT_REFRESH_BEFORE)
+                .as_secs(),
+            token_auth: self.bearer_enabled.then_some(self.bearer),
+            openid,
+        })
+    }
 
-        let mut scopes: Vec<String> = self
-            .scopes
-            .unwrap_or_else(|| vec!["openid".into(), "profile".into()]);
-        if !scopes.iter().any(|s| s == "openid") {
-            scopes.insert(0, "openid".into());
-        }
-        let scopes: Scopes = scopes.into_iter().collect();
-
-        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+    /// The provider client's settings: the issuer checked (once, here), the client
+    /// authentication consistent with the secret, timeouts, leeway and clock.
+    fn openid_settings(&self, client_id: String) -> Result<ProviderSettings, ConfigError> {
+        let issuer = self.provider_url.as_deref().unwrap_or(DEFAULT_PROVIDER_URL);
+        let mut settings =
+            ProviderSettings::new(issuer, client_id).map_err(|e| invalid(PROVIDER_URL, e))?;
         let client_auth = self.client_auth.unwrap_or(if self.client_secret.is_some() {
             ClientAuth::Basic
         } else {
@@ -610,89 +561,154 @@ impl HfAuthConfigBuilder {
                     .into(),
             });
         }
-        let mut settings = ProviderSettings::new(issuer, client_id.clone());
-        settings.client_secret = self.client_secret;
+        settings.client_secret = self.client_secret.clone();
         settings.client_auth = client_auth;
-        settings.clock = clock.clone();
-        if let Some(v) = self.leeway {
-            settings.leeway = v;
-        }
-        if let Some(v) = self.timeout {
-            settings.timeout = v;
-        }
-        if let Some(v) = self.connect_timeout {
-            settings.connect_timeout = v;
+        settings.clock = self.clock.clone().unwrap_or_else(|| Arc::new(SystemClock));
+        let durations = [
+            (self.leeway, &mut settings.leeway),
+            (self.timeout, &mut settings.timeout),
+            (self.connect_timeout, &mut settings.connect_timeout),
+            (
+                self.jwks_min_refresh_interval,
+                &mut settings.jwks_min_refresh_interval,
+            ),
+        ];
+        for (value, slot) in durations {
+            if let Some(v) = value {
+                *slot = v;
+            }
         }
         if let Some(v) = self.max_response_bytes {
             settings.max_response_bytes = v;
         }
-        if let Some(v) = self.jwks_min_refresh_interval {
-            settings.jwks_min_refresh_interval = v;
-        }
-        let provider = Arc::new(Provider::new(settings).map_err(ConfigError::Provider)?);
-        let bearer = self.bearer_enabled.then(|| {
-            Arc::new(BearerValidator::new(
-                provider.clone(),
-                self.bearer,
-                clock.clone(),
-            ))
-        });
-
-        let refresher = Arc::new(Refresher::new(provider.clone(), clock.clone()));
-
-        let attrs = CookieAttrs {
-            secure: https,
-            same_site: if iframe {
-                SameSite::None
-            } else {
-                SameSite::Lax
-            },
-        };
-        let pending_path = common_path(&login_path, &callback_path);
-        Ok(HfAuthConfig {
-            redirect_uri: format!("{public_base}{callback_path}"),
-            public_url: public_base,
-            client_id,
-            scopes,
-            login_path,
-            callback_path,
-            logout_path,
-            post_logout_redirect,
-            org_ids: self.org_ids,
-            authorized_orgs: self.authorized_orgs,
-            pending_prefix: format!("{cookie_name}_login_"),
-            pending_path,
-            max_pending_logins: self.max_pending_logins.unwrap_or(5).max(1),
-            sessions: SessionCookies {
-                name: cookie_name,
-                attrs,
-                keys,
-            },
-            ephemeral_keys: self.secret.is_none(),
-            refresh_before: self
-                .refresh_before
-                .unwrap_or(DEFAULT_REFRESH_BEFORE)
-                .as_secs(),
-            refresher,
-            clock,
-            provider,
-            bearer,
-        })
+        Ok(settings)
     }
+}
+
+fn missing_client_id(on_space: bool) -> ConfigError {
+    ConfigError::Missing {
+        setting: CLIENT_ID,
+        hint: if on_space {
+            "set `hf_oauth: true` in the Space's README metadata and restart the Space".into()
+        } else {
+            "create an OAuth app at https://huggingface.co/settings/applications and set \
+             OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET, or on a Space set `hf_oauth: true` \
+             in its README"
+                .into()
+        },
+    }
+}
+
+/// The public URL without a trailing slash, and whether it is https.
+fn public_base(public: Option<&str>) -> Result<(String, bool), ConfigError> {
+    let public = public.ok_or_else(|| ConfigError::Missing {
+        setting: PUBLIC_URL,
+        hint: "set PUBLIC_URL to the URL people open the app at, e.g. http://127.0.0.1:7860 \
+               (on a Space, SPACE_HOST is set for you)"
+            .into(),
+    })?;
+    let url = Url::parse(public).map_err(|e| invalid(PUBLIC_URL, e))?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host().is_none()
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(invalid(
+            PUBLIC_URL,
+            format!("`{public}` must be an http(s) URL without query or fragment"),
+        ));
+    }
+    let https = url.scheme() == "https";
+    Ok((url.as_str().trim_end_matches('/').to_owned(), https))
+}
+
+/// The crate's own routes and where sign-out leads.
+struct Paths {
+    login: String,
+    callback: String,
+    logout: String,
+    post_logout: String,
+}
+
+impl Paths {
+    fn check(
+        login: Option<String>,
+        callback: Option<String>,
+        logout: Option<String>,
+        post_logout: Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let paths = Self {
+            login: path_setting(login, "/login")?,
+            callback: path_setting(callback, "/login/callback")?,
+            logout: path_setting(logout, "/logout")?,
+            post_logout: path_setting(post_logout, "/")?,
+        };
+        if paths.login == paths.callback
+            || paths.login == paths.logout
+            || paths.callback == paths.logout
+        {
+            return Err(invalid(PATHS, "the three paths must differ"));
+        }
+        Ok(paths)
+    }
+}
+
+fn cookie_name(name: Option<String>) -> Result<String, ConfigError> {
+    let name = name.unwrap_or_else(|| "hf_auth".to_owned());
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(invalid(
+            COOKIE_NAME,
+            "use letters, digits, `_` and `-` only",
+        ));
+    }
+    Ok(name)
+}
+
+/// The cookie key material: the configured secret (each secret checked for length), or
+/// a random one made now, so every layer built from this configuration shares it.
+/// `true` when it is random.
+fn cookie_secret(secret: Option<Secret>, old: &[Secret]) -> Result<(Secret, bool), ConfigError> {
+    let Some(secret) = secret else {
+        tracing::warn!(
+            "HF_AUTH_SECRET is not set: using a random cookie key, so sessions will not \
+             survive a restart"
+        );
+        let mut bytes = [0u8; 48];
+        aws_lc_rs::rand::fill(&mut bytes).expect("the system random generator works");
+        return Ok((Secret::new(URL_SAFE_NO_PAD.encode(bytes)), true));
+    };
+    for (setting, s) in std::iter::once((SECRET, &secret)).chain(old.iter().map(|s| (OLD_SECRETS, s)))
+    {
+        if s.expose().chars().count() < MIN_SECRET_LEN {
+            return Err(invalid(
+                setting,
+                format!(
+                    "each secret must be at least {MIN_SECRET_LEN} characters; generate one \
+                     with `openssl rand -base64 48`"
+                ),
+            ));
+        }
+    }
+    Ok((secret, false))
+}
+
+/// The scopes asked for, `openid` first when it was not listed.
+fn with_openid(scopes: Option<Vec<String>>) -> Scopes {
+    let mut scopes = scopes.unwrap_or_else(|| vec!["openid".into(), "profile".into()]);
+    if !scopes.iter().any(|s| s == "openid") {
+        scopes.insert(0, "openid".into());
+    }
+    scopes.into_iter().collect()
 }
 
 fn invalid(setting: &'static str, reason: impl fmt::Display) -> ConfigError {
     ConfigError::Invalid {
         setting,
         reason: reason.to_string(),
-    }
-}
-
-fn secure_or_loopback(url: &Url) -> bool {
-    match url.scheme() {
-        "https" => true,
-        "http" => is_loopback(url),
-        _ => false,
     }
 }
 
@@ -731,11 +747,13 @@ fn common_path(a: &str, b: &str) -> String {
     }
 }
 
-/// The checked configuration of an [`HfAuthLayer`](crate::HfAuthLayer).
+/// The checked settings of an [`HfAuthLayer`](crate::HfAuthLayer): plain data, cheap to
+/// clone, with no running parts ([`HfAuthLayer::new`](crate::HfAuthLayer::new) builds
+/// those). Its `Debug` output shows no secret.
+#[derive(Clone)]
 pub struct HfAuthConfig {
-    pub(crate) provider: Arc<Provider>,
-    pub(crate) bearer: Option<Arc<BearerValidator>>,
-    pub(crate) client_id: String,
+    /// Issuer, client id and secret, client authentication, timeouts, leeway, clock.
+    pub(crate) openid: ProviderSettings,
     pub(crate) scopes: Scopes,
     pub(crate) public_url: String,
     pub(crate) redirect_uri: String,
@@ -748,12 +766,16 @@ pub struct HfAuthConfig {
     pub(crate) pending_prefix: String,
     pub(crate) pending_path: String,
     pub(crate) max_pending_logins: usize,
-    pub(crate) sessions: SessionCookies,
+    pub(crate) cookie_name: String,
+    pub(crate) cookie_attrs: CookieAttrs,
+    /// Key material of the cookie keys: the configured secret, or a random one.
+    pub(crate) secret: Secret,
+    pub(crate) old_secrets: Vec<Secret>,
     pub(crate) ephemeral_keys: bool,
     /// Sessions are refreshed from this many seconds before their access token expires.
     pub(crate) refresh_before: u64,
-    pub(crate) refresher: Arc<Refresher>,
-    pub(crate) clock: Arc<dyn Clock>,
+    /// Bearer-token settings, when bearer tokens are accepted.
+    pub(crate) token_auth: Option<BearerSettings>,
 }
 
 impl HfAuthConfig {
@@ -782,6 +804,12 @@ impl HfAuthConfig {
     #[must_use]
     pub fn public_url(&self) -> &str {
         &self.public_url
+    }
+
+    /// The OAuth client id.
+    #[must_use]
+    pub fn client_id(&self) -> &str {
+        &self.openid.client_id
     }
 
     /// The scopes asked for at sign-in.
@@ -817,12 +845,14 @@ impl HfAuthConfig {
 impl fmt::Debug for HfAuthConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HfAuthConfig")
-            .field("client_id", &self.client_id)
+            .field("issuer", &self.openid.issuer)
+            .field("client_id", &self.openid.client_id)
+            .field("client_auth", &self.openid.client_auth)
             .field("public_url", &self.public_url)
             .field("redirect_uri", &self.redirect_uri)
             .field("scopes", &self.scopes)
-            .field("provider", &self.provider)
-            .field("sessions", &self.sessions)
+            .field("cookie_name", &self.cookie_name)
+            .field("bearer_tokens", &self.token_auth.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -854,8 +884,8 @@ mod tests {
             c.redirect_uri(),
             "https://alice-app.hf.space/login/callback"
         );
-        assert_eq!(c.sessions.attrs.same_site, SameSite::None);
-        assert!(c.sessions.attrs.secure);
+        assert_eq!(c.cookie_attrs.same_site, SameSite::None);
+        assert!(c.cookie_attrs.secure);
         assert!(c.scopes.contains("read-repos"));
         assert!(c.has_ephemeral_keys());
     }
@@ -921,7 +951,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.scopes.to_string(), "openid profile email");
         assert_eq!(c.redirect_uri(), "http://localhost:7860/login/callback");
-        assert!(!c.sessions.attrs.secure);
+        assert!(!c.cookie_attrs.secure);
     }
 
     #[test]

@@ -128,9 +128,9 @@ pub fn callback_query(data: &[u8]) {
         return;
     };
     let query = uri.query().unwrap_or("");
-    if let Ok(params) = crate::flow::CallbackParams::parse(query) {
+    if let Ok(params) = crate::flow::callback::CallbackParams::parse(query) {
         let _ = (params.state, params.code, params.iss, params.error);
-        let _ = crate::flow::tame(params.error_description.as_deref().unwrap_or(""));
+        let _ = crate::flow::callback::tame(params.error_description.as_deref().unwrap_or(""));
     }
 }
 

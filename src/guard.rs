@@ -89,30 +89,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::layer::{AuthBody, AuthContext, BearerRejected, ResponseFuture};
-use crate::respond::{self, AuthError, Caller};
-use crate::{HfUser, OrgRole, flow};
-
-/// Why a guard turned a request away. Built only on denial, so a passing guard
-/// allocates nothing.
-#[derive(Debug)]
-pub(crate) enum Denial {
-    /// Nobody is signed in.
-    NotSignedIn,
-    /// The user did not grant these scopes.
-    MissingScopes(Vec<String>),
-    /// The user is not in the organization, or their role there is too low.
-    Org {
-        org: Arc<str>,
-        role: Option<OrgRole>,
-    },
-    /// A predicate guard said no.
-    Predicate(Arc<str>),
-}
+use crate::flow::return_to;
+use crate::layer::{AuthBody, AuthContext, ResponseFuture};
+use crate::respond::{self, Caller, Denial};
+use crate::{HfUser, OrgRole};
 
 /// What a guard asks of the user. Implemented by each guard type.
 pub(crate) trait Requirement {
@@ -394,7 +378,7 @@ where
                 .unwrap_or_else(|| Caller::of(req))
         };
         let Some(context) = context else {
-            return ResponseFuture::ready(missing_layer(caller(&req)));
+            return ResponseFuture::ready(respond::missing_layer(caller(&req)));
         };
         match self.requirement.check(req.extensions().get::<HfUser>()) {
             Ok(()) => {
@@ -411,48 +395,8 @@ where
     }
 }
 
-pub(crate) fn missing_layer(caller: Caller) -> Response<respond::Body> {
-    let err = AuthError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "missing_layer",
-        "HfAuthLayer is missing: add `.layer(HfAuthLayer::new(config))` around the routes \
-         that use a guard or extract HfUser",
-    );
-    tracing::error!("{err}");
-    respond::error(caller, err, None)
-}
-
-/// What "not signed in" tells a program: why the bearer token it sent failed, or how to
-/// sign in (a `/login` link means nothing to a gRPC client). `login` is the sign-in
-/// link for API callers.
-pub(crate) fn not_signed_in_message(
-    context: &AuthContext,
-    extensions: &http::Extensions,
-    caller: Caller,
-    login: &str,
-) -> String {
-    if extensions.get::<BearerRejected>().is_some() {
-        return "Hugging Face did not accept the bearer token: it is invalid, expired or revoked"
-            .to_owned();
-    }
-    let bearer = context.shared.config.bearer.is_some();
-    match (caller, bearer) {
-        (Caller::Grpc, true) => "Sign in with Hugging Face first: send `authorization: Bearer \
-                                 <token>` with a Hugging Face access token"
-            .to_owned(),
-        (Caller::Grpc, false) => {
-            "Sign in with Hugging Face first: this service accepts signed-in sessions only"
-                .to_owned()
-        }
-        (_, true) => format!(
-            "Sign in with Hugging Face first ({login}), or send `Authorization: Bearer \
-             <token>` with a Hugging Face access token"
-        ),
-        (_, false) => format!("Sign in with Hugging Face first: {login}"),
-    }
-}
-
-/// The answer to a denied request, in the caller's protocol.
+/// The answer to a request denied for `denial`: the request's own path (made a safe
+/// return path) goes into the sign-in links.
 pub(crate) fn deny(
     context: &AuthContext,
     caller: Caller,
@@ -460,90 +404,6 @@ pub(crate) fn deny(
     extensions: &http::Extensions,
     denial: Denial,
 ) -> Response<respond::Body> {
-    let user = extensions.get::<HfUser>();
-    let config = &context.shared.config;
-    match denial {
-        Denial::NotSignedIn => {
-            let here = uri.path_and_query().map_or("/", |pq| pq.as_str());
-            let login = flow::login_href(&context.shared, &flow::return_to::sanitize(here));
-            if caller == Caller::Browser {
-                return respond::redirect(&login);
-            }
-            let err = AuthError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                not_signed_in_message(context, extensions, caller, &login),
-            );
-            let mut res = respond::error(caller, err, None);
-            if caller == Caller::Api {
-                // RFC 6750 §3.1: say why a presented token did not sign anyone in.
-                let invalid = if extensions.get::<BearerRejected>().is_some() {
-                    ", error=\"invalid_token\""
-                } else {
-                    ""
-                };
-                let challenge = format!(
-                    "Bearer realm=\"{}\"{invalid}",
-                    config.public_url.replace(['"', '\\'], "")
-                );
-                if let Ok(v) = HeaderValue::from_str(&challenge) {
-                    res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-                }
-            }
-            res
-        }
-        Denial::MissingScopes(missing) => {
-            let here = uri.path_and_query().map_or("/", |pq| pq.as_str());
-            let wanted = missing.join(" ");
-            let retry =
-                flow::consent_href(&context.shared, &flow::return_to::sanitize(here), &wanted);
-            // Asked before and still not granted: explain instead of looping.
-            let asked = user.is_some_and(|u| missing.iter().all(|m| u.asked_scopes().contains(m)));
-            if caller == Caller::Browser && !asked {
-                // Incremental consent: sign in again asking for the missing scopes too.
-                return respond::redirect(&retry);
-            }
-            let err = AuthError::new(
-                StatusCode::FORBIDDEN,
-                "insufficient_scope",
-                format!("This needs the scope(s) `{wanted}`, which were not granted."),
-            );
-            let mut res = respond::error(caller, err, Some(&retry));
-            if caller == Caller::Api {
-                let challenge = format!(
-                    "Bearer error=\"insufficient_scope\", scope=\"{}\"",
-                    wanted.replace(['"', '\\'], "")
-                );
-                if let Ok(v) = HeaderValue::from_str(&challenge) {
-                    res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-                }
-            }
-            res
-        }
-        Denial::Org { org, role } => {
-            let needed = role.map_or_else(
-                || format!("membership of the organization `{org}`"),
-                |r| format!("the `{r}` role (or higher) in the organization `{org}`"),
-            );
-            let err = AuthError::new(
-                StatusCode::FORBIDDEN,
-                "org_required",
-                format!(
-                    "This needs {needed}. Access to an organization is granted on Hugging \
-                     Face's consent screen: sign in again and grant it."
-                ),
-            );
-            let here = uri.path_and_query().map_or("/", |pq| pq.as_str());
-            let retry = flow::login_href(&context.shared, &flow::return_to::sanitize(here));
-            respond::error(caller, err, Some(&retry))
-        }
-        Denial::Predicate(name) => {
-            let err = AuthError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("This needs {name}."),
-            );
-            respond::error(caller, err, None)
-        }
-    }
+    let here = return_to::sanitize(uri.path_and_query().map_or("/", |pq| pq.as_str()));
+    respond::deny(&context.runtime, caller, &here, extensions, denial)
 }

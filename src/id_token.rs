@@ -44,7 +44,7 @@ const MAX_ECHO_LEN: usize = 100;
 /// Messages name the failed check; they never contain the token itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum IdTokenError {
+pub(crate) enum IdTokenError {
     /// The token is not a well-formed signed JWT, or its claims have the wrong types.
     Malformed(&'static str),
     /// The header's `alg` is not `RS256` (for example `none` or `HS256`).

@@ -4,7 +4,8 @@
 //! Callers name the work by a [`Key`], the SHA-256 digest of a secret (a bearer token,
 //! a refresh token), never the secret itself. Concurrent callers with the same key
 //! share one run of the work; its outcome may be remembered until a given time, in a
-//! cache of bounded capacity.
+//! cache of bounded capacity. [`UsedOnce`] is the same bounded memory as a set of
+//! keys that may be used once.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -95,6 +96,36 @@ impl<V: Clone> SingleFlight<V> {
     /// How many keys are being worked on.
     pub(crate) fn in_flight_len(&self) -> usize {
         lock(&self.in_flight).len()
+    }
+}
+
+/// Keys that may be used once, each remembered until its expiry, in a bounded memory:
+/// when full, expired keys leave first, then the oldest, never all at once. The
+/// callback's replay check keeps used `state`s here.
+pub(crate) struct UsedOnce(Mutex<Cache<()>>);
+
+impl UsedOnce {
+    /// Remembers at most `capacity` keys.
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self(Mutex::new(Cache::new(capacity)))
+    }
+
+    /// Marks `key` used until `expires_at` (Unix seconds); `false` if it already was.
+    pub(crate) fn claim(&self, key: Key, expires_at: u64, now: u64) -> bool {
+        let mut used = lock(&self.0);
+        if used.get(&key, now).is_some() {
+            return false;
+        }
+        used.insert(key, (), expires_at, now);
+        true
+    }
+}
+
+impl std::fmt::Debug for UsedOnce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsedOnce")
+            .field("len", &lock(&self.0).entries.len())
+            .finish()
     }
 }
 

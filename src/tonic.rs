@@ -66,9 +66,8 @@
 use ::tonic::{Request, Status};
 
 use crate::HfUser;
-use crate::guard::not_signed_in_message;
 use crate::layer::AuthContext;
-use crate::respond::Caller;
+use crate::respond::{Caller, missing_layer_error, not_signed_in_message};
 
 /// Reads the [`HfUser`] that [`HfAuthLayer`](crate::HfAuthLayer) put into a
 /// [`tonic::Request`]. Sealed: implemented for `tonic::Request<T>` only.
@@ -105,13 +104,10 @@ impl<T> HfUserExt for Request<T> {
         }
         let extensions = self.extensions();
         let Some(context) = extensions.get::<AuthContext>() else {
-            let message = "HfAuthLayer is missing: add `.layer(HfAuthLayer::new(config))` \
-                           around the gRPC service that reads HfUser";
-            tracing::error!("{message}");
-            return Err(Status::internal(message));
+            return Err(Status::internal(missing_layer_error().message()));
         };
         Err(Status::unauthenticated(not_signed_in_message(
-            context,
+            &context.runtime,
             extensions,
             Caller::Grpc,
             "",

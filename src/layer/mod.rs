@@ -30,7 +30,7 @@ mod future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -39,47 +39,46 @@ pub use future::ResponseFuture;
 pub(crate) use future::Step;
 
 use crate::HfUser;
-use crate::bearer::{BearerRejection, BearerValidator};
+use crate::bearer::{self, BearerValidator};
 use crate::config::HfAuthConfig;
-use crate::flow::{self, UsedStates};
+use crate::flow::{self, Answer};
 use crate::respond::{self, Caller};
+use crate::runtime::Runtime;
 use crate::session::Loaded;
-use crate::session::refresh::Outcome;
+use crate::session::refresh::settle;
 
-/// State shared by the layer, its services and the guards.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) config: HfAuthConfig,
-    pub(crate) used_states: UsedStates,
-}
-
-/// Put into every request's extensions by the layer, so guards know where sign-in
-/// starts (and know that the layer is there at all).
+/// Put into every request's extensions by the layer, so guards and extractors reach the
+/// running parts (and know that the layer is there at all).
 #[derive(Debug, Clone)]
 pub(crate) struct AuthContext {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) runtime: Arc<Runtime>,
     /// How guards answer, when the layer was told (`for_api()`, …).
     pub(crate) caller: Option<Caller>,
 }
 
-/// The sign-in layer. Cheap to clone.
+/// The sign-in layer. Cheap to clone: clones share one set of running parts.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct HfAuthLayer {
-    shared: Arc<Shared>,
+    runtime: Arc<Runtime>,
     caller: Option<Caller>,
 }
 
 impl HfAuthLayer {
-    /// A layer with the given configuration.
+    /// A layer with the given configuration. Builds the running parts once (the
+    /// provider client, session cookie keys, refresher, bearer validator, replay set);
+    /// opens no connection.
     pub fn new(config: HfAuthConfig) -> Self {
         Self {
-            shared: Arc::new(Shared {
-                config,
-                used_states: UsedStates::default(),
-            }),
+            runtime: Arc::new(Runtime::new(config)),
             caller: None,
         }
+    }
+
+    /// The configuration the layer was built with.
+    #[must_use]
+    pub fn config(&self) -> &HfAuthConfig {
+        &self.runtime.config
     }
 
     /// Answers every denial and error as to an API client (status codes and JSON),
@@ -90,9 +89,8 @@ impl HfAuthLayer {
     /// #     .with_client_id("id").with_public_url("http://127.0.0.1:1").build().unwrap();
     /// let layer = tower_hf_auth::HfAuthLayer::new(config).for_api();
     /// ```
-    pub fn for_api(mut self) -> Self {
-        self.caller = Some(Caller::Api);
-        self
+    pub fn for_api(self) -> Self {
+        self.answer_as(Caller::Api)
     }
 
     /// Answers every denial and error with gRPC statuses. Default: decided per request.
@@ -102,8 +100,24 @@ impl HfAuthLayer {
     /// #     .with_client_id("id").with_public_url("http://127.0.0.1:1").build().unwrap();
     /// let layer = tower_hf_auth::HfAuthLayer::new(config).for_grpc();
     /// ```
-    pub fn for_grpc(mut self) -> Self {
-        self.caller = Some(Caller::Grpc);
+    pub fn for_grpc(self) -> Self {
+        self.answer_as(Caller::Grpc)
+    }
+
+    /// Answers every denial and error as to a browser (redirects and HTML pages).
+    /// Default: decided per request.
+    ///
+    /// ```
+    /// # let config = tower_hf_auth::HfAuthConfig::builder()
+    /// #     .with_client_id("id").with_public_url("http://127.0.0.1:1").build().unwrap();
+    /// let layer = tower_hf_auth::HfAuthLayer::new(config).for_browser();
+    /// ```
+    pub fn for_browser(self) -> Self {
+        self.answer_as(Caller::Browser)
+    }
+
+    fn answer_as(mut self, caller: Caller) -> Self {
+        self.caller = Some(caller);
         self
     }
 }
@@ -114,7 +128,7 @@ impl<S> Layer<S> for HfAuthLayer {
     fn layer(&self, inner: S) -> Self::Service {
         HfAuth {
             inner,
-            shared: self.shared.clone(),
+            runtime: self.runtime.clone(),
             caller: self.caller,
         }
     }
@@ -125,8 +139,16 @@ impl<S> Layer<S> for HfAuthLayer {
 #[must_use]
 pub struct HfAuth<S> {
     inner: S,
-    shared: Arc<Shared>,
+    runtime: Arc<Runtime>,
     caller: Option<Caller>,
+}
+
+/// A session due for a refresh whose outcome is not known yet: refreshed before the
+/// request goes on.
+struct Stale {
+    user: HfUser,
+    present: usize,
+    expired: bool,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for HfAuth<S>
@@ -144,44 +166,16 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        if let Some(answer) = flow::route(&self.shared, &req, self.caller) {
-            return answer;
+        if let Some(answer) = flow::route(&self.runtime, &req, self.caller) {
+            return match answer {
+                Answer::Ready(response) => ResponseFuture::ready(response),
+                Answer::Later(fut) => ResponseFuture::boxed(fut),
+            };
         }
-        let config = &self.shared.config;
-        let now = crate::clock::unix_seconds(config.clock.as_ref());
-        let mut signed_in = false;
-        // A session due for a refresh that has no remembered outcome: refreshed below.
-        let mut stale = None;
-        let set_cookies = match config
-            .sessions
-            .load(req.headers(), now, config.refresh_before)
-        {
-            Loaded::Valid(user) => {
-                signed_in = sign_in(config, &mut req, user);
-                Vec::new()
-            }
-            Loaded::Stale {
-                user,
-                present,
-                expired,
-            } => match config.refresher.remembered(&user) {
-                Some(outcome) => {
-                    let (user, set_cookies) = settle(config, outcome, user, present, expired, now);
-                    if let Some(user) = user {
-                        signed_in = sign_in(config, &mut req, user);
-                    }
-                    set_cookies
-                }
-                None => {
-                    stale = Some((user, present, expired));
-                    Vec::new()
-                }
-            },
-            Loaded::Invalid { present } => config.sessions.clear(present),
-            Loaded::Absent => Vec::new(),
-        };
+        let runtime = &self.runtime;
+        let (signed_in, stale, set_cookies) = open_session(runtime, &mut req);
         req.extensions_mut().insert(AuthContext {
-            shared: self.shared.clone(),
+            runtime: runtime.clone(),
             caller: self.caller,
         });
         // `poll_ready` readied `self.inner`; call that one and leave a fresh clone in its
@@ -189,154 +183,111 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
 
-        if let Some((user, present, expired)) = stale {
-            let shared = self.shared.clone();
+        if let Some(stale) = stale {
+            let runtime = runtime.clone();
             let caller = self.caller.unwrap_or_else(|| Caller::of(&req));
             return ResponseFuture::step(async move {
-                let config = &shared.config;
-                // A still-valid session waits only briefly: a slow provider must not
-                // slow every request in the refresh window. The refresh goes on in its
-                // own task, and a later request picks up its outcome.
-                let outcome = if expired {
-                    config.refresher.refresh(&user).await
-                } else {
-                    tokio::time::timeout(REFRESH_WAIT, config.refresher.refresh(&user))
-                        .await
-                        .unwrap_or(Outcome::Unavailable)
-                };
-                let now = crate::clock::unix_seconds(config.clock.as_ref());
-                let (user, set_cookies) = settle(config, outcome, user, present, expired, now);
-                let signed_in = user.is_some_and(|user| sign_in(config, &mut req, user));
-                if let Some((validator, token)) = bearer_to_check(config, signed_in, &req) {
+                let outcome = runtime
+                    .refresher
+                    .refresh_for_request(&stale.user, stale.expired)
+                    .await;
+                let now = runtime.now();
+                let (user, set_cookies) = settle(
+                    &runtime.sessions,
+                    outcome,
+                    stale.user,
+                    stale.present,
+                    stale.expired,
+                    now,
+                );
+                let signed_in = user.is_some_and(|user| sign_in(&runtime, &mut req, user));
+                if let Some((validator, token)) = bearer_to_check(&runtime, signed_in, &req) {
                     let (validator, token) = (validator.clone(), token.to_owned());
-                    if let Err(unavailable) =
-                        check_bearer(&validator, &token, config, &mut req, caller).await
-                    {
-                        return Step::Own(unavailable);
+                    let admits = |u: &HfUser| runtime.admits(u);
+                    if let Err(retry) = bearer::check(&validator, &token, &mut req, admits).await {
+                        return Step::Own(respond::unavailable(caller, retry));
                     }
                 }
                 Step::Call(inner.call(req), set_cookies)
             });
         }
 
-        let Some((validator, token)) = bearer_to_check(config, signed_in, &req) else {
+        let Some((validator, token)) = bearer_to_check(runtime, signed_in, &req) else {
             return ResponseFuture::inner(inner.call(req), set_cookies);
         };
         // Fast path: a token seen recently is answered from the cache, without boxing.
         if let Some(answer) = validator.cached(token) {
-            accept_bearer(config, &mut req, answer.map_err(|_| BearerRejected));
+            bearer::accept(&mut req, answer, |u| runtime.admits(u));
             return ResponseFuture::inner(inner.call(req), set_cookies);
         }
         let validator = validator.clone();
         let token = token.to_owned();
-        let shared = self.shared.clone();
+        let runtime = runtime.clone();
         let caller = self.caller.unwrap_or_else(|| Caller::of(&req));
         ResponseFuture::step(async move {
-            match check_bearer(&validator, &token, &shared.config, &mut req, caller).await {
-                Err(unavailable) => Step::Own(unavailable),
+            let admits = |u: &HfUser| runtime.admits(u);
+            match bearer::check(&validator, &token, &mut req, admits).await {
+                Err(retry) => Step::Own(respond::unavailable(caller, retry)),
                 Ok(()) => Step::Call(inner.call(req), set_cookies),
             }
         })
     }
 }
 
-/// The bearer token to validate, and its validator: only in bearer mode, and only when
-/// no session signed the request in.
-fn bearer_to_check<'a, B>(
-    config: &'a HfAuthConfig,
-    signed_in: bool,
-    req: &'a Request<B>,
-) -> Option<(&'a Arc<BearerValidator>, &'a str)> {
-    let validator = config.bearer.as_ref().filter(|_| !signed_in)?;
-    Some((validator, bearer_token(req.headers())?))
-}
-
-/// Asks the provider about `token` and signs the request in with its answer; `Err` is
-/// the `503` to send when the provider could not say.
-async fn check_bearer<B>(
-    validator: &BearerValidator,
-    token: &str,
-    config: &HfAuthConfig,
+/// Reads the request's session and signs it in when it is valid (or its refresh was
+/// already settled). Returns whether someone is signed in, the session to refresh
+/// first, if any, and the `Set-Cookie` headers to send.
+fn open_session<B>(
+    runtime: &Runtime,
     req: &mut Request<B>,
-    caller: Caller,
-) -> Result<(), Response<respond::Body>> {
-    match validator.validate(token).await {
-        Err(BearerRejection::Unavailable { retry_after }) => {
-            Err(respond::unavailable(caller, retry_after))
-        }
-        answer => {
-            accept_bearer(config, req, answer.map_err(|_| BearerRejected));
-            Ok(())
-        }
+) -> (bool, Option<Stale>, Vec<http::HeaderValue>) {
+    let now = runtime.now();
+    let loaded = runtime
+        .sessions
+        .load(req.headers(), now, runtime.config.refresh_before);
+    match loaded {
+        Loaded::Valid(user) => (sign_in(runtime, req, user), None, Vec::new()),
+        Loaded::Stale {
+            user,
+            present,
+            expired,
+        } => match runtime.refresher.remembered(&user) {
+            Some(outcome) => {
+                let (user, set_cookies) =
+                    settle(&runtime.sessions, outcome, user, present, expired, now);
+                let signed_in = user.is_some_and(|user| sign_in(runtime, req, user));
+                (signed_in, None, set_cookies)
+            }
+            None => {
+                let stale = Stale {
+                    user,
+                    present,
+                    expired,
+                };
+                (false, Some(stale), Vec::new())
+            }
+        },
+        Loaded::Invalid { present } => (false, None, runtime.sessions.clear(present)),
+        Loaded::Absent => (false, None, Vec::new()),
     }
 }
 
+/// The bearer token to validate, and its validator: only in bearer mode, and only when
+/// no session signed the request in.
+fn bearer_to_check<'a, B>(
+    runtime: &'a Runtime,
+    signed_in: bool,
+    req: &'a Request<B>,
+) -> Option<(&'a Arc<BearerValidator>, &'a str)> {
+    let validator = runtime.bearer.as_ref().filter(|_| !signed_in)?;
+    Some((validator, bearer::bearer_token(req.headers())?))
+}
+
 /// Inserts a session's user into the request if the app admits them; whether it did.
-fn sign_in<B>(config: &HfAuthConfig, req: &mut Request<B>, user: HfUser) -> bool {
-    let admitted = config.is_authorized(&user);
+fn sign_in<B>(runtime: &Runtime, req: &mut Request<B>, user: HfUser) -> bool {
+    let admitted = runtime.admits(&user);
     if admitted {
         req.extensions_mut().insert::<HfUser>(user);
     }
     admitted
-}
-
-/// How long a request whose session is still valid waits for its refresh before it is
-/// served with the session it has.
-const REFRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// What a session due for a refresh comes to after `outcome`: the user to sign in, if
-/// any, and the `Set-Cookie` headers to send (replacing the `present` old chunks).
-///
-/// Refreshed: the new session and its cookie. The provider could not answer: the old
-/// session while its access token is valid, else no user, and the cookie stays so a
-/// later request can try again. The refresh token was refused: the old session until
-/// its access token expires, then no user and the cookie is cleared.
-fn settle(
-    config: &HfAuthConfig,
-    outcome: Outcome,
-    old: HfUser,
-    present: usize,
-    expired: bool,
-    now: u64,
-) -> (Option<HfUser>, Vec<HeaderValue>) {
-    match outcome {
-        Outcome::Refreshed(user) => match config.sessions.save(user.record(), present, now) {
-            Ok(set_cookies) => (Some(user), set_cookies),
-            // Cannot happen (the profile is the old one, which fit), but never ends a
-            // session early.
-            Err(_) => ((!expired).then_some(old), Vec::new()),
-        },
-        Outcome::Unavailable => ((!expired).then_some(old), Vec::new()),
-        Outcome::Refused if expired => (None, config.sessions.clear(present)),
-        Outcome::Refused => (Some(old), Vec::new()),
-    }
-}
-
-/// Marks a request whose bearer token the provider rejected, so a guard's 401 says
-/// `error="invalid_token"` (RFC 6750).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct BearerRejected;
-
-fn accept_bearer<B>(
-    config: &HfAuthConfig,
-    req: &mut Request<B>,
-    answer: Result<HfUser, BearerRejected>,
-) {
-    match answer {
-        Ok(user) if config.is_authorized(&user) => {
-            req.extensions_mut().insert(user);
-        }
-        Ok(_) => {}
-        Err(rejected) => {
-            req.extensions_mut().insert(rejected);
-        }
-    }
-}
-
-/// The token of an `Authorization: Bearer …` header (scheme case-insensitive).
-fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
-    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }

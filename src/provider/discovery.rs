@@ -125,13 +125,12 @@ fn trim_one_slash(s: &str) -> &str {
     s.strip_suffix('/').unwrap_or(s)
 }
 
-/// The discovery URL for a (checked) issuer.
-pub(crate) fn discovery_url(issuer: &str) -> Result<Url, ProviderError> {
-    let raw = format!("{}{WELL_KNOWN}", trim_one_slash(issuer));
-    Url::parse(&raw).map_err(|_| ProviderError::InvalidUrl {
-        url: printable(&raw, 200),
-        reason: "the discovery URL is not a valid URL",
-    })
+/// The discovery URL for a checked issuer: `{issuer}/.well-known/openid-configuration`.
+pub(crate) fn discovery_url(issuer: &Url) -> Url {
+    let mut url = issuer.clone();
+    let path = format!("{}{WELL_KNOWN}", trim_one_slash(issuer.path()));
+    url.set_path(&path);
+    url
 }
 
 /// Checks the configured issuer: an absolute `https` URL (or `http` on a loopback host)
@@ -255,12 +254,11 @@ mod tests {
     #[test]
     fn discovery_url_is_under_the_issuer() {
         assert_eq!(
-            discovery_url("https://huggingface.co/").unwrap().as_str(),
+            discovery_url(&Url::parse("https://huggingface.co/").unwrap()).as_str(),
             "https://huggingface.co/.well-known/openid-configuration"
         );
         assert_eq!(
-            discovery_url("http://127.0.0.1:8080/tenant")
-                .unwrap()
+            discovery_url(&Url::parse("http://127.0.0.1:8080/tenant").unwrap())
                 .as_str(),
             "http://127.0.0.1:8080/tenant/.well-known/openid-configuration"
         );

@@ -19,7 +19,7 @@ pub(crate) type TransportSource = Arc<dyn StdError + Send + Sync + 'static>;
 /// OAuth error's description is shortened and stripped of control characters.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub enum ProviderError {
+pub(crate) enum ProviderError {
     /// A provider URL (configured, or from the discovery document) cannot be used.
     InvalidUrl {
         /// The URL, without any credentials.
@@ -32,8 +32,6 @@ pub enum ProviderError {
         /// The URL.
         url: String,
     },
-    /// Client authentication `Basic` or `Post` was chosen without a client secret.
-    MissingClientSecret,
     /// The HTTP client could not be built.
     HttpClient {
         /// The underlying error.
@@ -122,14 +120,14 @@ pub enum ProviderError {
 impl ProviderError {
     /// Whether the call failed because the provider did not answer in time.
     #[must_use]
-    pub fn is_timeout(&self) -> bool {
+    pub(crate) fn is_timeout(&self) -> bool {
         matches!(self, Self::Timeout { .. })
     }
 
     /// Whether the provider answered with this OAuth error code (such as `invalid_grant`,
     /// which means the user must sign in again).
     #[must_use]
-    pub fn is_oauth_error(&self, code: &str) -> bool {
+    pub(crate) fn is_oauth_error(&self, code: &str) -> bool {
         matches!(self, Self::OAuth { error, .. } if error == code)
     }
 
@@ -137,7 +135,7 @@ impl ProviderError {
     /// `Retry-After` header of a `429 Too Many Requests` or `503 Service Unavailable`
     /// answer (delay-seconds or an HTTP date, capped at a day).
     #[must_use]
-    pub fn retry_after(&self) -> Option<Duration> {
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Status { retry_after, .. } | Self::OAuth { retry_after, .. } => *retry_after,
             _ => None,
@@ -160,9 +158,7 @@ impl ProviderError {
             Self::OAuth { error, .. } if error == "temporarily_unavailable" => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::MissingClientSecret | Self::HttpClient { .. } => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Self::HttpClient { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_GATEWAY,
         }
     }
@@ -178,10 +174,6 @@ impl fmt::Display for ProviderError {
                 f,
                 "the provider URL `{url}` is not https; plain http is accepted only for a \
                  loopback host (localhost, 127.0.0.0/8, [::1])"
-            ),
-            Self::MissingClientSecret => f.write_str(
-                "client authentication Basic or Post needs a client secret; \
-                 use ClientAuth::None for a public client",
             ),
             Self::HttpClient { .. } => f.write_str("cannot build the HTTP client for the provider"),
             Self::Connect { endpoint, .. } => {

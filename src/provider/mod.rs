@@ -42,7 +42,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 pub(crate) use self::discovery::{ProviderMetadata, is_loopback, issuers_match};
-pub use self::error::ProviderError;
+pub(crate) use self::error::ProviderError;
 pub use self::token::ClientAuth;
 pub(crate) use self::token::TokenResponse;
 pub(crate) use self::whoami::{WhoAmI, WhoAmIAuth};
@@ -62,12 +62,14 @@ const DEFAULT_JWKS_MIN_REFRESH: Duration = Duration::from_secs(10);
 /// Default allowed clock skew for ID token `exp` and `iat`.
 const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 
-/// Everything [`Provider`] needs to know.
+/// Everything [`Provider`] needs to know: plain data, checked once when made.
 #[derive(Debug, Clone)]
 pub(crate) struct ProviderSettings {
     /// The configured issuer, such as `https://huggingface.co` (one trailing slash is
     /// tolerated).
     pub(crate) issuer: String,
+    /// The issuer, parsed and checked by [`ProviderSettings::new`].
+    issuer_url: url::Url,
     /// The OAuth client id.
     pub(crate) client_id: String,
     /// The client secret (none for public clients).
@@ -92,9 +94,16 @@ impl ProviderSettings {
     /// Settings with the defaults: Basic client authentication (set a secret, or choose
     /// [`ClientAuth::None`]), 10 s timeouts, a 1 MiB body cap, key set re-fetches at most
     /// every 10 s, 60 s leeway, the system clock.
-    pub(crate) fn new(issuer: impl Into<String>, client_id: impl Into<String>) -> Self {
-        Self {
-            issuer: issuer.into(),
+    ///
+    /// # Errors
+    /// [`ProviderError::InvalidUrl`] / [`ProviderError::InsecureUrl`] for an issuer that
+    /// is not an absolute `https` URL (or `http` on a loopback host) without
+    /// credentials, query or fragment: the one check of the configured issuer.
+    pub(crate) fn new(issuer: &str, client_id: impl Into<String>) -> Result<Self, ProviderError> {
+        let issuer_url = discovery::check_issuer(issuer)?;
+        Ok(Self {
+            issuer: issuer.to_owned(),
+            issuer_url,
             client_id: client_id.into(),
             client_secret: None,
             client_auth: ClientAuth::default(),
@@ -104,14 +113,15 @@ impl ProviderSettings {
             jwks_min_refresh_interval: DEFAULT_JWKS_MIN_REFRESH,
             leeway: DEFAULT_LEEWAY,
             clock: Arc::new(SystemClock),
-        }
+        })
     }
 }
 
 /// The provider client. Cheap to share behind an `Arc`; all caches are internal.
 pub(crate) struct Provider {
     settings: ProviderSettings,
-    http: reqwest::Client,
+    /// The HTTP client, or why it could not be built (then every call fails with it).
+    http: Result<reqwest::Client, ProviderError>,
     discovery_url: url::Url,
     /// The issuer as a base URL (ending in `/`), for whoami's relative URLs.
     issuer_base: url::Url,
@@ -152,44 +162,35 @@ impl fmt::Debug for Provider {
 }
 
 impl Provider {
-    /// Checks the settings and builds the HTTP client (timeouts, no redirects, no
-    /// cookies; no proxy for a loopback issuer).
-    ///
-    /// # Errors
-    /// [`ProviderError::InvalidUrl`] / [`ProviderError::InsecureUrl`] for an unusable
-    /// issuer, [`ProviderError::MissingClientSecret`] for `Basic`/`Post` without a
-    /// secret, [`ProviderError::HttpClient`] when the client cannot be built.
-    pub(crate) fn new(settings: ProviderSettings) -> Result<Self, ProviderError> {
-        let issuer = discovery::check_issuer(&settings.issuer)?;
-        let discovery_url = discovery::discovery_url(&settings.issuer)?;
-        let mut issuer_base = issuer.clone();
+    /// Builds the HTTP client (timeouts, no redirects, no cookies; no proxy for a
+    /// loopback issuer). The settings were checked when they were made. If the client
+    /// cannot be built (the TLS backend failed to start), the error is logged and every
+    /// call to the provider fails with it, so sign-in pages say so.
+    pub(crate) fn new(settings: ProviderSettings) -> Self {
+        let discovery_url = discovery::discovery_url(&settings.issuer_url);
+        let mut issuer_base = settings.issuer_url.clone();
         if !issuer_base.path().ends_with('/') {
             let path = format!("{}/", issuer_base.path());
             issuer_base.set_path(&path);
         }
-        let whoami_url =
-            issuer_base
-                .join("api/whoami-v2")
-                .map_err(|_| ProviderError::InvalidUrl {
-                    url: settings.issuer.clone(),
-                    reason: "the whoami URL is not a valid URL",
-                })?;
-        if settings.client_auth != ClientAuth::None && settings.client_secret.is_none() {
-            return Err(ProviderError::MissingClientSecret);
-        }
+        let mut whoami_url = issuer_base.clone();
+        whoami_url.set_path(&format!("{}api/whoami-v2", issuer_base.path()));
         let mut builder = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("tower-hf-auth/", env!("CARGO_PKG_VERSION")));
-        if is_loopback(&issuer) {
+        if is_loopback(&settings.issuer_url) {
             // A proxy cannot reach the machine's own loopback interface.
             builder = builder.no_proxy();
         }
         let http = builder.build().map_err(|e| ProviderError::HttpClient {
             source: Arc::new(e),
-        })?;
-        Ok(Self {
+        });
+        if let Err(e) = &http {
+            tracing::error!(error = %e, "sign-in with Hugging Face cannot work");
+        }
+        Self {
             settings,
             http,
             discovery_url,
@@ -201,7 +202,12 @@ impl Provider {
             jwks: RwLock::new(None),
             jwks_fetch: Mutex::new(JwksFetchState::default()),
             jwks_generation: AtomicU64::new(0),
-        })
+        }
+    }
+
+    /// The HTTP client, or the error that kept it from being built.
+    fn http(&self) -> Result<&reqwest::Client, ProviderError> {
+        self.http.as_ref().map_err(Clone::clone)
     }
 
     /// The discovery document, fetched on first use and then cached.
@@ -246,7 +252,7 @@ impl Provider {
 
     async fn fetch_metadata(&self) -> Result<ProviderMetadata, ProviderError> {
         let fetched = self
-            .get_json("discovery", self.http.get(self.discovery_url.clone()))
+            .get_json("discovery", self.http()?.get(self.discovery_url.clone()))
             .await?;
         let metadata = ProviderMetadata::from_json(&self.settings.issuer, &fetched.body)?;
         metadata.warn_about_gaps(self.settings.client_auth);
@@ -299,7 +305,7 @@ impl Provider {
             settings.client_secret.as_ref(),
         );
         let mut request = self
-            .http
+            .http()?
             .post(metadata.token_endpoint.clone())
             .header(ACCEPT, "application/json")
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -350,7 +356,7 @@ impl Provider {
         };
         bearer.set_sensitive(true);
         let request = self
-            .http
+            .http()?
             .get(url)
             .header(ACCEPT, "application/json")
             .header(AUTHORIZATION, bearer);
@@ -482,7 +488,7 @@ impl Provider {
 
     async fn fetch_keys(&self, metadata: &ProviderMetadata) -> Result<KeySet, ProviderError> {
         let fetched = self
-            .get_json("jwks", self.http.get(metadata.jwks_uri.clone()))
+            .get_json("jwks", self.http()?.get(metadata.jwks_uri.clone()))
             .await?;
         let keys =
             KeySet::from_jwks_json(&fetched.body).map_err(|e| ProviderError::InvalidResponse {

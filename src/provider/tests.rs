@@ -129,14 +129,14 @@ impl Server {
     }
 
     fn settings(&self) -> ProviderSettings {
-        let mut settings = ProviderSettings::new(self.issuer.clone(), CLIENT_ID);
+        let mut settings = ProviderSettings::new(&self.issuer.clone(), CLIENT_ID).unwrap();
         settings.client_secret = Some(Secret::new(SECRET));
         settings.clock = Arc::new(FixedClock(NOW));
         settings
     }
 
     fn provider(&self) -> Provider {
-        Provider::new(self.settings()).unwrap()
+        Provider::new(self.settings())
     }
 }
 
@@ -235,27 +235,24 @@ fn provider_is_send_and_sync() {
 }
 
 #[test]
-fn new_rejects_insecure_issuer_and_missing_secret() {
-    let settings = ProviderSettings::new("http://huggingface.co", CLIENT_ID);
+fn settings_reject_an_insecure_issuer() {
     assert!(matches!(
-        Provider::new(settings),
+        ProviderSettings::new("http://huggingface.co", CLIENT_ID),
         Err(ProviderError::InsecureUrl { .. })
     ));
-    let settings = ProviderSettings::new("https://huggingface.co", CLIENT_ID);
     assert!(matches!(
-        Provider::new(settings),
-        Err(ProviderError::MissingClientSecret)
+        ProviderSettings::new("https://user:pw@huggingface.co", CLIENT_ID),
+        Err(ProviderError::InvalidUrl { .. })
     ));
-    let mut public = ProviderSettings::new("https://huggingface.co/", CLIENT_ID);
-    public.client_auth = ClientAuth::None;
-    assert!(Provider::new(public).is_ok());
+    assert!(ProviderSettings::new("https://huggingface.co/", CLIENT_ID).is_ok());
+    assert!(ProviderSettings::new("http://127.0.0.1:9", CLIENT_ID).is_ok());
 }
 
 #[test]
 fn debug_never_shows_the_secret() {
-    let mut settings = ProviderSettings::new("https://huggingface.co", CLIENT_ID);
+    let mut settings = ProviderSettings::new(&"https://huggingface.co", CLIENT_ID).unwrap();
     settings.client_secret = Some(Secret::new("hf_client_secret_value"));
-    let provider = Provider::new(settings).unwrap();
+    let provider = Provider::new(settings);
     let shown = format!("{provider:?} {:?}", provider.settings);
     assert!(!shown.contains("hf_client_secret_value"), "{shown}");
     assert!(shown.contains(CLIENT_ID));
@@ -343,7 +340,6 @@ async fn slow_provider_times_out() {
     let mut settings = slow.settings();
     settings.timeout = Duration::from_millis(200);
     let err = Provider::new(settings)
-        .unwrap()
         .metadata()
         .await
         .unwrap_err();
@@ -356,10 +352,9 @@ async fn unreachable_provider_is_a_connect_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let issuer = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
-    let mut settings = ProviderSettings::new(issuer, CLIENT_ID);
+    let mut settings = ProviderSettings::new(&issuer, CLIENT_ID).unwrap();
     settings.client_auth = ClientAuth::None;
     let err = Provider::new(settings)
-        .unwrap()
         .metadata()
         .await
         .unwrap_err();
@@ -405,7 +400,6 @@ async fn post_and_public_clients_authenticate_in_the_form() {
     let mut settings = server.settings();
     settings.client_auth = ClientAuth::Post;
     Provider::new(settings)
-        .unwrap()
         .refresh(&Secret::new("rt_1"))
         .await
         .unwrap();
@@ -421,7 +415,6 @@ async fn post_and_public_clients_authenticate_in_the_form() {
     let mut settings = server.settings();
     settings.client_auth = ClientAuth::None;
     Provider::new(settings)
-        .unwrap()
         .refresh(&Secret::new("rt_1"))
         .await
         .unwrap();
@@ -502,9 +495,13 @@ async fn whoami_asks_under_the_issuer_without_discovery() {
             },
         )
         .await;
-    let mut settings = server.settings();
-    settings.issuer = format!("{}/tenant", server.issuer);
-    let provider = Provider::new(settings).unwrap();
+    let tenant = ProviderSettings::new(&format!("{}/tenant", server.issuer), CLIENT_ID).unwrap();
+    let settings = ProviderSettings {
+        issuer: tenant.issuer,
+        issuer_url: tenant.issuer_url,
+        ..server.settings()
+    };
+    let provider = Provider::new(settings);
     let who = provider.whoami(&Secret::new("hf_good")).await.unwrap();
     assert_eq!(who.profile.preferred_username, "ada");
     assert_eq!(
@@ -543,7 +540,7 @@ async fn verifies_id_token_and_rate_limits_unknown_kids() {
     let server = provider_server(move |_, _| Reply::json(served.lock().unwrap().clone())).await;
     let mut settings = server.settings();
     settings.jwks_min_refresh_interval = Duration::from_millis(300);
-    let provider = Provider::new(settings).unwrap();
+    let provider = Provider::new(settings);
 
     let claims = provider
         .verify_id_token(&id_token(&server, 0, "k0"), NONCE)

@@ -79,6 +79,7 @@ impl KeyRing {
     }
 
     /// A ring with one random key: sessions do not survive a restart.
+    #[cfg(test)]
     pub(crate) fn random() -> Self {
         let rng = SystemRandom::new();
         let mut material = [0u8; 32];

@@ -17,7 +17,9 @@
 use miniz_oxide::deflate::compress_to_vec;
 use miniz_oxide::inflate::decompress_to_vec_with_limit;
 
-use crate::user::{Profile, SessionRecord};
+use crate::Secret;
+use crate::provider::TokenResponse;
+use crate::user::{Profile, Scopes, SessionRecord};
 
 /// The format byte of a compressed profile.
 const DEFLATED: u8 = 1;
@@ -78,6 +80,67 @@ pub(crate) fn decode(plain: &[u8]) -> Option<SessionRecord> {
         serde_json::from_slice::<Profile>(profile).ok()?
     };
     Some(record)
+}
+
+impl SessionRecord {
+    /// The session a token endpoint answer at `now` makes for `profile`: the answer's
+    /// `scope` when it has one, else `fallback_scopes`; the access token expires after
+    /// `expires_in`, one hour when the answer does not say, and never before `now + 1`.
+    pub(crate) fn from_tokens(
+        profile: Profile,
+        tokens: TokenResponse,
+        fallback_scopes: Scopes,
+        asked: Scopes,
+        now: u64,
+    ) -> Self {
+        let scopes = tokens
+            .scope
+            .as_deref()
+            .map_or(fallback_scopes, Scopes::parse);
+        Self {
+            profile,
+            scopes,
+            access_token: tokens.access_token,
+            expires_at: now.saturating_add(tokens.expires_in.unwrap_or(3600).max(1)),
+            refresh_token: tokens.refresh_token,
+            asked,
+        }
+    }
+
+    /// This session after a refresh answered with `tokens` at `now`: the new access
+    /// token and expiry; the new refresh token, else the old one; the answer's scopes,
+    /// else the old ones; the same profile and asked scopes.
+    pub(crate) fn refreshed(&self, tokens: TokenResponse, now: u64) -> Self {
+        let mut record = Self::from_tokens(
+            self.profile.clone(),
+            tokens,
+            self.scopes.clone(),
+            self.asked.clone(),
+            now,
+        );
+        if record.refresh_token.is_none() {
+            record.refresh_token = self.refresh_token.clone();
+        }
+        record
+    }
+
+    /// The record of a request signed in with a bearer token: the token's user and
+    /// scopes, trusted until `expires_at`, nothing asked and nothing to refresh.
+    pub(crate) fn for_bearer(
+        profile: Profile,
+        scopes: Scopes,
+        token: Secret,
+        expires_at: u64,
+    ) -> Self {
+        Self {
+            profile,
+            scopes,
+            access_token: token,
+            expires_at,
+            refresh_token: None,
+            asked: Scopes::default(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -11,12 +11,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderValue;
+
+use super::SessionCookies;
 use crate::HfUser;
 use crate::Secret;
 use crate::clock::{Clock, unix_seconds};
-use crate::provider::{Provider, ProviderError, TokenResponse};
+use crate::provider::{Provider, ProviderError};
 use crate::single_flight::{SingleFlight, key_of};
-use crate::user::{Profile, Scopes, SessionRecord};
+use crate::user::SessionRecord;
 
 /// How long a refreshed session is handed to requests that still carry the old cookie.
 const REMEMBER: u64 = 120;
@@ -102,6 +105,20 @@ impl Refresher {
             .unwrap_or(Outcome::Unavailable)
     }
 
+    /// [`refresh`](Self::refresh) for a request: a session whose access token has
+    /// expired waits for the outcome; a still-valid one at most [`REFRESH_WAIT`], since a
+    /// slow provider must not slow every request in the refresh window. The refresh goes
+    /// on in its own task, and a later request picks up its outcome.
+    pub(crate) async fn refresh_for_request(self: &Arc<Self>, user: &HfUser, expired: bool) -> Outcome {
+        if expired {
+            self.refresh(user).await
+        } else {
+            tokio::time::timeout(REFRESH_WAIT, self.refresh(user))
+                .await
+                .unwrap_or(Outcome::Unavailable)
+        }
+    }
+
     async fn refresh_here(&self, user: &HfUser) -> Outcome {
         let Some(token) = user.record().refresh_token.as_ref() else {
             return Outcome::Refused;
@@ -149,58 +166,49 @@ impl Refresher {
     }
 }
 
+/// How long a request whose session is still valid waits for its refresh before it is
+/// served with the session it has.
+const REFRESH_WAIT: Duration = Duration::from_secs(1);
+
+/// What a session due for a refresh comes to after `outcome`: the user to sign in, if
+/// any, and the `Set-Cookie` headers to send (replacing the `present` old chunks).
+///
+/// Refreshed: the new session and its cookie. The provider could not answer: the old
+/// session while its access token is valid, else no user, and the cookie stays so a
+/// later request can try again. The refresh token was refused: the old session until
+/// its access token expires, then no user and the cookie is cleared.
+pub(crate) fn settle(
+    sessions: &SessionCookies,
+    outcome: Outcome,
+    old: HfUser,
+    present: usize,
+    expired: bool,
+    now: u64,
+) -> (Option<HfUser>, Vec<HeaderValue>) {
+    match outcome {
+        Outcome::Refreshed(user) => match sessions.save(user.record(), present, now) {
+            Ok(set_cookies) => (Some(user), set_cookies),
+            // Cannot happen (the profile is the old one, which fit), but never ends a
+            // session early.
+            Err(_) => ((!expired).then_some(old), Vec::new()),
+        },
+        Outcome::Unavailable => ((!expired).then_some(old), Vec::new()),
+        Outcome::Refused if expired => (None, sessions.clear(present)),
+        Outcome::Refused => (Some(old), Vec::new()),
+    }
+}
+
 /// Whether the provider refused the refresh token itself (rather than failing to
 /// answer): only `invalid_grant` means that.
 fn is_refused(err: &ProviderError) -> bool {
     err.is_oauth_error("invalid_grant")
 }
 
-impl SessionRecord {
-    /// The session a token endpoint answer at `now` makes for `profile`: the answer's
-    /// `scope` when it has one, else `fallback_scopes`; the access token expires after
-    /// `expires_in`, one hour when the answer does not say, and never before `now + 1`.
-    pub(crate) fn from_tokens(
-        profile: Profile,
-        tokens: TokenResponse,
-        fallback_scopes: Scopes,
-        asked: Scopes,
-        now: u64,
-    ) -> Self {
-        let scopes = tokens
-            .scope
-            .as_deref()
-            .map_or(fallback_scopes, Scopes::parse);
-        Self {
-            profile,
-            scopes,
-            access_token: tokens.access_token,
-            expires_at: now.saturating_add(tokens.expires_in.unwrap_or(3600).max(1)),
-            refresh_token: tokens.refresh_token,
-            asked,
-        }
-    }
-
-    /// This session after a refresh answered with `tokens` at `now`: the new access
-    /// token and expiry; the new refresh token, else the old one; the answer's scopes,
-    /// else the old ones; the same profile and asked scopes.
-    pub(crate) fn refreshed(&self, tokens: TokenResponse, now: u64) -> Self {
-        let mut record = Self::from_tokens(
-            self.profile.clone(),
-            tokens,
-            self.scopes.clone(),
-            self.asked.clone(),
-            now,
-        );
-        if record.refresh_token.is_none() {
-            record.refresh_token = self.refresh_token.clone();
-        }
-        record
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::TokenResponse;
+    use crate::user::Scopes;
     use http::StatusCode;
 
     fn old() -> SessionRecord {

@@ -7,6 +7,9 @@
 //! | browser | a `GET`/`HEAD` navigation accepting `text/html` | redirect to sign-in | a small HTML page with a retry link |
 //! | API | everything else | 401 + `WWW-Authenticate: Bearer` + JSON | JSON `{"error", "error_description"}` |
 
+mod denial;
+mod page;
+
 use std::fmt;
 
 use bytes::Bytes;
@@ -57,22 +60,156 @@ impl Caller {
     }
 }
 
+/// What kind of error or denial an [`AuthError`] is: match on it instead of on
+/// [`AuthError::code`] strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuthErrorKind {
+    /// Nobody is signed in (`401`, gRPC 16).
+    Unauthenticated,
+    /// A scope the route needs was not granted (`403`).
+    InsufficientScope,
+    /// The user is not in the organization, or their role there is too low; also a
+    /// sign-in refused because the app is restricted to organizations (`403`).
+    OrgRequired,
+    /// A [`RequireUser`](crate::RequireUser) condition is false (`403`).
+    Forbidden,
+    /// A malformed sign-in response, such as a repeated parameter or no code (`400`).
+    InvalidRequest,
+    /// The sign-in `state` is missing, malformed, unknown to this browser, does not
+    /// match, or was already used (`400`).
+    InvalidState,
+    /// The sign-in took longer than 10 minutes (`400`).
+    ExpiredState,
+    /// The sign-in response names another issuer, or none where one is required (`400`).
+    IssuerMismatch,
+    /// The user cancelled on Hugging Face, or it refused the sign-in (`403`).
+    AccessDenied,
+    /// The provider's answer could not be used, or it could not be reached (`502`,
+    /// `503` or `500`).
+    ProviderError,
+    /// The provider did not answer in time (`504`).
+    ProviderTimeout,
+    /// The provider could not check a bearer token right now (`503`, with `Retry-After`).
+    ProviderUnavailable,
+    /// The token response has no ID token although `openid` was asked for (`502`).
+    InvalidTokenResponse,
+    /// Userinfo describes another user than the ID token (`502`).
+    SubjectMismatch,
+    /// The session does not fit in cookies (`500`).
+    SessionTooLarge,
+    /// Another site asked to sign the user out (`403`).
+    CrossSiteLogout,
+    /// The route does not answer this method (`405`).
+    MethodNotAllowed,
+    /// A guard or extractor runs without [`HfAuthLayer`](crate::HfAuthLayer) around it (`500`).
+    MissingLayer,
+}
+
+impl AuthErrorKind {
+    /// The stable, machine-readable code sent in JSON bodies (`"error"`).
+    #[must_use]
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "unauthenticated",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::OrgRequired => "org_required",
+            Self::Forbidden => "forbidden",
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidState => "invalid_state",
+            Self::ExpiredState => "expired_state",
+            Self::IssuerMismatch => "issuer_mismatch",
+            Self::AccessDenied => "access_denied",
+            Self::ProviderError => "provider_error",
+            Self::ProviderTimeout => "provider_timeout",
+            Self::ProviderUnavailable => "provider_unavailable",
+            Self::InvalidTokenResponse => "invalid_token_response",
+            Self::SubjectMismatch => "subject_mismatch",
+            Self::SessionTooLarge => "session_too_large",
+            Self::CrossSiteLogout => "cross_site_logout",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::MissingLayer => "missing_layer",
+        }
+    }
+
+    /// The status this kind is usually answered with (provider errors may differ).
+    fn status(self) -> StatusCode {
+        match self {
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::InsufficientScope
+            | Self::OrgRequired
+            | Self::Forbidden
+            | Self::AccessDenied
+            | Self::CrossSiteLogout => StatusCode::FORBIDDEN,
+            Self::InvalidRequest
+            | Self::InvalidState
+            | Self::ExpiredState
+            | Self::IssuerMismatch => StatusCode::BAD_REQUEST,
+            Self::ProviderError | Self::InvalidTokenResponse | Self::SubjectMismatch => {
+                StatusCode::BAD_GATEWAY
+            }
+            Self::ProviderTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::SessionTooLarge | Self::MissingLayer => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+}
+
+impl fmt::Display for AuthErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
 /// What went wrong on an auth route or in a guard, put into the response's extensions
 /// so outer layers (logging, metrics) can see it. It never holds a secret.
+///
+/// ```
+/// use tower_hf_auth::{AuthError, AuthErrorKind};
+///
+/// fn log_denial(res: &http::Response<()>) {
+///     if let Some(err) = res.extensions().get::<AuthError>() {
+///         match err.kind() {
+///             AuthErrorKind::ProviderTimeout | AuthErrorKind::ProviderError => {
+///                 eprintln!("Hugging Face trouble: {err}");
+///             }
+///             _ => {}
+///         }
+///     }
+/// }
+/// # log_denial(&http::Response::new(()));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthError {
+    kind: AuthErrorKind,
     status: StatusCode,
-    code: &'static str,
     message: String,
 }
 
 impl AuthError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error of `kind`, answered with the kind's usual status.
+    pub(crate) fn new(kind: AuthErrorKind, message: impl Into<String>) -> Self {
+        Self::with_status(kind, kind.status(), message)
+    }
+
+    /// An error of `kind` answered with `status`.
+    pub(crate) fn with_status(
+        kind: AuthErrorKind,
+        status: StatusCode,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
+            kind,
             status,
-            code,
             message: message.into(),
         }
+    }
+
+    /// What kind of error it is.
+    #[must_use]
+    pub fn kind(&self) -> AuthErrorKind {
+        self.kind
     }
 
     /// The HTTP status the error was answered with (for gRPC callers, the one it maps from).
@@ -81,10 +218,11 @@ impl AuthError {
         self.status
     }
 
-    /// A stable, machine-readable code such as `invalid_state` or `provider_timeout`.
+    /// A stable, machine-readable code such as `invalid_state` or `provider_timeout`
+    /// (the [`kind`](Self::kind)'s code).
     #[must_use]
     pub fn code(&self) -> &'static str {
-        self.code
+        self.kind.code()
     }
 
     /// A human-readable explanation.
@@ -96,7 +234,7 @@ impl AuthError {
 
 impl fmt::Display for AuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
+        write!(f, "{}: {}", self.code(), self.message)
     }
 }
 
@@ -105,21 +243,11 @@ impl std::error::Error for AuthError {}
 /// The response body of the crate's own answers.
 pub(crate) type Body = Full<Bytes>;
 
-/// Escapes text for HTML element content and attribute values.
-pub(crate) fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub(crate) use denial::{
+    Denial, deny, login_href, missing_layer, missing_layer_error,
+    not_signed_in_message,
+};
+pub(crate) use page::html_escape;
 
 fn grpc_code(status: StatusCode) -> u8 {
     match status.as_u16() {
@@ -181,14 +309,21 @@ pub(crate) fn unavailable(
 ) -> Response<Body> {
     let secs = retry_after.map_or(5, |d| d.as_secs().clamp(1, 3600));
     let err = AuthError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "provider_unavailable",
+        AuthErrorKind::ProviderUnavailable,
         "Hugging Face could not check the access token right now; try again shortly.",
     );
     let mut res = error(caller, err, None);
     res.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     res
+}
+
+/// `response` with `cookies` appended as `Set-Cookie` headers.
+pub(crate) fn with_cookies(mut response: Response<Body>, cookies: Vec<HeaderValue>) -> Response<Body> {
+    for c in cookies {
+        response.headers_mut().append(header::SET_COOKIE, c);
+    }
+    response
 }
 
 /// An error answered in the caller's protocol: an HTML page with an optional retry
@@ -209,34 +344,16 @@ pub(crate) fn error(caller: Caller, err: AuthError, retry: Option<&str>) -> Resp
         }
         Caller::Api => {
             let body = serde_json::json!({
-                "error": err.code,
+                "error": err.code(),
                 "error_description": err.message,
             });
             base(err.status, "application/json", body.to_string())
         }
-        Caller::Browser => {
-            let retry = retry.map_or_else(String::new, |href| {
-                format!(
-                    r#"<p><a class="button" href="{}">Try again</a></p>"#,
-                    html_escape(href)
-                )
-            });
-            let title = html_escape(err.status.canonical_reason().unwrap_or("Error"));
-            let page = format!(
-                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-                 <meta name=\"viewport\" content=\"width=device-width\">\
-                 <title>{title}</title><style>body{{font-family:system-ui,sans-serif;\
-                 max-width:40rem;margin:4rem auto;padding:0 1rem}}code{{background:#eee}}\
-                 .button{{display:inline-block;padding:.5rem 1rem;background:#ffd21e;\
-                 color:#000;border-radius:.5rem;text-decoration:none}}</style></head><body>\
-                 <h1>Sign-in problem</h1><p>{}</p><p><small>Error code: <code>{}</code> \
-                 ({})</small></p>{retry}</body></html>",
-                html_escape(&err.message),
-                err.code,
-                err.status.as_u16(),
-            );
-            base(err.status, "text/html; charset=utf-8", page)
-        }
+        Caller::Browser => base(
+            err.status,
+            "text/html; charset=utf-8",
+            page::error_page(&err, retry),
+        ),
     };
     res.extensions_mut().insert(err);
     res
@@ -285,7 +402,7 @@ mod tests {
 
     #[test]
     fn pages_escape_what_they_show() {
-        let err = AuthError::new(StatusCode::BAD_REQUEST, "x", "<script>alert(1)</script>");
+        let err = AuthError::new(AuthErrorKind::InvalidRequest, "<script>alert(1)</script>");
         let res = error(Caller::Browser, err, Some("/login?return_to=\"><x"));
         let body = format!("{:?}", res.body());
         assert!(!body.contains("<script>"), "{body}");
@@ -294,11 +411,7 @@ mod tests {
 
     #[test]
     fn grpc_errors_are_trailers_only_statuses() {
-        let err = AuthError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "sign in: ünïcode",
-        );
+        let err = AuthError::new(AuthErrorKind::Unauthenticated, "sign in: ünïcode");
         let res = error(Caller::Grpc, err, None);
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(res.headers()["grpc-status"], "16");

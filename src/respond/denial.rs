@@ -1,0 +1,194 @@
+//! The answer table of denials: what a guard's or an extractor's "no" becomes for a
+//! browser, an API client and a gRPC client (the table is in the [`guard`] module's
+//! docs). Guards decide *whether* to deny; this decides *how*.
+//!
+//! [`guard`]: crate::guard
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Response, header};
+
+use super::{AuthError, AuthErrorKind, Body, Caller, error, redirect};
+use crate::bearer::BearerRejected;
+use crate::runtime::Runtime;
+use crate::user::{HfUser, OrgRole};
+
+/// Why a guard turned a request away. Built only on denial, so a passing guard
+/// allocates nothing.
+#[derive(Debug)]
+pub(crate) enum Denial {
+    /// Nobody is signed in.
+    NotSignedIn,
+    /// The user did not grant these scopes.
+    MissingScopes(Vec<String>),
+    /// The user is not in the organization, or their role there is too low.
+    Org {
+        org: Arc<str>,
+        role: Option<OrgRole>,
+    },
+    /// A predicate guard said no.
+    Predicate(Arc<str>),
+}
+
+/// `{login path}?return_to=…` for a sign-in or retry link.
+pub(crate) fn login_href(runtime: &Runtime, return_to: &str) -> String {
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("return_to", return_to)
+        .finish();
+    format!("{}?{query}", runtime.config.login_path)
+}
+
+/// `{login path}?return_to=…&scope=…`: sign in again asking for more scopes.
+pub(crate) fn consent_href(runtime: &Runtime, return_to: &str, scope: &str) -> String {
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("return_to", return_to)
+        .append_pair("scope", scope)
+        .finish();
+    format!("{}?{query}", runtime.config.login_path)
+}
+
+/// The error of a guard or extractor that found no [`HfAuthLayer`](crate::HfAuthLayer)
+/// around it (logged: it is the app's mistake, not the caller's).
+pub(crate) fn missing_layer_error() -> AuthError {
+    let err = AuthError::new(
+        AuthErrorKind::MissingLayer,
+        "HfAuthLayer is missing: add `.layer(HfAuthLayer::new(config))` around the routes \
+         or services that use a guard or read HfUser",
+    );
+    tracing::error!("{err}");
+    err
+}
+
+/// [`missing_layer_error`] answered in the caller's protocol.
+pub(crate) fn missing_layer(caller: Caller) -> Response<Body> {
+    error(caller, missing_layer_error(), None)
+}
+
+/// What "not signed in" tells a program: why the bearer token it sent failed, or how to
+/// sign in (a `/login` link means nothing to a gRPC client). `login` is the sign-in
+/// link for API callers.
+pub(crate) fn not_signed_in_message(
+    runtime: &Runtime,
+    extensions: &http::Extensions,
+    caller: Caller,
+    login: &str,
+) -> String {
+    if extensions.get::<BearerRejected>().is_some() {
+        return "Hugging Face did not accept the bearer token: it is invalid, expired or revoked"
+            .to_owned();
+    }
+    match (caller, runtime.bearer.is_some()) {
+        (Caller::Grpc, true) => "Sign in with Hugging Face first: send `authorization: Bearer \
+                                 <token>` with a Hugging Face access token"
+            .to_owned(),
+        (Caller::Grpc, false) => {
+            "Sign in with Hugging Face first: this service accepts signed-in sessions only"
+                .to_owned()
+        }
+        (_, true) => format!(
+            "Sign in with Hugging Face first ({login}), or send `Authorization: Bearer \
+             <token>` with a Hugging Face access token"
+        ),
+        (_, false) => format!("Sign in with Hugging Face first: {login}"),
+    }
+}
+
+/// The answer to a denied request, in the caller's protocol. `here` is the request's
+/// path and query, already made a safe return path.
+pub(crate) fn deny(
+    runtime: &Runtime,
+    caller: Caller,
+    here: &str,
+    extensions: &http::Extensions,
+    denial: Denial,
+) -> Response<Body> {
+    match denial {
+        Denial::NotSignedIn => not_signed_in(runtime, caller, here, extensions),
+        Denial::MissingScopes(missing) => {
+            missing_scopes(runtime, caller, here, extensions.get::<HfUser>(), &missing)
+        }
+        Denial::Org { org, role } => {
+            let needed = role.map_or_else(
+                || format!("membership of the organization `{org}`"),
+                |r| format!("the `{r}` role (or higher) in the organization `{org}`"),
+            );
+            let err = AuthError::new(
+                AuthErrorKind::OrgRequired,
+                format!(
+                    "This needs {needed}. Access to an organization is granted on Hugging \
+                     Face's consent screen: sign in again and grant it."
+                ),
+            );
+            error(caller, err, Some(&login_href(runtime, here)))
+        }
+        Denial::Predicate(name) => {
+            let err = AuthError::new(AuthErrorKind::Forbidden, format!("This needs {name}."));
+            error(caller, err, None)
+        }
+    }
+}
+
+fn not_signed_in(
+    runtime: &Runtime,
+    caller: Caller,
+    here: &str,
+    extensions: &http::Extensions,
+) -> Response<Body> {
+    let login = login_href(runtime, here);
+    if caller == Caller::Browser {
+        return redirect(&login);
+    }
+    let err = AuthError::new(
+        AuthErrorKind::Unauthenticated,
+        not_signed_in_message(runtime, extensions, caller, &login),
+    );
+    let mut res = error(caller, err, None);
+    if caller == Caller::Api {
+        // RFC 6750 §3.1: say why a presented token did not sign anyone in.
+        let invalid = if extensions.get::<BearerRejected>().is_some() {
+            ", error=\"invalid_token\""
+        } else {
+            ""
+        };
+        let realm = runtime.config.public_url.replace(['"', '\\'], "");
+        challenge(&mut res, &format!("Bearer realm=\"{realm}\"{invalid}"));
+    }
+    res
+}
+
+fn missing_scopes(
+    runtime: &Runtime,
+    caller: Caller,
+    here: &str,
+    user: Option<&HfUser>,
+    missing: &[String],
+) -> Response<Body> {
+    let wanted = missing.join(" ");
+    let retry = consent_href(runtime, here, &wanted);
+    // Asked before and still not granted: explain instead of looping.
+    let asked = user.is_some_and(|u| missing.iter().all(|m| u.asked_scopes().contains(m)));
+    if caller == Caller::Browser && !asked {
+        // Incremental consent: sign in again asking for the missing scopes too.
+        return redirect(&retry);
+    }
+    let err = AuthError::new(
+        AuthErrorKind::InsufficientScope,
+        format!("This needs the scope(s) `{wanted}`, which were not granted."),
+    );
+    let mut res = error(caller, err, Some(&retry));
+    if caller == Caller::Api {
+        let scope = wanted.replace(['"', '\\'], "");
+        challenge(
+            &mut res,
+            &format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\""),
+        );
+    }
+    res
+}
+
+/// Sets `WWW-Authenticate` (RFC 6750).
+fn challenge(res: &mut Response<Body>, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+}

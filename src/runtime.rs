@@ -1,0 +1,76 @@
+//! The running parts of an [`HfAuthLayer`](crate::HfAuthLayer), built once from the
+//! settings by [`HfAuthLayer::new`](crate::HfAuthLayer::new): the provider client, the
+//! session cookies and their keys, the refresher, the bearer validator, the replay set
+//! of used sign-in states, and the clock. Every module that serves requests receives
+//! this; none reaches into the configuration for a running part.
+
+use std::sync::Arc;
+
+use crate::bearer::BearerValidator;
+use crate::clock::{Clock, unix_seconds};
+use crate::config::HfAuthConfig;
+use crate::provider::Provider;
+use crate::session::SessionCookies;
+use crate::session::codec::KeyRing;
+use crate::session::refresh::Refresher;
+use crate::single_flight::UsedOnce;
+use crate::user::HfUser;
+
+/// How many used sign-in states are remembered (each until its sign-in would have
+/// expired anyway); past it the oldest go first.
+const MAX_USED_STATES: usize = 10_000;
+
+/// What serves requests: the settings and the parts built from them.
+#[derive(Debug)]
+pub(crate) struct Runtime {
+    pub(crate) config: HfAuthConfig,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) provider: Arc<Provider>,
+    pub(crate) sessions: SessionCookies,
+    pub(crate) refresher: Arc<Refresher>,
+    /// Present when bearer tokens are accepted.
+    pub(crate) bearer: Option<Arc<BearerValidator>>,
+    /// Sign-in `state`s whose callback already ran (SHA-256 digests).
+    pub(crate) used_states: UsedOnce,
+}
+
+impl Runtime {
+    /// Builds every running part from `config`. Opens no connection: the provider is
+    /// first contacted by the first sign-in or bearer check.
+    pub(crate) fn new(config: HfAuthConfig) -> Self {
+        let clock = config.openid.clock.clone();
+        let provider = Arc::new(Provider::new(config.openid.clone()));
+        let bearer = config.token_auth.clone().map(|settings| {
+            Arc::new(BearerValidator::new(
+                provider.clone(),
+                settings,
+                clock.clone(),
+            ))
+        });
+        let sessions = SessionCookies {
+            name: config.cookie_name.clone(),
+            attrs: config.cookie_attrs.clone(),
+            keys: KeyRing::from_secrets(&config.secret, &config.old_secrets),
+        };
+        Self {
+            refresher: Arc::new(Refresher::new(provider.clone(), clock.clone())),
+            used_states: UsedOnce::new(MAX_USED_STATES),
+            clock,
+            provider,
+            sessions,
+            bearer,
+            config,
+        }
+    }
+
+    /// Now, in Unix seconds, by the configured clock.
+    pub(crate) fn now(&self) -> u64 {
+        unix_seconds(self.clock.as_ref())
+    }
+
+    /// Whether `user` may use the app (see
+    /// [`with_authorized_orgs`](crate::HfAuthConfigBuilder::with_authorized_orgs)).
+    pub(crate) fn admits(&self, user: &HfUser) -> bool {
+        self.config.is_authorized(user)
+    }
+}
