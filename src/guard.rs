@@ -70,7 +70,7 @@
 //! | the condition is false ([`RequireUser`]) | `403` page saying "This needs …" with the guard's name | `403`, JSON `{"error":"forbidden", …}` | `grpc-status: 7` |
 //!
 //! JSON bodies are `{"error": <code>, "error_description": <message>}`. Every denial
-//! carries an [`AuthError`] (status, code, message) in the response's extensions, for
+//! carries an [`AuthError`](crate::AuthError) (kind, status, message) in the response's extensions, for
 //! logging or metrics layers outside the guard, and `Cache-Control: no-store`.
 //!
 //! # Bearer tokens

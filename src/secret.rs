@@ -15,7 +15,7 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serializer};
 
 /// A secret string whose `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -58,9 +58,21 @@ impl From<&str> for Secret {
     }
 }
 
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
+/// Serializes a secret's raw value, for the sealed session record only
+/// (`#[serde(serialize_with = "crate::secret::raw")]`). `Secret` has no public
+/// `Serialize`: serializing a value that holds one must not write the token by accident.
+pub(crate) fn raw<S: Serializer>(secret: &Secret, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&secret.0)
+}
+
+/// [`raw`] for an optional secret.
+pub(crate) fn raw_opt<S: Serializer>(
+    secret: &Option<Secret>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(secret) => serializer.serialize_some(&*secret.0),
+        None => serializer.serialize_none(),
     }
 }
 

@@ -252,6 +252,27 @@ mod tests {
     }
 
     #[test]
+    fn used_keys_are_single_use_and_a_full_memory_forgets_only_the_oldest() {
+        let used = UsedOnce::new(3);
+        assert!(used.claim(key(0), 100, 0));
+        assert!(!used.claim(key(0), 100, 0), "a used key is refused");
+        assert!(used.claim(key(1), 100, 0));
+        assert!(used.claim(key(2), 100, 0));
+        // Full of live keys: the next claim evicts the oldest, and only it.
+        assert!(used.claim(key(3), 100, 0));
+        assert!(
+            !used.claim(key(1), 100, 0),
+            "younger keys are still remembered"
+        );
+        assert!(!used.claim(key(2), 100, 0));
+        assert!(!used.claim(key(3), 100, 0));
+        assert!(used.claim(key(0), 100, 0), "the oldest was forgotten");
+        // An expired key may be used again.
+        assert!(used.claim(key(9), 10, 0));
+        assert!(used.claim(key(9), 100, 10));
+    }
+
+    #[test]
     fn capacity_bound_holds_and_oldest_go_first() {
         let mut cache = Cache::new(3);
         for n in 0..10 {

@@ -330,10 +330,15 @@ pub(crate) struct SessionRecord {
     #[serde(skip)]
     pub(crate) profile: Profile,
     pub(crate) scopes: Scopes,
+    #[serde(serialize_with = "crate::secret::raw")]
     pub(crate) access_token: Secret,
     /// Access token expiry, Unix seconds.
     pub(crate) expires_at: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::secret::raw_opt"
+    )]
     pub(crate) refresh_token: Option<Secret>,
     /// The scopes asked for at sign-in, to tell "declined" from "never asked".
     #[serde(default)]

@@ -57,7 +57,7 @@ fn users() -> Vec<MockUser> {
                 return user;
             }
             (0..40).fold(user, |user, org| {
-                user.add_org(MockOrg::new(format!("org-{org:02}")).with_role(Some("read")))
+                user.add_org(MockOrg::new(format!("org-{org:02}")))
             })
         })
         .collect()

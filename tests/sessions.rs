@@ -126,7 +126,7 @@ async fn users_in_many_orgs_get_a_chunked_session() {
     // The profile is compressed: carol's 41 organizations fit in one cookie, 400 do not.
     let mut dave = MockUser::new("dave");
     for i in 0..400 {
-        dave = dave.add_org(MockOrg::new(format!("team-{i:03}")).with_role(Some("read")));
+        dave = dave.add_org(MockOrg::new(format!("team-{i:03}")));
     }
     let defaults = app().await;
     let browser = Browser::new();

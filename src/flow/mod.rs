@@ -51,7 +51,11 @@ pub(crate) fn route<B>(
         if !is_get && req.method() != Method::POST {
             return Some(Answer::Ready(method_not_allowed(caller(), "GET, POST")));
         }
-        return Some(Answer::Ready(logout::logout(runtime, caller(), req.headers())));
+        return Some(Answer::Ready(logout::logout(
+            runtime,
+            caller(),
+            req.headers(),
+        )));
     }
     let login = path == config.login_path;
     if !login && path != config.callback_path {

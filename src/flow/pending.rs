@@ -73,11 +73,7 @@ pub(super) fn open(runtime: &Runtime, name: &str, value: &str) -> Option<Pending
 
 /// The `Set-Cookie` header deleting the pending cookie `name`.
 pub(super) fn remove(runtime: &Runtime, name: &str) -> HeaderValue {
-    cookie::remove(
-        name,
-        &runtime.config.pending_path,
-        &runtime.sessions.attrs,
-    )
+    cookie::remove(name, &runtime.config.pending_path, &runtime.sessions.attrs)
 }
 
 /// Deletes pending sign-ins past the cap (oldest first), expired ones and ones that do

@@ -1,5 +1,6 @@
 //! `GET /oauth/authorize`: validating the request, the consent page, issuing codes.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use http::StatusCode;
@@ -47,14 +48,7 @@ pub(super) fn authorize(shared: &Shared, faults: &[MockFault], query: Option<&st
     let back = Redirect {
         redirect_uri,
         state: param("state"),
-        iss: faults
-            .iter()
-            .rev()
-            .find_map(|f| match f {
-                MockFault::AuthorizeIss(iss) => Some(iss.as_str()),
-                _ => None,
-            })
-            .unwrap_or(&config.issuer),
+        iss: fault_iss(faults).unwrap_or(&config.issuer),
     };
 
     if let Some(error) = faults.iter().rev().find_map(|f| match f {
@@ -63,25 +57,10 @@ pub(super) fn authorize(shared: &Shared, faults: &[MockFault], query: Option<&st
     }) {
         return back.error(error, "mock fault: authorize error");
     }
-    if param("response_type") != Some("code") {
-        return back.error(
-            "unsupported_response_type",
-            "only response_type=code is supported",
-        );
-    }
-    let Some(code_challenge) = param("code_challenge") else {
-        return back.error("invalid_request", "code_challenge is required (PKCE)");
+    let (code_challenge, requested) = match checked_request(&params) {
+        Ok(checked) => checked,
+        Err((error, description)) => return back.error(error, description),
     };
-    if param("code_challenge_method") != Some("S256") {
-        return back.error("invalid_request", "code_challenge_method must be S256");
-    }
-    if !is_s256_challenge(code_challenge) {
-        return back.error("invalid_request", "code_challenge is not a S256 challenge");
-    }
-    let requested = param("scope").unwrap_or("");
-    if !requested.split(' ').any(|s| s == "openid") {
-        return back.error("invalid_scope", "the openid scope is required");
-    }
     if param("mock_deny") == Some("1") {
         return back.error("access_denied", "The user denied the request");
     }
@@ -111,6 +90,42 @@ pub(super) fn authorize(shared: &Shared, faults: &[MockFault], query: Option<&st
         issued: Vec::new(),
     });
     back.to(&[("code", &code)])
+}
+
+/// The `iss` a [`MockFault::AuthorizeIss`] puts on the way back, if any.
+fn fault_iss(faults: &[MockFault]) -> Option<&str> {
+    faults.iter().rev().find_map(|f| match f {
+        MockFault::AuthorizeIss(iss) => Some(iss.as_str()),
+        _ => None,
+    })
+}
+
+/// The checks whose failure goes back to the client as an `error`: code flow, PKCE
+/// S256, `openid`. The code challenge and the requested scopes when they pass.
+fn checked_request(
+    params: &HashMap<String, String>,
+) -> Result<(&str, &str), (&'static str, &'static str)> {
+    let param = |name: &str| params.get(name).map(String::as_str);
+    if param("response_type") != Some("code") {
+        return Err((
+            "unsupported_response_type",
+            "only response_type=code is supported",
+        ));
+    }
+    let Some(code_challenge) = param("code_challenge") else {
+        return Err(("invalid_request", "code_challenge is required (PKCE)"));
+    };
+    if param("code_challenge_method") != Some("S256") {
+        return Err(("invalid_request", "code_challenge_method must be S256"));
+    }
+    if !is_s256_challenge(code_challenge) {
+        return Err(("invalid_request", "code_challenge is not a S256 challenge"));
+    }
+    let requested = param("scope").unwrap_or("");
+    if !requested.split(' ').any(|s| s == "openid") {
+        return Err(("invalid_scope", "the openid scope is required"));
+    }
+    Ok((code_challenge, requested))
 }
 
 /// The way back to the client after a (validated) authorize request.

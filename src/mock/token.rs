@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use super::jwt::{self, Signing, SigningKey};
-use super::state::{AccessToken, RefreshGrant, Shared, TokenKind};
+use super::state::{AccessToken, CodeGrant, RefreshGrant, Shared, TokenKind};
 use super::users::MockUser;
 use super::util::{Resp, json_response, oauth_error, parse_params, read_body, unix_now};
 use super::{MockClientAuth, MockFault};
@@ -197,20 +197,8 @@ fn authorization_code_grant(
         return invalid_grant("authorization code was already used");
     }
     grant.used = true;
-    if grant.client_id != config.client_id {
-        return invalid_grant("authorization code was issued to another client");
-    }
-    if Instant::now() >= grant.expires_at {
-        return invalid_grant("authorization code expired");
-    }
-    if params.get("redirect_uri") != Some(&grant.redirect_uri) {
-        return invalid_grant("redirect_uri does not match the authorization request");
-    }
-    let Some(verifier) = params.get("code_verifier") else {
-        return invalid_grant("code_verifier is required (PKCE)");
-    };
-    if !pkce_matches(verifier, &grant.code_challenge) {
-        return invalid_grant("code_verifier does not match the code_challenge");
+    if let Err(description) = redeemable(grant, &config.client_id, params) {
+        return invalid_grant(description);
     }
 
     let (user, scopes, nonce, auth_time) = (
@@ -255,6 +243,31 @@ fn authorization_code_grant(
             refresh_token,
         },
     )
+}
+
+/// Whether the (first use of the) code may be redeemed by this token request: same
+/// client, unexpired, same redirect URI, and the PKCE verifier of its challenge.
+fn redeemable(
+    grant: &CodeGrant,
+    client_id: &str,
+    params: &HashMap<String, String>,
+) -> Result<(), &'static str> {
+    if grant.client_id != client_id {
+        return Err("authorization code was issued to another client");
+    }
+    if Instant::now() >= grant.expires_at {
+        return Err("authorization code expired");
+    }
+    if params.get("redirect_uri") != Some(&grant.redirect_uri) {
+        return Err("redirect_uri does not match the authorization request");
+    }
+    let Some(verifier) = params.get("code_verifier") else {
+        return Err("code_verifier is required (PKCE)");
+    };
+    if !pkce_matches(verifier, &grant.code_challenge) {
+        return Err("code_verifier does not match the code_challenge");
+    }
+    Ok(())
 }
 
 /// RFC 7636: a 43 to 128 character verifier whose S256 transform is the challenge.

@@ -3,6 +3,8 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::user::OrgRole;
+
 /// The public site the mock's profile and avatar URLs point to.
 const HUB: &str = "https://huggingface.co";
 
@@ -11,12 +13,13 @@ const HUB: &str = "https://huggingface.co";
 /// Only the username is required; everything else has a plausible default.
 ///
 /// ```
+/// use tower_hf_auth::OrgRole;
 /// use tower_hf_auth::mock::{MockOrg, MockUser};
 ///
 /// let dora = MockUser::new("dora")
 ///     .with_name("Dora Explorer")
 ///     .with_pro(true)
-///     .add_org(MockOrg::new("maps").with_role(Some("write")).with_plan(Some("team")))
+///     .add_org(MockOrg::new("maps").with_role(OrgRole::Write).with_plan(Some("team")))
 ///     .with_granted_scopes(Some(vec!["openid".into(), "profile".into()]));
 /// assert_eq!(dora.username(), "dora");
 /// assert_eq!(dora.sub().len(), 24);
@@ -228,11 +231,12 @@ impl MockUser {
 /// An organization membership of a [`MockUser`].
 ///
 /// ```
+/// use tower_hf_auth::OrgRole;
 /// use tower_hf_auth::mock::MockOrg;
 ///
 /// let org = MockOrg::new("acme")
 ///     .with_full_name("ACME Corp")
-///     .with_role(Some("admin"))
+///     .with_role(OrgRole::Admin)
 ///     .with_plan(Some("enterprise"))
 ///     .with_security_restrictions(vec!["mfa".into()]);
 /// assert_eq!(org.name(), "acme");
@@ -270,11 +274,18 @@ impl MockOrg {
         self
     }
 
-    /// The user's role (`roleInOrg`): `admin`, `write`, `contributor`, `read` or anything
-    /// else; `None` leaves it out, as for an org the user did not grant. Default: `read`.
+    /// The user's role in the organization (`roleInOrg`). Default: [`OrgRole::Read`].
     #[must_use]
-    pub fn with_role(mut self, role: Option<&str>) -> Self {
-        self.role = role.map(str::to_owned);
+    pub fn with_role(mut self, role: OrgRole) -> Self {
+        self.role = Some(role.as_str().to_owned());
+        self
+    }
+
+    /// Leaves the role out (`roleInOrg` absent), as for an organization the user did not
+    /// grant the app access to on the consent screen.
+    #[must_use]
+    pub fn without_role(mut self) -> Self {
+        self.role = None;
         self
     }
 
@@ -370,23 +381,23 @@ pub(crate) fn default_users() -> Vec<MockUser> {
         .add_org(
             MockOrg::new("acme")
                 .with_full_name("ACME Corp")
-                .with_role(Some("admin"))
+                .with_role(OrgRole::Admin)
                 .with_plan(Some("team")),
         )
         .add_org(
             MockOrg::new("huggingface")
                 .with_full_name("Hugging Face")
-                .with_role(Some("read")),
+                .with_role(OrgRole::Read),
         );
     let bob = MockUser::new("bob").with_name("Bob");
     let mut carol = MockUser::new("carol").with_name("Carol").add_org(
         MockOrg::new("acme")
             .with_full_name("ACME Corp")
-            .with_role(Some("write"))
+            .with_role(OrgRole::Write)
             .with_plan(Some("team")),
     );
     for i in 0..40 {
-        carol = carol.add_org(MockOrg::new(format!("org-{i:02}")).with_role(Some("read")));
+        carol = carol.add_org(MockOrg::new(format!("org-{i:02}")).with_role(OrgRole::Read));
     }
     vec![alice, bob, carol]
 }

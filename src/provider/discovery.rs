@@ -258,8 +258,7 @@ mod tests {
             "https://huggingface.co/.well-known/openid-configuration"
         );
         assert_eq!(
-            discovery_url(&Url::parse("http://127.0.0.1:8080/tenant").unwrap())
-                .as_str(),
+            discovery_url(&Url::parse("http://127.0.0.1:8080/tenant").unwrap()).as_str(),
             "http://127.0.0.1:8080/tenant/.well-known/openid-configuration"
         );
     }

@@ -250,7 +250,7 @@ fn settings_reject_an_insecure_issuer() {
 
 #[test]
 fn debug_never_shows_the_secret() {
-    let mut settings = ProviderSettings::new(&"https://huggingface.co", CLIENT_ID).unwrap();
+    let mut settings = ProviderSettings::new("https://huggingface.co", CLIENT_ID).unwrap();
     settings.client_secret = Some(Secret::new("hf_client_secret_value"));
     let provider = Provider::new(settings);
     let shown = format!("{provider:?} {:?}", provider.settings);
@@ -339,10 +339,7 @@ async fn slow_provider_times_out() {
     let slow = Server::start(|_, _| Reply::json(json!({})).delayed(Duration::from_secs(5))).await;
     let mut settings = slow.settings();
     settings.timeout = Duration::from_millis(200);
-    let err = Provider::new(settings)
-        .metadata()
-        .await
-        .unwrap_err();
+    let err = Provider::new(settings).metadata().await.unwrap_err();
     assert!(err.is_timeout(), "{err}");
     assert_eq!(err.status_hint(), StatusCode::GATEWAY_TIMEOUT);
 }
@@ -354,10 +351,7 @@ async fn unreachable_provider_is_a_connect_error() {
     drop(listener);
     let mut settings = ProviderSettings::new(&issuer, CLIENT_ID).unwrap();
     settings.client_auth = ClientAuth::None;
-    let err = Provider::new(settings)
-        .metadata()
-        .await
-        .unwrap_err();
+    let err = Provider::new(settings).metadata().await.unwrap_err();
     assert!(matches!(err, ProviderError::Connect { .. }), "{err}");
     assert_eq!(err.status_hint(), StatusCode::SERVICE_UNAVAILABLE);
 }

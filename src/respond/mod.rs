@@ -244,8 +244,7 @@ impl std::error::Error for AuthError {}
 pub(crate) type Body = Full<Bytes>;
 
 pub(crate) use denial::{
-    Denial, deny, login_href, missing_layer, missing_layer_error,
-    not_signed_in_message,
+    Denial, deny, login_href, missing_layer, missing_layer_error, not_signed_in_message,
 };
 pub(crate) use page::html_escape;
 
@@ -319,7 +318,10 @@ pub(crate) fn unavailable(
 }
 
 /// `response` with `cookies` appended as `Set-Cookie` headers.
-pub(crate) fn with_cookies(mut response: Response<Body>, cookies: Vec<HeaderValue>) -> Response<Body> {
+pub(crate) fn with_cookies(
+    mut response: Response<Body>,
+    cookies: Vec<HeaderValue>,
+) -> Response<Body> {
     for c in cookies {
         response.headers_mut().append(header::SET_COOKIE, c);
     }

@@ -109,7 +109,11 @@ impl Refresher {
     /// expired waits for the outcome; a still-valid one at most [`REFRESH_WAIT`], since a
     /// slow provider must not slow every request in the refresh window. The refresh goes
     /// on in its own task, and a later request picks up its outcome.
-    pub(crate) async fn refresh_for_request(self: &Arc<Self>, user: &HfUser, expired: bool) -> Outcome {
+    pub(crate) async fn refresh_for_request(
+        self: &Arc<Self>,
+        user: &HfUser,
+        expired: bool,
+    ) -> Outcome {
         if expired {
             self.refresh(user).await
         } else {

@@ -1,0 +1,459 @@
+//! [`HfAuthConfigBuilder`]: every setting, its default and where it comes from in the
+//! environment. [`build`](HfAuthConfigBuilder::build) (in `check.rs`) checks them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::Secret;
+use crate::bearer::{BearerSettings, BearerValidation};
+use crate::clock::Clock;
+use crate::provider::ClientAuth;
+
+use super::ConfigError;
+
+/// Builds an [`HfAuthConfig`](super::HfAuthConfig). Every setting has a secure default; see each method.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct HfAuthConfigBuilder {
+    pub(super) client_id: Option<String>,
+    pub(super) client_secret: Option<Secret>,
+    pub(super) client_auth: Option<ClientAuth>,
+    pub(super) scopes: Option<Vec<String>>,
+    pub(super) provider_url: Option<String>,
+    pub(super) public_url: Option<String>,
+    pub(super) iframe: Option<bool>,
+    pub(super) on_space: bool,
+    pub(super) secret: Option<Secret>,
+    pub(super) old_secrets: Vec<Secret>,
+    pub(super) login_path: Option<String>,
+    pub(super) callback_path: Option<String>,
+    pub(super) logout_path: Option<String>,
+    pub(super) post_logout_redirect: Option<String>,
+    pub(super) cookie_name: Option<String>,
+    pub(super) org_ids: Vec<String>,
+    pub(super) authorized_orgs: Vec<String>,
+    pub(super) bearer: BearerSettings,
+    pub(super) bearer_enabled: bool,
+    pub(super) leeway: Option<Duration>,
+    pub(super) timeout: Option<Duration>,
+    pub(super) connect_timeout: Option<Duration>,
+    pub(super) max_response_bytes: Option<usize>,
+    pub(super) jwks_min_refresh_interval: Option<Duration>,
+    pub(super) max_pending_logins: Option<usize>,
+    pub(super) refresh_before: Option<Duration>,
+    pub(super) clock: Option<Arc<dyn Clock>>,
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident, $field:ident, $ty:ty) => {
+        $(#[$doc])*
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.$field = Some(value.into());
+            self
+        }
+    };
+}
+
+impl HfAuthConfigBuilder {
+    /// Reads the Spaces variables and the crate's own (see the [module docs](crate::config)).
+    /// Unset variables leave the builder's defaults; call further builder methods to
+    /// override, then [`build`](Self::build).
+    ///
+    /// # Errors
+    /// When a variable that is set has an unusable value (e.g. `HF_AUTH_SECRET` too short).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+    }
+
+    pub(crate) fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut b = Self {
+            on_space: var("SPACE_ID").is_some(),
+            ..Self::default()
+        };
+        b.client_id = var("OAUTH_CLIENT_ID");
+        b.client_secret = var("OAUTH_CLIENT_SECRET").map(Secret::new);
+        b.scopes =
+            var("OAUTH_SCOPES").map(|s| s.split_ascii_whitespace().map(str::to_owned).collect());
+        b.provider_url = var("OPENID_PROVIDER_URL");
+        if let Some(hosts) = var("SPACE_HOST") {
+            let first = hosts.split(',').map(str::trim).find(|h| !h.is_empty());
+            let Some(first) = first else {
+                return Err(ConfigError::Invalid {
+                    setting: "SPACE_HOST",
+                    reason: "it holds no host name".into(),
+                });
+            };
+            b.public_url = Some(format!("https://{first}"));
+            b.iframe = Some(true);
+        } else {
+            b.public_url = var("PUBLIC_URL");
+        }
+        b.secret = var("HF_AUTH_SECRET").map(Secret::new);
+        b.old_secrets = var("HF_AUTH_OLD_SECRETS")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(Secret::new)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(b)
+    }
+
+    setter!(
+        /// The OAuth client id. Required; from `OAUTH_CLIENT_ID` on a Space.
+        ///
+        /// ```
+        /// let b = tower_hf_auth::HfAuthConfig::builder().with_client_id("abc");
+        /// ```
+        with_client_id, client_id, impl Into<String>
+    );
+    setter!(
+        /// The OAuth client secret. Default: none, a public client that relies on PKCE.
+        ///
+        /// ```
+        /// let b = tower_hf_auth::HfAuthConfig::builder().with_client_secret("s3cret");
+        /// ```
+        with_client_secret, client_secret, impl Into<Secret>
+    );
+    setter!(
+        /// How the client authenticates at the token endpoint. Default:
+        /// [`ClientAuth::Basic`] with a secret, [`ClientAuth::None`] without.
+        ///
+        /// ```
+        /// use tower_hf_auth::{ClientAuth, HfAuthConfig};
+        /// let b = HfAuthConfig::builder().with_client_auth(ClientAuth::Post);
+        /// ```
+        with_client_auth, client_auth, ClientAuth
+    );
+    setter!(
+        /// The provider's issuer URL. Default `https://huggingface.co`. Must be `https`,
+        /// except for loopback hosts (local providers such as the mock).
+        ///
+        /// ```
+        /// let b = tower_hf_auth::HfAuthConfig::builder().with_provider_url("https://huggingface.co");
+        /// ```
+        with_provider_url, provider_url, impl Into<String>
+    );
+    setter!(
+        /// The URL people open the app at; the redirect URI is
+        /// `{public URL}{callback path}`. Required off Spaces. It never comes from the
+        /// request: behind a TLS proxy the app sees `http`.
+        ///
+        /// ```
+        /// let b = tower_hf_auth::HfAuthConfig::builder().with_public_url("http://127.0.0.1:7860");
+        /// ```
+        with_public_url, public_url, impl Into<String>
+    );
+    setter!(
+        /// Cookie key material, at least 32 characters. Default: a random key, so
+        /// sessions do not survive a restart (a warning is logged).
+        ///
+        /// ```
+        /// let b = tower_hf_auth::HfAuthConfig::builder()
+        ///     .with_secret("at least thirty-two characters of secret");
+        /// ```
+        with_secret, secret, impl Into<Secret>
+    );
+    setter!(
+        /// Path of the route that starts sign-in. Default `/login`.
+        ///
+        /// ```
+        /// let b = tower_hf_auth::HfAuthConfig::builder().with_login_path("/auth/login");
+        /// ```
+        with_login_path, login_path, impl Into<String>
+    );
+    setter!(
+        /// Path of the OAuth callback. Default `/login/callback` (what Spaces register).
+        ///
+        /// ```
+        /// let b = tower_hf_auth::HfAuthConfig::builder().with_callback_path("/auth/callback");
+        /// ```
+        with_callback_path, callback_path, impl Into<String>
+    );
+    setter!(
+        /// Path of the sign-out route (`GET` and `POST`). Default `/logout`.
+        ///
+        /// ```
+        /// let b = tower_hf_auth::HfAuthConfig::builder().with_logout_path("/auth/logout");
+        /// ```
+        with_logout_path, logout_path, impl Into<String>
+    );
+    setter!(
+        /// Where sign-out sends the browser. Default `/`.
+        ///
+        /// ```
+        /// let b = tower_hf_auth::HfAuthConfig::builder().with_post_logout_redirect("/bye");
+        /// ```
+        with_post_logout_redirect, post_logout_redirect, impl Into<String>
+    );
+    setter!(
+        /// Name of the session cookie (chunks add `.1`, `.2`, …; pending sign-ins use
+        /// `{name}_login_…`). Default `hf_auth`.
+        ///
+        /// ```
+        /// let b = tower_hf_auth::HfAuthConfig::builder().with_cookie_name("my_app_session");
+        /// ```
+        with_cookie_name, cookie_name, impl Into<String>
+    );
+    setter!(
+        /// Cookies for an app shown in a cross-site iframe: `SameSite=None; Secure`.
+        /// Default: on when `SPACE_HOST` is set, off otherwise.
+        ///
+        /// ```
+        /// let b = tower_hf_auth::HfAuthConfig::builder().with_iframe_cookies(true);
+        /// ```
+        with_iframe_cookies, iframe, bool
+    );
+    setter!(
+        /// Clock skew tolerated on ID token `exp` and `iat`. Default 60 s.
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// let b = tower_hf_auth::HfAuthConfig::builder().with_leeway(Duration::from_secs(30));
+        /// ```
+        with_leeway, leeway, Duration
+    );
+    setter!(
+        /// Total time allowed for one call to the provider. Default 10 s.
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// let b = tower_hf_auth::HfAuthConfig::builder().with_timeout(Duration::from_secs(5));
+        /// ```
+        with_timeout, timeout, Duration
+    );
+    setter!(
+        /// Time allowed to connect to the provider. Default 10 s.
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// let b = tower_hf_auth::HfAuthConfig::builder().with_connect_timeout(Duration::from_secs(3));
+        /// ```
+        with_connect_timeout, connect_timeout, Duration
+    );
+    setter!(
+        /// Largest provider response read, in bytes. Default 1 MiB.
+        ///
+        /// ```
+        /// let b = tower_hf_auth::HfAuthConfig::builder().with_max_response_bytes(64 * 1024);
+        /// ```
+        with_max_response_bytes, max_response_bytes, usize
+    );
+    setter!(
+        /// Least time between two JWKS fetches caused by an unknown `kid`. Default 10 s.
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// let b = tower_hf_auth::HfAuthConfig::builder()
+        ///     .with_jwks_min_refresh_interval(Duration::from_secs(60));
+        /// ```
+        with_jwks_min_refresh_interval, jwks_min_refresh_interval, Duration
+    );
+    setter!(
+        /// How many sign-ins one browser may have pending at once (one per tab); the
+        /// oldest is dropped past it. Default 5.
+        ///
+        /// ```
+        /// let b = tower_hf_auth::HfAuthConfig::builder().with_max_pending_logins(3);
+        /// ```
+        with_max_pending_logins, max_pending_logins, usize
+    );
+    setter!(
+        /// How long before a session's access token expires it is refreshed with the
+        /// session's refresh token (when the provider issued one). Default 5 minutes.
+        ///
+        /// The first request in that window (or after the expiry) refreshes the session
+        /// and gets the new session cookie; if the provider cannot answer, the session
+        /// is served unchanged while its access token is valid and the next request
+        /// tries again (see the [`session`](crate::session) module).
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// let b = tower_hf_auth::HfAuthConfig::builder()
+        ///     .with_refresh_before(Duration::from_secs(10 * 60));
+        /// ```
+        with_refresh_before, refresh_before, Duration
+    );
+    setter!(
+        /// The clock used for every expiry decision. Default: the system clock.
+        ///
+        /// ```
+        /// let b = tower_hf_auth::HfAuthConfig::builder()
+        ///     .with_clock(std::sync::Arc::new(tower_hf_auth::SystemClock));
+        /// ```
+        with_clock, clock, Arc<dyn Clock>
+    );
+
+    /// The scopes to ask for. Default `openid profile`; `openid` is always added.
+    /// Unknown scope strings are passed on: Hugging Face adds scopes over time.
+    ///
+    /// ```
+    /// let b = tower_hf_auth::HfAuthConfig::builder().with_scopes(["openid", "profile", "email"]);
+    /// ```
+    pub fn with_scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// One more scope to ask for, after the ones set so far (by default `openid
+    /// profile`).
+    ///
+    /// ```
+    /// let b = tower_hf_auth::HfAuthConfig::builder().add_scope("read-repos");
+    /// ```
+    pub fn add_scope(mut self, scope: impl Into<String>) -> Self {
+        self.scopes
+            .get_or_insert_with(|| vec!["openid".into(), "profile".into()])
+            .push(scope.into());
+        self
+    }
+
+    /// The older secrets that still open cookies sealed before a key rotation,
+    /// replacing any set before (`HF_AUTH_OLD_SECRETS`). Default: none.
+    ///
+    /// ```
+    /// let b = tower_hf_auth::HfAuthConfig::builder()
+    ///     .with_old_secrets(["the old secret, thirty-two characters or more"]);
+    /// ```
+    pub fn with_old_secrets<I, S>(mut self, secrets: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<Secret>,
+    {
+        self.old_secrets = secrets.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// An older secret that still opens cookies sealed before a key rotation.
+    ///
+    /// ```
+    /// let b = tower_hf_auth::HfAuthConfig::builder()
+    ///     .with_secret("the new secret, thirty-two characters or more")
+    ///     .add_old_secret("the old secret, thirty-two characters or more");
+    /// ```
+    pub fn add_old_secret(mut self, secret: impl Into<Secret>) -> Self {
+        self.old_secrets.push(secret.into());
+        self
+    }
+
+    /// An organization (by its id, the org's `sub`) the consent screen asks the user
+    /// to grant access to (`orgIds` on the authorize URL).
+    ///
+    /// ```
+    /// let b = tower_hf_auth::HfAuthConfig::builder().add_org_id("5e67bd5b1009063689407478");
+    /// ```
+    pub fn add_org_id(mut self, org_id: impl Into<String>) -> Self {
+        self.org_ids.push(org_id.into());
+        self
+    }
+
+    /// The organizations (by id) the consent screen asks access to, replacing any set
+    /// before. Default: none.
+    ///
+    /// ```
+    /// let b = tower_hf_auth::HfAuthConfig::builder().with_org_ids(["5e67bd5b1009063689407478"]);
+    /// ```
+    pub fn with_org_ids<I, S>(mut self, org_ids: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.org_ids = org_ids.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Accepts `Authorization: Bearer <token>` instead of a session, for API and gRPC
+    /// clients: `hf_oauth_…` tokens are checked at the provider's userinfo endpoint,
+    /// other `hf_…` tokens at `/api/whoami-v2` (see [`with_bearer_validation`]), and the
+    /// answers are cached (see the [`bearer`](crate::bearer) module for how a token's
+    /// scopes are known). Default: off.
+    ///
+    /// [`with_bearer_validation`]: Self::with_bearer_validation
+    ///
+    /// ```
+    /// let b = tower_hf_auth::HfAuthConfig::builder().with_bearer_tokens(true);
+    /// ```
+    pub fn with_bearer_tokens(mut self, enabled: bool) -> Self {
+        self.bearer_enabled = enabled;
+        self
+    }
+
+    /// Which endpoint validates bearer tokens. Default [`BearerValidation::Auto`].
+    ///
+    /// ```
+    /// use tower_hf_auth::{BearerValidation, HfAuthConfig};
+    /// let b = HfAuthConfig::builder().with_bearer_validation(BearerValidation::WhoAmI);
+    /// ```
+    pub fn with_bearer_validation(mut self, validation: BearerValidation) -> Self {
+        self.bearer.validation = validation;
+        self
+    }
+
+    /// How long a validated bearer token is trusted without asking the provider again
+    /// (never past the token's own expiry). A revoked token is still accepted for at
+    /// most this long. Default 5 minutes.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let b = tower_hf_auth::HfAuthConfig::builder().with_bearer_cache_ttl(Duration::from_secs(60));
+    /// ```
+    pub fn with_bearer_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.bearer.ttl = ttl;
+        self
+    }
+
+    /// How long a rejected bearer token is remembered as rejected. Default 30 s.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let b = tower_hf_auth::HfAuthConfig::builder().with_bearer_negative_ttl(Duration::from_secs(5));
+    /// ```
+    pub fn with_bearer_negative_ttl(mut self, ttl: Duration) -> Self {
+        self.bearer.negative_ttl = ttl;
+        self
+    }
+
+    /// How many bearer tokens the cache holds. Default 10,000.
+    ///
+    /// ```
+    /// let b = tower_hf_auth::HfAuthConfig::builder().with_bearer_cache_capacity(1_000);
+    /// ```
+    pub fn with_bearer_cache_capacity(mut self, capacity: usize) -> Self {
+        self.bearer.capacity = capacity.max(1);
+        self
+    }
+
+    /// Restricts the whole app to members of these organizations (by handle), like a
+    /// Space's `hf_oauth_authorized_org`: anyone else is refused at sign-in with a page
+    /// saying why, and existing sessions of non-members yield no user. Default: anyone
+    /// with a Hugging Face account.
+    ///
+    /// ```
+    /// let b = tower_hf_auth::HfAuthConfig::builder().with_authorized_orgs(["acme", "acme-labs"]);
+    /// ```
+    pub fn with_authorized_orgs<I, S>(mut self, orgs: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.authorized_orgs = orgs.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// One more organization (by handle) whose members may use the app (see
+    /// [`with_authorized_orgs`](Self::with_authorized_orgs)).
+    ///
+    /// ```
+    /// let b = tower_hf_auth::HfAuthConfig::builder().add_authorized_org("acme");
+    /// ```
+    pub fn add_authorized_org(mut self, org: impl Into<String>) -> Self {
+        self.authorized_orgs.push(org.into());
+        self
+    }
+}

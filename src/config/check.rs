@@ -1,0 +1,300 @@
+//! Checking the settings: each check runs once, here, with one error naming the
+//! setting and what to do.
+
+use std::fmt;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use url::Url;
+
+use super::{ConfigError, HfAuthConfig, HfAuthConfigBuilder};
+use crate::Secret;
+use crate::clock::SystemClock;
+use crate::provider::{ClientAuth, ProviderSettings};
+use crate::session::cookie::{CookieAttrs, SameSite};
+use crate::session::refresh::DEFAULT_REFRESH_BEFORE;
+use crate::user::Scopes;
+
+use super::DEFAULT_PROVIDER_URL;
+const MIN_SECRET_LEN: usize = 32;
+
+const CLIENT_ID: &str = "OAUTH_CLIENT_ID (with_client_id)";
+const PUBLIC_URL: &str = "PUBLIC_URL or SPACE_HOST (with_public_url)";
+pub(super) const PROVIDER_URL: &str = "OPENID_PROVIDER_URL (with_provider_url)";
+const SECRET: &str = "HF_AUTH_SECRET (with_secret)";
+const OLD_SECRETS: &str = "HF_AUTH_OLD_SECRETS (add_old_secret)";
+const PATHS: &str = "with_login_path / with_callback_path / with_logout_path";
+const COOKIE_NAME: &str = "with_cookie_name";
+
+impl HfAuthConfigBuilder {
+    /// Checks every setting and builds the configuration: plain data, cheap to clone.
+    /// Nothing is started and no connection is opened; [`HfAuthLayer::new`] builds the
+    /// running parts from it.
+    ///
+    /// [`HfAuthLayer::new`]: crate::HfAuthLayer::new
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the setting and what to do, when a required one is
+    /// missing or a value cannot work.
+    pub fn build(self) -> Result<HfAuthConfig, ConfigError> {
+        let client_id = self
+            .client_id
+            .clone()
+            .ok_or_else(|| missing_client_id(self.on_space))?;
+        let openid = self.openid_settings(client_id)?;
+        let (public_url, https) = public_base(self.public_url.as_deref())?;
+        let iframe = self.iframe.unwrap_or(false);
+        if iframe && !https {
+            return Err(invalid(
+                "with_iframe_cookies",
+                "iframe cookies need `SameSite=None; Secure`, so the public URL must be https",
+            ));
+        }
+        let paths = Paths::check(
+            self.login_path,
+            self.callback_path,
+            self.logout_path,
+            self.post_logout_redirect,
+        )?;
+        let cookie_name = cookie_name(self.cookie_name)?;
+        let (secret, ephemeral_keys) = cookie_secret(self.secret, &self.old_secrets)?;
+        let cookie_attrs = CookieAttrs {
+            secure: https,
+            same_site: if iframe {
+                SameSite::None
+            } else {
+                SameSite::Lax
+            },
+        };
+        Ok(HfAuthConfig {
+            redirect_uri: format!("{public_url}{}", paths.callback),
+            public_url,
+            scopes: with_openid(self.scopes),
+            pending_prefix: format!("{cookie_name}_login_"),
+            pending_path: common_path(&paths.login, &paths.callback),
+            login_path: paths.login,
+            callback_path: paths.callback,
+            logout_path: paths.logout,
+            post_logout_redirect: paths.post_logout,
+            org_ids: self.org_ids,
+            authorized_orgs: self.authorized_orgs,
+            max_pending_logins: self.max_pending_logins.unwrap_or(5).max(1),
+            cookie_name,
+            cookie_attrs,
+            secret,
+            old_secrets: self.old_secrets,
+            ephemeral_keys,
+            refresh_before: self
+                .refresh_before
+                .unwrap_or(DEFAULT_REFRESH_BEFORE)
+                .as_secs(),
+            token_auth: self.bearer_enabled.then_some(self.bearer),
+            openid,
+        })
+    }
+
+    /// The provider client's settings: the issuer checked (once, here), the client
+    /// authentication consistent with the secret, timeouts, leeway and clock.
+    fn openid_settings(&self, client_id: String) -> Result<ProviderSettings, ConfigError> {
+        let issuer = self.provider_url.as_deref().unwrap_or(DEFAULT_PROVIDER_URL);
+        let mut settings =
+            ProviderSettings::new(issuer, client_id).map_err(|e| invalid(PROVIDER_URL, e))?;
+        let client_auth = self.client_auth.unwrap_or(if self.client_secret.is_some() {
+            ClientAuth::Basic
+        } else {
+            ClientAuth::None
+        });
+        if client_auth != ClientAuth::None && self.client_secret.is_none() {
+            return Err(ConfigError::Missing {
+                setting: "OAUTH_CLIENT_SECRET (with_client_secret)",
+                hint: "a client secret is needed for client_secret_basic or client_secret_post; \
+                       use ClientAuth::None for a public client"
+                    .into(),
+            });
+        }
+        settings.client_secret = self.client_secret.clone();
+        settings.client_auth = client_auth;
+        settings.clock = self.clock.clone().unwrap_or_else(|| Arc::new(SystemClock));
+        let durations = [
+            (self.leeway, &mut settings.leeway),
+            (self.timeout, &mut settings.timeout),
+            (self.connect_timeout, &mut settings.connect_timeout),
+            (
+                self.jwks_min_refresh_interval,
+                &mut settings.jwks_min_refresh_interval,
+            ),
+        ];
+        for (value, slot) in durations {
+            if let Some(v) = value {
+                *slot = v;
+            }
+        }
+        if let Some(v) = self.max_response_bytes {
+            settings.max_response_bytes = v;
+        }
+        Ok(settings)
+    }
+}
+
+fn missing_client_id(on_space: bool) -> ConfigError {
+    ConfigError::Missing {
+        setting: CLIENT_ID,
+        hint: if on_space {
+            "set `hf_oauth: true` in the Space's README metadata and restart the Space".into()
+        } else {
+            "create an OAuth app at https://huggingface.co/settings/applications and set \
+             OAUTH_CLIENT_ID and OAUTH_CLIENT_SECRET, or on a Space set `hf_oauth: true` \
+             in its README"
+                .into()
+        },
+    }
+}
+
+/// The public URL without a trailing slash, and whether it is https.
+fn public_base(public: Option<&str>) -> Result<(String, bool), ConfigError> {
+    let public = public.ok_or_else(|| ConfigError::Missing {
+        setting: PUBLIC_URL,
+        hint: "set PUBLIC_URL to the URL people open the app at, e.g. http://127.0.0.1:7860 \
+               (on a Space, SPACE_HOST is set for you)"
+            .into(),
+    })?;
+    let url = Url::parse(public).map_err(|e| invalid(PUBLIC_URL, e))?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host().is_none()
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(invalid(
+            PUBLIC_URL,
+            format!("`{public}` must be an http(s) URL without query or fragment"),
+        ));
+    }
+    let https = url.scheme() == "https";
+    Ok((url.as_str().trim_end_matches('/').to_owned(), https))
+}
+
+/// The crate's own routes and where sign-out leads.
+struct Paths {
+    login: String,
+    callback: String,
+    logout: String,
+    post_logout: String,
+}
+
+impl Paths {
+    fn check(
+        login: Option<String>,
+        callback: Option<String>,
+        logout: Option<String>,
+        post_logout: Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let paths = Self {
+            login: path_setting(login, "/login")?,
+            callback: path_setting(callback, "/login/callback")?,
+            logout: path_setting(logout, "/logout")?,
+            post_logout: path_setting(post_logout, "/")?,
+        };
+        if paths.login == paths.callback
+            || paths.login == paths.logout
+            || paths.callback == paths.logout
+        {
+            return Err(invalid(PATHS, "the three paths must differ"));
+        }
+        Ok(paths)
+    }
+}
+
+fn cookie_name(name: Option<String>) -> Result<String, ConfigError> {
+    let name = name.unwrap_or_else(|| "hf_auth".to_owned());
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(invalid(
+            COOKIE_NAME,
+            "use letters, digits, `_` and `-` only",
+        ));
+    }
+    Ok(name)
+}
+
+/// The cookie key material: the configured secret (each secret checked for length), or
+/// a random one made now, so every layer built from this configuration shares it.
+/// `true` when it is random.
+fn cookie_secret(secret: Option<Secret>, old: &[Secret]) -> Result<(Secret, bool), ConfigError> {
+    let configured = secret.iter().map(|s| (SECRET, s));
+    for (setting, s) in configured.chain(old.iter().map(|s| (OLD_SECRETS, s))) {
+        if s.expose().chars().count() < MIN_SECRET_LEN {
+            return Err(invalid(
+                setting,
+                format!(
+                    "each secret must be at least {MIN_SECRET_LEN} characters; generate one \
+                     with `openssl rand -base64 48`"
+                ),
+            ));
+        }
+    }
+    if let Some(secret) = secret {
+        return Ok((secret, false));
+    }
+    tracing::warn!(
+        "HF_AUTH_SECRET is not set: using a random cookie key, so sessions will not survive \
+         a restart"
+    );
+    let mut bytes = [0u8; 48];
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system random generator works");
+    Ok((Secret::new(URL_SAFE_NO_PAD.encode(bytes)), true))
+}
+
+/// The scopes asked for, `openid` first when it was not listed.
+fn with_openid(scopes: Option<Vec<String>>) -> Scopes {
+    let mut scopes = scopes.unwrap_or_else(|| vec!["openid".into(), "profile".into()]);
+    if !scopes.iter().any(|s| s == "openid") {
+        scopes.insert(0, "openid".into());
+    }
+    scopes.into_iter().collect()
+}
+
+fn invalid(setting: &'static str, reason: impl fmt::Display) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        reason: reason.to_string(),
+    }
+}
+
+fn path_setting(value: Option<String>, default: &str) -> Result<String, ConfigError> {
+    let path = value.unwrap_or_else(|| default.to_owned());
+    let ok = path.starts_with('/')
+        && !path.starts_with("//")
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'?' | b'#' | b'\\' | b';' | b','));
+    if ok {
+        Ok(path)
+    } else {
+        Err(invalid(
+            PATHS,
+            format!("`{path}` must be a plain absolute path such as `/login`"),
+        ))
+    }
+}
+
+/// The longest path that is a segment-wise prefix of both, for the pending-login
+/// cookie's `Path`, so it is sent to the login and callback routes only.
+pub(super) fn common_path(a: &str, b: &str) -> String {
+    let mut common = String::new();
+    for (x, y) in a.split('/').skip(1).zip(b.split('/').skip(1)) {
+        if x != y {
+            break;
+        }
+        common.push('/');
+        common.push_str(x);
+    }
+    if common.is_empty() {
+        "/".to_owned()
+    } else {
+        common
+    }
+}
