@@ -19,7 +19,7 @@ use crate::provider::http::parse_json;
 use crate::provider::{ProviderMetadata, TokenResponse, WhoAmI};
 use crate::session::codec::KeyRing;
 use crate::session::cookie::{CookieAttrs, SameSite};
-use crate::session::{Loaded, SessionCookies};
+use crate::session::{Loaded, SessionCookies, SessionTiming};
 use crate::user::{HfUser, Profile, Scopes, SessionRecord};
 
 const COOKIE_NAME: &str = "hf_auth";
@@ -40,6 +40,7 @@ fn sessions() -> &'static SessionCookies {
             &Secret::from("the fuzzing secret, thirty-two characters or more"),
             [],
         ),
+        timing: SessionTiming::default(),
     })
 }
 
@@ -217,6 +218,7 @@ pub fn provider_json(data: &[u8]) {
             expires_at: NOW + 3600,
             refresh_token: None,
             asked: Scopes::default(),
+            profile_at: NOW,
         };
         touch_user(&HfUser::from_record(record));
     }

@@ -95,7 +95,7 @@ use tower_service::Service;
 
 use crate::flow::return_to;
 use crate::layer::{AuthBody, AuthContext, ResponseFuture};
-use crate::respond::{self, Caller, Denial};
+use crate::respond::{self, Caller, Denial, OrgShortfall};
 use crate::{HfUser, OrgRole};
 
 /// What a guard asks of the user. Implemented by each guard type.
@@ -139,20 +139,22 @@ pub struct RequireScopes {
 }
 
 impl RequireScopes {
-    /// Every one of `scopes` must be granted.
+    /// Every one of `scopes` must be granted. A scope Hugging Face does not document
+    /// (see [`scope`](crate::scope)) is logged once, here, as a warning.
     pub fn all<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Self {
-        Self {
-            scopes: scopes.into_iter().map(Into::into).collect(),
-            all: true,
-        }
+        Self::new(scopes, true)
     }
 
-    /// At least one of `scopes` must be granted.
+    /// At least one of `scopes` must be granted. A scope Hugging Face does not
+    /// document is logged once, here, as a warning.
     pub fn any<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Self {
-        Self {
-            scopes: scopes.into_iter().map(Into::into).collect(),
-            all: false,
-        }
+        Self::new(scopes, false)
+    }
+
+    fn new<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I, all: bool) -> Self {
+        let scopes: Arc<[String]> = scopes.into_iter().map(Into::into).collect();
+        crate::scope::warn_unknown(scopes.iter().map(String::as_str), "RequireScopes");
+        Self { scopes, all }
     }
 }
 
@@ -181,7 +183,11 @@ impl Requirement for RequireScopes {
 /// (`Read < Contributor < Write < Admin`).
 ///
 /// A role is only known for organizations the user granted the app access to on the
-/// consent screen; membership alone is known for all.
+/// consent screen; membership alone is known for all. A member with the `no_access`
+/// role, or with security restrictions of the organization they have not met (SSO,
+/// two-factor authentication, allowed networks, token policy), is refused, with a page
+/// or message saying what to do. The denial links to `/login?org=<name>`, which asks
+/// Hugging Face for access to the organization (`orgIds`).
 ///
 /// ```
 /// use tower_hf_auth::{OrgRole, RequireOrg};
@@ -216,16 +222,26 @@ impl RequireOrg {
 impl Requirement for RequireOrg {
     fn check(&self, user: Option<&HfUser>) -> Result<(), Denial> {
         let user = user.ok_or(Denial::NotSignedIn)?;
-        let pass = user
-            .org(&self.org)
-            .is_some_and(|org| self.role.is_none() || org.role() >= self.role);
-        if pass {
-            Ok(())
-        } else {
-            Err(Denial::Org {
+        let shortfall = match user.org(&self.org) {
+            None => Some(OrgShortfall::NotMember),
+            Some(org) if org.role() == Some(OrgRole::NoAccess) => Some(OrgShortfall::NotMember),
+            Some(org) if !org.security_restrictions().is_empty() => Some(OrgShortfall::Restricted(
+                org.security_restrictions().to_vec(),
+            )),
+            Some(org) => match (self.role, org.role()) {
+                (None, _) => None,
+                (Some(_), None) => Some(OrgShortfall::NotGranted),
+                (Some(need), Some(have)) if have >= need => None,
+                (Some(_), Some(have)) => Some(OrgShortfall::RoleTooLow(have)),
+            },
+        };
+        match shortfall {
+            None => Ok(()),
+            Some(why) => Err(Denial::Org {
                 org: self.org.clone(),
                 role: self.role,
-            })
+                why,
+            }),
         }
     }
 }

@@ -51,6 +51,7 @@ impl Runtime {
             name: config.cookie_name.clone(),
             attrs: config.cookie_attrs.clone(),
             keys: KeyRing::from_secrets(&config.secret, &config.old_secrets),
+            timing: config.session_timing,
         };
         Self {
             refresher: Arc::new(Refresher::new(provider.clone(), clock.clone())),

@@ -76,8 +76,15 @@ pub(super) fn authorize(shared: &Shared, faults: &[MockFault], query: Option<&st
         );
     };
 
-    let scopes = config.users[user].grant(requested.split(' ').filter(|s| !s.is_empty()));
-    let code = shared.lock().insert_code(CodeGrant {
+    let mut state = shared.lock();
+    // The consent screen: the organizations asked for (`orgIds`) are granted too.
+    let org_ids = param("orgIds")
+        .unwrap_or("")
+        .split(',')
+        .filter(|id| !id.is_empty());
+    state.users[user].grant_orgs(org_ids);
+    let scopes = state.users[user].grant(requested.split(' ').filter(|s| !s.is_empty()));
+    let code = state.insert_code(CodeGrant {
         client_id: config.client_id.clone(),
         redirect_uri: redirect_uri.to_owned(),
         code_challenge: code_challenge.to_owned(),

@@ -167,6 +167,28 @@ impl MockHfProvider {
         let kind = TokenKind::User {
             role: role.to_owned(),
             display_name: format!("mock {role} token"),
+            org_permissions: Vec::new(),
+        };
+        self.issue_token("hf_", username, Vec::new(), None, kind)
+    }
+
+    /// Issues a fine-grained user access token holding `permissions` in each listed
+    /// organization (by name), e.g. `[("acme", &["repo.content.read"])]`: whoami reports
+    /// them as `fineGrained.scoped` entries.
+    ///
+    /// # Panics
+    /// If `username` is not one of the provider's [`users`](Self::users).
+    pub fn issue_fine_grained_token(&self, username: &str, orgs: &[(&str, &[&str])]) -> String {
+        let kind = TokenKind::User {
+            role: "fineGrained".to_owned(),
+            display_name: "mock fine-grained token".to_owned(),
+            org_permissions: orgs
+                .iter()
+                .map(|(org, perms)| {
+                    let perms = perms.iter().map(|p| (*p).to_owned()).collect();
+                    ((*org).to_owned(), perms)
+                })
+                .collect(),
         };
         self.issue_token("hf_", username, Vec::new(), None, kind)
     }
@@ -204,6 +226,18 @@ impl MockHfProvider {
     /// working until they expire.
     pub fn revoke_refresh_tokens(&self) {
         self.shared.lock().refresh_tokens.clear();
+    }
+
+    /// Replaces the user with `user`'s username by `user` (organizations, roles,
+    /// restrictions, …), as if they changed on Hugging Face: tokens already issued now
+    /// describe the new user. Returns `false` if the mock has no such user.
+    pub fn update_user(&self, user: MockUser) -> bool {
+        let mut state = self.shared.lock();
+        let Some(slot) = state.users.iter_mut().find(|u| u.username == user.username) else {
+            return false;
+        };
+        *slot = user;
+        true
     }
 
     /// The usernames of the provider's users.

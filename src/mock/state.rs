@@ -52,6 +52,9 @@ pub(crate) struct State {
     pub(crate) codes: HashMap<String, CodeGrant>,
     pub(crate) access_tokens: HashMap<String, AccessToken>,
     pub(crate) refresh_tokens: HashMap<String, RefreshGrant>,
+    /// The users as they are now (indexes as in `Config::users`): tests change them
+    /// with `MockHfProvider::update_user`, and consent grants organizations.
+    pub(crate) users: Vec<MockUser>,
 }
 
 /// An authorization code and everything it was issued for.
@@ -92,7 +95,12 @@ pub(crate) enum TokenKind {
     /// `hf_oauth_…`, from the token endpoint.
     OAuth,
     /// `hf_…`, from [`MockHfProvider::issue_user_token`](super::MockHfProvider::issue_user_token).
-    User { role: String, display_name: String },
+    User {
+        role: String,
+        display_name: String,
+        /// A fine-grained token's permissions per organization (by name).
+        org_permissions: Vec<(String, Vec<String>)>,
+    },
 }
 
 /// A refresh token, valid for one use.
@@ -106,6 +114,7 @@ pub(crate) struct RefreshGrant {
 
 impl Shared {
     pub(crate) fn new(config: Config) -> Self {
+        let users = config.users.clone();
         Self {
             config,
             state: Mutex::new(State {
@@ -115,12 +124,18 @@ impl Shared {
                 codes: HashMap::new(),
                 access_tokens: HashMap::new(),
                 refresh_tokens: HashMap::new(),
+                users,
             }),
             counters: Default::default(),
         }
     }
 
     /// Locks the state; a panic elsewhere while it was held does not make it unusable.
+    /// The user at `index` as they are now.
+    pub(crate) fn user(&self, index: usize) -> MockUser {
+        self.lock().users[index].clone()
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }

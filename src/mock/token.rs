@@ -229,13 +229,14 @@ fn authorization_code_grant(
         grant.issued.extend(refresh_token.clone());
     }
     let key = Arc::clone(&state.key);
+    let user = state.users[user].clone();
     drop(state);
     token_response(
         shared,
         faults,
         &key,
         Issued {
-            user: &config.users[user],
+            user: &user,
             scopes: &scopes,
             nonce: nonce.as_deref(),
             auth_time,
@@ -342,13 +343,14 @@ fn refresh_token_grant(
         auth_time,
     });
     let key = Arc::clone(&state.key);
+    let user = state.users[user].clone();
     drop(state);
     token_response(
         shared,
         faults,
         &key,
         Issued {
-            user: &config.users[user],
+            user: &user,
             scopes: &scopes,
             // OpenID Connect Core 12.2: no nonce in an ID token from a refresh.
             nonce: None,

@@ -24,7 +24,7 @@ pub(super) fn userinfo(shared: &Shared, faults: &[MockFault], headers: &HeaderMa
         }
         _ => return bearer_challenge(Some("The access token is invalid")),
     };
-    let mut info = shared.config.users[token.user].userinfo(&token.scopes);
+    let mut info = shared.user(token.user).userinfo(&token.scopes);
     if let Some(sub) = faults.iter().rev().find_map(|f| match f {
         MockFault::UserinfoSub(sub) => Some(sub),
         _ => None,
@@ -65,7 +65,7 @@ pub(super) fn whoami(shared: &Shared, headers: &HeaderMap) -> Resp {
             &json!({"error": "Invalid credentials in Authorization header"}),
         );
     };
-    let user = &shared.config.users[token.user];
+    let user = &shared.user(token.user);
     let (auth, show_email) = match &token.kind {
         TokenKind::OAuth => (
             json!({
@@ -74,11 +74,24 @@ pub(super) fn whoami(shared: &Shared, headers: &HeaderMap) -> Resp {
             }),
             token.scopes.iter().any(|s| s == "email"),
         ),
-        TokenKind::User { role, display_name } => {
+        TokenKind::User {
+            role,
+            display_name,
+            org_permissions,
+        } => {
             let mut access_token = json!({"displayName": display_name, "role": role});
             if role == "fineGrained" {
+                let scoped: Vec<Value> = org_permissions
+                    .iter()
+                    .map(|(org, permissions)| {
+                        json!({
+                            "entity": {"type": "org", "name": org},
+                            "permissions": permissions,
+                        })
+                    })
+                    .collect();
                 access_token["fineGrained"] =
-                    json!({"canReadGatedRepos": false, "global": [], "scoped": []});
+                    json!({"canReadGatedRepos": false, "global": [], "scoped": scoped});
             }
             (
                 json!({"type": "access_token", "accessToken": access_token}),
