@@ -19,7 +19,7 @@ use axum::routing::get;
 use tower_hf_auth::mock::MockHfProvider;
 use tower_hf_auth::{
     HfAuthConfig, HfAuthConfigBuilder, HfAuthLayer, HfUser, OrgRole, RequireLogin, RequireOrg,
-    RequireScopes,
+    RequireScopes, scope,
 };
 
 /// The app's routes behind the sign-in layer.
@@ -31,7 +31,7 @@ pub fn app(config: HfAuthConfig) -> Router {
         // consent); if the user declines, they get a page naming the missing scope.
         .route(
             "/repos",
-            get(repos).route_layer(RequireScopes::all(["read-repos"])),
+            get(repos).route_layer(RequireScopes::all([scope::READ_REPOS])),
         )
         .route("/orgs/{org}", get(org).route_layer(RequireLogin))
         .route(

@@ -13,7 +13,7 @@
 //! ```
 //! # #[cfg(feature = "axum")] {
 //! use axum::{Router, routing::get};
-//! use tower_hf_auth::{OrgRole, RequireLogin, RequireOrg, RequireScopes, RequireUser};
+//! use tower_hf_auth::{OrgRole, RequireLogin, RequireOrg, RequireScopes, RequireUser, scope};
 //!
 //! async fn page() -> &'static str { "ok" }
 //!
@@ -21,9 +21,9 @@
 //!     // Anyone signed in.
 //!     .route("/me", get(page).route_layer(RequireLogin))
 //!     // Granted `read-repos` (and, with `all`, every other scope listed).
-//!     .route("/repos", get(page).route_layer(RequireScopes::all(["read-repos"])))
+//!     .route("/repos", get(page).route_layer(RequireScopes::all([scope::READ_REPOS])))
 //!     // Granted at least one of these.
-//!     .route("/edit", get(page).route_layer(RequireScopes::any(["write-repos", "manage-repos"])))
+//!     .route("/edit", get(page).route_layer(RequireScopes::any([scope::WRITE_REPOS, scope::MANAGE_REPOS])))
 //!     // A member of `acme`, in any role.
 //!     .route("/acme", get(page).route_layer(RequireOrg::member("acme")))
 //!     // `write` or `admin` in `acme` (roles: read < contributor < write < admin).
@@ -40,13 +40,13 @@
 //! ```
 //! # #[cfg(feature = "axum")] {
 //! use axum::{Router, routing::get};
-//! use tower_hf_auth::{OrgRole, RequireOrg, RequireScopes};
+//! use tower_hf_auth::{OrgRole, RequireOrg, RequireScopes, scope};
 //!
 //! let admin: Router = Router::new()
 //!     .route("/users", get(|| async { "users" }))
 //!     .route("/repos", get(|| async { "repos" }))
 //!     // Both: an acme admin who granted `read-repos`.
-//!     .route_layer(RequireScopes::all(["read-repos"]))
+//!     .route_layer(RequireScopes::all([scope::READ_REPOS]))
 //!     .route_layer(RequireOrg::role("acme", OrgRole::Admin));
 //! let app: Router = Router::new().nest("/admin", admin);
 //! # }
@@ -127,9 +127,9 @@ impl Requirement for RequireLogin {
 /// Requires granted scopes: all of a list, or any one of it.
 ///
 /// ```
-/// use tower_hf_auth::RequireScopes;
-/// let repos = RequireScopes::all(["read-repos"]);
-/// let either = RequireScopes::any(["write-repos", "manage-repos"]);
+/// use tower_hf_auth::{RequireScopes, scope};
+/// let repos = RequireScopes::all([scope::READ_REPOS]);
+/// let either = RequireScopes::any([scope::WRITE_REPOS, scope::MANAGE_REPOS]);
 /// ```
 #[derive(Debug, Clone)]
 #[must_use]
@@ -304,9 +304,9 @@ impl<F: Fn(&HfUser) -> bool> Requirement for RequireUser<F> {
 /// looks like. Made by the guards' `for_api()`, `for_grpc()` and `for_browser()`.
 ///
 /// ```
-/// use tower_hf_auth::RequireScopes;
+/// use tower_hf_auth::{RequireScopes, scope};
 /// // A JSON API: never redirect, even when a request accepts HTML.
-/// let guard = RequireScopes::all(["read-repos"]).for_api();
+/// let guard = RequireScopes::all([scope::READ_REPOS]).for_api();
 /// ```
 #[derive(Debug, Clone)]
 #[must_use]

@@ -91,3 +91,50 @@ pub(crate) fn warn_unknown<'a>(scopes: impl IntoIterator<Item = &'a str>, what: 
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::sync::{Arc, Mutex};
+
+    /// A log sink tests can read.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_guard_with_an_unknown_scope_warns_once_naming_it() {
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let _ = crate::RequireScopes::all([super::READ_REPOS, "write-repo"]);
+            let _ = crate::RequireScopes::any([super::WRITE_REPOS, super::MANAGE_REPOS]);
+        });
+        let logs = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(logs.matches("WARN").count(), 1, "{logs}");
+        assert_eq!(logs.matches("`write-repo`").count(), 1, "{logs}");
+        assert!(!logs.contains("`read-repos`"), "{logs}");
+    }
+
+    #[test]
+    fn every_documented_scope_is_known() {
+        for scope in super::ALL {
+            assert!(super::is_known(scope));
+        }
+        assert_eq!(super::ALL.len(), 18);
+        assert!(!super::is_known("write-repo"));
+    }
+}

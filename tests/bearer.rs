@@ -354,8 +354,10 @@ async fn org_role_guard_answers_every_caller_and_principal() {
         "/acme/admin",
         [
             (Who::NoToken, Outcome::NotSignedIn { invalid: false }),
-            // Roles come from the provider's answer, whatever the token's scopes.
-            (Who::AliceFineGrained, admin),
+            // A fine-grained token acts only in the orgs it holds permissions for (none
+            // here); an OAuth token in the orgs the user granted its app (acme), with
+            // the user's role, whatever the token's scopes.
+            (Who::AliceFineGrained, Outcome::NotAcmeAdmin),
             (Who::AliceOAuth, admin),
             (Who::CarolRead, Outcome::NotAcmeAdmin),
             (Who::BobRead, Outcome::NotAcmeAdmin),

@@ -62,7 +62,7 @@ use tokio::task::JoinHandle;
 pub use users::{MockOrg, MockUser};
 
 use jwt::SigningKey;
-use state::{AccessToken, Config, Shared, TokenKind};
+use state::{AccessToken, Config, Shared, Strictness, TokenKind};
 
 /// A running offline Hugging Face provider.
 ///
@@ -311,6 +311,10 @@ pub struct MockHfProviderBuilder {
     id_token_lifetime: Duration,
     auto_approve: Option<String>,
     refresh_tokens: bool,
+    strict: Strictness,
+    allowed_scopes: Option<Vec<String>>,
+    space_host: Option<String>,
+    whoami_limit: Option<(u32, Duration)>,
 }
 
 impl Default for MockHfProviderBuilder {
@@ -325,6 +329,10 @@ impl Default for MockHfProviderBuilder {
             id_token_lifetime: Duration::from_secs(60 * 60),
             auto_approve: None,
             refresh_tokens: true,
+            strict: Strictness::default(),
+            allowed_scopes: None,
+            space_host: None,
+            whoami_limit: None,
         }
     }
 }
@@ -344,6 +352,10 @@ impl fmt::Debug for MockHfProviderBuilder {
             .field("id_token_lifetime", &self.id_token_lifetime)
             .field("auto_approve", &self.auto_approve)
             .field("refresh_tokens", &self.refresh_tokens)
+            .field("strict", &self.strict)
+            .field("allowed_scopes", &self.allowed_scopes)
+            .field("space_host", &self.space_host)
+            .field("whoami_limit", &self.whoami_limit)
             .finish()
     }
 }
@@ -413,6 +425,68 @@ impl MockHfProviderBuilder {
         self
     }
 
+    /// Checks stricter than huggingface.co's, all at once: RFC 9207 `iss` advertised and
+    /// sent on every callback, PKCE required of every client, `openid` required in every
+    /// authorize request. Default: off, like huggingface.co, which sends no `iss`, lets
+    /// confidential clients skip PKCE (but checks the verifier when a challenge was
+    /// sent) and issues no ID token without `openid`. Turn it on in a suite that must
+    /// show a client always sends PKCE and `openid` and checks `iss`.
+    pub fn strict(self) -> Self {
+        self.with_iss_parameter(true)
+            .with_pkce_required(true)
+            .with_openid_required(true)
+    }
+
+    /// Whether discovery advertises `authorization_response_iss_parameter_supported`
+    /// and callbacks carry `iss` (RFC 9207). Default: `false`, like huggingface.co.
+    pub fn with_iss_parameter(mut self, enabled: bool) -> Self {
+        self.strict.iss = enabled;
+        self
+    }
+
+    /// Whether every client must send a PKCE challenge. Default: `false`: public
+    /// clients must, confidential ones may (a challenge sent is always checked), like
+    /// huggingface.co.
+    pub fn with_pkce_required(mut self, required: bool) -> Self {
+        self.strict.pkce = required;
+        self
+    }
+
+    /// Whether every authorize request must ask for `openid`. Default: `false`: without
+    /// it, the token response has no ID token, like huggingface.co.
+    pub fn with_openid_required(mut self, required: bool) -> Self {
+        self.strict.openid = required;
+        self
+    }
+
+    /// The scopes this app may ask for, like the scopes of an OAuth app's settings (or a
+    /// Space's `hf_oauth_scopes` plus `openid profile`): asking for another one is
+    /// answered `invalid_scope` on the way back. Default: any scope.
+    pub fn with_allowed_scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.allowed_scopes = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// A Space's host (`SPACE_HOST`): like huggingface.co for a Space's OAuth app, any
+    /// `https://{host}/…` redirect URI is accepted, besides the registered ones.
+    /// Default: none.
+    pub fn with_space_host(mut self, host: impl Into<String>) -> Self {
+        self.space_host = Some(host.into());
+        self
+    }
+
+    /// Rate-limits `/api/whoami-v2` as huggingface.co does (per IP there; for every
+    /// caller here): at most `limit` calls per `window`, then `429` with `Retry-After`
+    /// until the window ends. Default: no limit.
+    pub fn with_whoami_rate_limit(mut self, limit: u32, window: Duration) -> Self {
+        self.whoami_limit = Some((limit, window));
+        self
+    }
+
     /// Binds `127.0.0.1` on a free port and starts serving on the current tokio runtime.
     ///
     /// # Errors
@@ -445,6 +519,10 @@ impl MockHfProviderBuilder {
             id_token_lifetime: self.id_token_lifetime,
             auto_approve: self.auto_approve,
             refresh_tokens: self.refresh_tokens,
+            strict: self.strict,
+            allowed_scopes: self.allowed_scopes,
+            space_host: self.space_host,
+            whoami_limit: self.whoami_limit,
         }));
         let task = tokio::spawn(server::serve(listener, Arc::clone(&shared)));
         Ok(MockHfProvider { shared, addr, task })

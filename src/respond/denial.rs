@@ -188,7 +188,11 @@ fn org_denied(
     let (kind, detail) = match why {
         OrgShortfall::NotMember => (
             AuthErrorKind::OrgRequired,
-            format!("Hugging Face does not list you as a member of `{org}` with access."),
+            format!(
+                "Hugging Face does not list you as a member of `{org}` with access. If you \
+                 joined since, sign in again: access to an organization is granted on \
+                 Hugging Face's consent screen."
+            ),
         ),
         OrgShortfall::NotGranted => (
             AuthErrorKind::OrgRequired,
@@ -201,7 +205,10 @@ fn org_denied(
         ),
         OrgShortfall::RoleTooLow(have) => (
             AuthErrorKind::OrgRequired,
-            format!("Your role in `{org}` is `{have}`."),
+            format!(
+                "Your role in `{org}` is `{have}`. If it changed since, sign in again \
+                 (access to an organization is granted on Hugging Face's consent screen)."
+            ),
         ),
         OrgShortfall::Restricted(restrictions) => (
             AuthErrorKind::OrgRestricted,

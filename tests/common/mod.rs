@@ -52,7 +52,18 @@ pub async fn mock() -> Arc<MockHfProvider> {
     mock_with(|b| b).await
 }
 
+/// A mock in strict mode (RFC 9207 `iss`, PKCE and `openid` required), which the
+/// suites rely on to show the crate always sends PKCE and `openid` and checks `iss`;
+/// `f` customizes it further.
 pub async fn mock_with(
+    f: impl FnOnce(MockHfProviderBuilder) -> MockHfProviderBuilder,
+) -> Arc<MockHfProvider> {
+    faithful_mock_with(|b| f(b.strict())).await
+}
+
+/// A mock in its default mode, which behaves like huggingface.co (no `iss` on
+/// callbacks, PKCE optional for confidential clients, `openid` optional).
+pub async fn faithful_mock_with(
     f: impl FnOnce(MockHfProviderBuilder) -> MockHfProviderBuilder,
 ) -> Arc<MockHfProvider> {
     Arc::new(
