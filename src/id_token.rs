@@ -488,7 +488,7 @@ pub(crate) fn verify(
 }
 
 /// Parses a claims JSON object and checks it, as [`verify`] does once the signature
-/// holds. For the fuzz targets, which cannot sign.
+/// holds. For the fuzz targets, which compare it with the verification of a signed token.
 #[cfg(feature = "fuzzing")]
 pub(crate) fn parse_claims(
     json: &[u8],
