@@ -307,3 +307,19 @@ pub fn with_param(url: &str, name: &str, value: Option<&str>) -> String {
     url.query_pairs_mut().clear().extend_pairs(&pairs);
     url.to_string()
 }
+
+/// The ceiling of [`wait_until`]: far more than anything takes on a loaded machine, so
+/// reaching it means the awaited thing never happens.
+pub const WAIT_CEILING: Duration = Duration::from_secs(30);
+
+/// Polls `done` every 10 ms until it holds; panics naming `what` after [`WAIT_CEILING`].
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT_CEILING;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {WAIT_CEILING:?} for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
