@@ -110,6 +110,9 @@ async fn sessions_end_when_the_token_expires() {
     .await;
     let app = app_with(mock, |b| b).await;
     let browser = Browser::new();
+    // Frozen from before the sign-in: one second before the expiry stays one second
+    // before it however long the steps take.
+    app.clock.freeze();
     signed_in(&app, &browser, "alice").await;
     app.clock.advance(Duration::from_secs(599));
     assert_eq!(whoami(&app, &browser).await.as_deref(), Some("alice"));

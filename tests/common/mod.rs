@@ -9,7 +9,7 @@ mod example;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::cookie::{CookieStore, Jar};
 use reqwest::{Response, StatusCode, Url, header};
@@ -18,19 +18,37 @@ use tower_hf_auth::{Clock, HfAuthConfigBuilder};
 
 pub const SECRET: &str = "test secret: thirty-two characters or more, really";
 
-/// A clock tests can move forward.
+/// A clock tests can move forward. It follows real time (the mock provider's clock)
+/// plus what tests [`advance`](Self::advance) it by, until [`freeze`](Self::freeze)
+/// stops it: from then on only `advance` moves it, so a test can step to one second
+/// before an expiry however slowly the machine runs.
 #[derive(Debug, Default)]
-pub struct TestClock(AtomicU64);
+pub struct TestClock {
+    offset: AtomicU64,
+    /// Unix seconds at the freeze; 0 while the clock follows real time.
+    frozen_at: AtomicU64,
+}
 
 impl TestClock {
     pub fn advance(&self, by: Duration) {
-        self.0.fetch_add(by.as_secs(), Ordering::SeqCst);
+        self.offset.fetch_add(by.as_secs(), Ordering::SeqCst);
+    }
+
+    /// Stops following real time (see the type's docs).
+    pub fn freeze(&self) {
+        let now = self.now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        self.offset.store(0, Ordering::SeqCst);
+        self.frozen_at.store(now, Ordering::SeqCst);
     }
 }
 
 impl Clock for TestClock {
     fn now(&self) -> SystemTime {
-        SystemTime::now() + Duration::from_secs(self.0.load(Ordering::SeqCst))
+        let offset = Duration::from_secs(self.offset.load(Ordering::SeqCst));
+        match self.frozen_at.load(Ordering::SeqCst) {
+            0 => SystemTime::now() + offset,
+            frozen_at => UNIX_EPOCH + Duration::from_secs(frozen_at) + offset,
+        }
     }
 }
 
