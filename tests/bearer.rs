@@ -13,8 +13,12 @@
 //! - 1,000 concurrent requests with one new token make exactly one upstream call. They
 //!   open up to 1,000 loopback connections, so this process needs about 2,100 file
 //!   descriptors.
-#![cfg(all(feature = "axum", feature = "mock"))]
 #![allow(unreachable_pub)]
+
+#[cfg(not(all(feature = "axum", feature = "mock")))]
+compile_error!(
+    "tests/bearer.rs needs the `axum` and `mock` features: run `cargo test --all-features`"
+);
 
 mod common;
 

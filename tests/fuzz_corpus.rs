@@ -2,7 +2,8 @@
 //! seeds, and what the fuzzers found that reached new code) is run through the same
 //! entry point its cargo-fuzz target calls. A fuzzer finding, once fixed, stays fixed
 //! without nightly Rust or libFuzzer. See fuzz/README.md for running the fuzzers.
-#![cfg(feature = "fuzzing")]
+#[cfg(not(feature = "fuzzing"))]
+compile_error!("tests/fuzz_corpus.rs needs the `fuzzing` feature: run `cargo test --all-features`");
 
 use std::path::Path;
 

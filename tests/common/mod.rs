@@ -2,6 +2,11 @@
 //! a browser-like client: a cookie jar, redirects not followed.
 #![allow(dead_code)]
 
+#[cfg(not(all(feature = "axum", feature = "mock")))]
+compile_error!(
+    "the integration tests need the `axum` and `mock` features: run `cargo test --all-features`"
+);
+
 #[path = "../../examples/axum_app.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod example;
