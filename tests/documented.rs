@@ -628,6 +628,58 @@ fn example_config(
 // The provider connection.
 // ---------------------------------------------------------------------------------
 
+/// `with_connect_timeout` bounds connecting to the provider apart from the whole call:
+/// a provider whose port never completes a connection is given up on after the 1 s
+/// connect timeout, long before the 60 s total timeout and the default 10 s.
+#[tokio::test]
+async fn the_connect_timeout_bounds_connecting() {
+    // A listener that never accepts, its backlog filled: the kernel drops further
+    // connection attempts, so they hang until the client gives up.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut filled = Vec::new();
+    let hangs = loop {
+        let attempt = tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::net::TcpStream::connect(addr),
+        );
+        match attempt.await {
+            Ok(Ok(stream)) if filled.len() < 64 => filled.push(stream),
+            Ok(_) => break false,
+            Err(_) => break true,
+        }
+    };
+    assert!(
+        hangs,
+        "this platform does not leave connections to a full backlog hanging"
+    );
+
+    let app = app_with(mock().await, |b| {
+        b.with_provider_url(format!("http://{addr}"))
+            .with_connect_timeout(Duration::from_secs(1))
+            .with_timeout(Duration::from_secs(60))
+    })
+    .await;
+    let browser = Browser::new();
+    let started = std::time::Instant::now();
+    let res = browser.get(&format!("{}/login", app.base)).await;
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(1), "gave up after {took:?}");
+    // Below the default connect timeout of 10 s, with slack for a loaded machine.
+    assert!(took < Duration::from_secs(8), "gave up after {took:?}");
+    assert_rejected_page(
+        &app,
+        &browser,
+        res,
+        StatusCode::GATEWAY_TIMEOUT,
+        &["did not answer in time"],
+    )
+    .await;
+    drop((filled, listener));
+}
+
 /// A provider whose token endpoint streams its answer in chunks (no `Content-Length`):
 /// one byte past the cap is cut off with a page saying so; at the cap the answer is
 /// read whole (and then fails for what it says, not for its size).
