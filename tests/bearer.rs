@@ -621,10 +621,10 @@ async fn a_failing_or_slow_provider_is_unavailable_not_a_rejection() {
         endpoint: MockEndpoint::WhoAmI,
         status,
     };
-    // Beyond the test app's 2-second timeout; only the API caller, to keep it short.
+    // Far beyond the test app's 2-second timeout; only the API caller, to keep it short.
     let slow = MockFault::Delay {
         endpoint: MockEndpoint::WhoAmI,
-        delay: Duration::from_secs(3),
+        delay: Duration::from_secs(30),
     };
     for (fault, callers) in [
         (status(500), &CALLERS[..]),
@@ -645,17 +645,17 @@ async fn a_failing_or_slow_provider_is_unavailable_not_a_rejection() {
 
 #[tokio::test]
 async fn an_unreachable_provider_is_unavailable_not_a_rejection() {
-    // A port nothing listens on any more.
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // A port bound but not listening: connections are refused, and no other test can
+    // take the port while this socket holds it.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let closed = socket.local_addr().unwrap();
     let app = bearer_app(|b| b.with_provider_url(format!("http://{closed}"))).await;
     let http = client();
     for token in ["hf_some_user_token", "hf_oauth_some_access_token"] {
         assert_answers(&app, &http, "/me", Some(token), Outcome::Unavailable, token).await;
     }
+    drop(socket);
 }
 
 /// `n` concurrent `GET url` as API callers presenting `token`, each in its own task;

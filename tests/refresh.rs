@@ -293,7 +293,7 @@ async fn a_request_dropped_during_a_refresh_does_not_lose_the_rotated_token() {
     let cookie = cookie_header(&app, &browser);
     app.mock.add_fault(MockFault::Delay {
         endpoint: MockEndpoint::Token,
-        delay: Duration::from_secs(3),
+        delay: Duration::from_secs(6),
     });
     // Expired: a request waits for the refresh (not at most a second).
     app.clock.advance(LIFETIME + Duration::from_secs(60));
@@ -306,7 +306,7 @@ async fn a_request_dropped_during_a_refresh_does_not_lose_the_rotated_token() {
         token_calls(&app) == 2
     })
     .await;
-    // The client gives up while the provider is still answering (it waits 3 s).
+    // The client gives up while the provider is still answering (it waits 6 s).
     request.abort();
     assert!(request.await.unwrap_err().is_cancelled());
 
