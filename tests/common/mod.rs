@@ -100,7 +100,11 @@ pub async fn serve(
     customize: impl FnOnce(HfAuthConfigBuilder) -> HfAuthConfigBuilder,
     router: impl FnOnce(tower_hf_auth::HfAuthConfig) -> axum::Router,
 ) -> TestApp {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // A deep accept queue, as the mock's: tests/load.rs opens a thousand connections at
+    // once, and a full queue drops connection attempts until the client times out.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(4096).unwrap();
     let addr = listener.local_addr().unwrap();
     let base = format!("http://{addr}");
     let clock = Arc::new(TestClock::default());
