@@ -56,7 +56,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::TcpSocket;
 use tokio::task::JoinHandle;
 
 pub use users::{MockOrg, MockUser};
@@ -506,7 +506,11 @@ impl MockHfProviderBuilder {
                 format!("auto-approve user {name:?} is not a mock user"),
             ));
         }
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        // A deep accept queue: load tests open a thousand connections at once, and a
+        // full queue drops connection attempts until the client times out.
+        let socket = TcpSocket::new_v4()?;
+        socket.bind((Ipv4Addr::LOCALHOST, 0).into())?;
+        let listener = socket.listen(4096)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(Config {
             issuer: format!("http://{addr}"),

@@ -224,6 +224,32 @@ mod tests {
         assert!(profile.contains("carol") && !profile.contains("hf_oauth"));
     }
 
+    /// A compressed profile inflating to exactly 256 KiB decodes; one byte more does not.
+    #[test]
+    fn profiles_inflating_past_256_kib_are_refused() {
+        let tokens = serde_json::to_vec(&record(0)).unwrap();
+        let profile = |len: usize| {
+            let head = r#"{"sub":"abc","preferred_username":"carol","name":""#;
+            let tail = r#""}"#;
+            format!("{head}{}{tail}", "x".repeat(len - head.len() - tail.len())).into_bytes()
+        };
+        let at_cap = lay_out(&tokens, &profile(MAX_PROFILE)).unwrap();
+        let past_cap = lay_out(&tokens, &profile(MAX_PROFILE + 1)).unwrap();
+        assert_eq!((at_cap[0], past_cap[0]), (DEFLATED, DEFLATED));
+        assert!(
+            past_cap.len() < 2048,
+            "a small cookie inflates past the cap"
+        );
+        let decoded = decode(&at_cap).expect("a profile at the cap decodes");
+        let name_len = decoded.profile.name.as_deref().map(str::len);
+        assert_eq!(
+            name_len,
+            Some(MAX_PROFILE - 52),
+            "the whole profile was read"
+        );
+        assert!(decode(&past_cap).is_none(), "one byte past the cap");
+    }
+
     #[test]
     fn other_layouts_and_damage_do_not_decode() {
         let plain = encode(&record(40)).unwrap();
