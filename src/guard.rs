@@ -420,6 +420,22 @@ pub(crate) fn deny(
     extensions: &http::Extensions,
     denial: Denial,
 ) -> Response<respond::Body> {
+    // Under axum's `Router::nest` the URI a guard sees lacks the prefix: the links take
+    // the request's original URI.
+    let uri = original_uri(extensions).unwrap_or(uri);
     let here = return_to::sanitize(uri.path_and_query().map_or("/", |pq| pq.as_str()));
     respond::deny(&context.runtime, caller, &here, extensions, denial)
+}
+
+/// The URI the request arrived with, when a router rewrote it (axum's `OriginalUri`).
+#[cfg(feature = "axum")]
+fn original_uri(extensions: &http::Extensions) -> Option<&http::Uri> {
+    extensions
+        .get::<axum::extract::OriginalUri>()
+        .map(|original| &original.0)
+}
+
+#[cfg(not(feature = "axum"))]
+fn original_uri(_: &http::Extensions) -> Option<&http::Uri> {
+    None
 }
