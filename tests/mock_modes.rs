@@ -192,3 +192,39 @@ async fn whoamis_rate_limit_reaches_api_clients_as_503_with_retry_after() {
     );
     assert_eq!(app.mock.requests(MockEndpoint::WhoAmI), 3);
 }
+
+#[tokio::test]
+async fn users_from_a_file_sign_in_with_their_orgs() {
+    let dir = std::env::temp_dir().join(format!("hf-mock-users-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("users.json");
+    std::fs::write(
+        &path,
+        r#"{"users": [{"username": "dora", "name": "Dora Explorer",
+            "orgs": [{"name": "maps", "role": "admin", "plan": "team"}]}]}"#,
+    )
+    .unwrap();
+    let mock = faithful_mock_with(|b| b.add_users_from_file(&path).unwrap()).await;
+    assert_eq!(mock.users(), ["dora"]);
+    let app = app_with(mock, |b| b).await;
+    let browser = Browser::new();
+    signed_in(&app, &browser, "dora").await;
+    let page = browser.get(&format!("{}/orgs/maps", app.base)).await;
+    let html = page.text().await.unwrap();
+    assert!(html.contains("is a member (role: admin)"), "{html}");
+
+    std::fs::write(
+        &path,
+        r#"{"users": [{"username": "dora", "orgs": [{"name": "m", "role": "boss"}]}]}"#,
+    )
+    .unwrap();
+    let err = MockHfProvider::builder()
+        .add_users_from_file(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("users.json: users[0].orgs[0].role `boss`"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -39,6 +39,7 @@
 //! ```
 
 mod authorize;
+mod file;
 mod jwt;
 mod server;
 mod state;
@@ -59,6 +60,7 @@ use std::time::Duration;
 use tokio::net::TcpSocket;
 use tokio::task::JoinHandle;
 
+pub use file::MockUsersError;
 pub use users::{MockOrg, MockUser};
 
 use jwt::SigningKey;
@@ -397,6 +399,40 @@ impl MockHfProviderBuilder {
     pub fn add_user(mut self, user: MockUser) -> Self {
         self.users.push(user);
         self
+    }
+
+    /// Adds the users of a JSON users file
+    /// (`{"users": [{"username": …, "orgs": [{"name": …, "role": …}]}]}`; every field in
+    /// the README), for
+    /// development and tests with your own users and organizations. The example app
+    /// reads the file named by `HF_MOCK_USERS`.
+    ///
+    /// # Errors
+    /// A [`MockUsersError`] naming the file, the field (`users[0].orgs[1].role`) and
+    /// what is wrong, when the file cannot be read or used.
+    pub fn add_users_from_file(
+        mut self,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<Self, MockUsersError> {
+        self.users.extend(file::read(path.as_ref())?);
+        Ok(self)
+    }
+
+    /// Adds the users of a users file's JSON text (see
+    /// [`add_users_from_file`](Self::add_users_from_file)).
+    ///
+    /// # Errors
+    /// A [`MockUsersError`] naming the field and what is wrong.
+    ///
+    /// ```
+    /// let b = tower_hf_auth::mock::MockHfProvider::builder()
+    ///     .add_users_from_json(r#"{"users": [{"username": "dora",
+    ///         "orgs": [{"name": "maps", "role": "admin"}]}]}"#)?;
+    /// # Ok::<(), tower_hf_auth::mock::MockUsersError>(())
+    /// ```
+    pub fn add_users_from_json(mut self, json: &str) -> Result<Self, MockUsersError> {
+        self.users.extend(file::parse(json, "the users JSON")?);
+        Ok(self)
     }
 
     /// Access token lifetime (`expires_in`). Default: 8 hours.
