@@ -616,14 +616,14 @@ async fn a_rate_limited_provider_is_unavailable_not_a_rejection() {
 
 #[tokio::test]
 async fn a_failing_or_slow_provider_is_unavailable_not_a_rejection() {
-    let app = bearer_app(|b| b).await;
+    let app = bearer_app(|b| b.with_timeout(Duration::from_secs(3))).await;
     let http = client();
     let token = app.mock.issue_user_token("alice", "read");
     let status = |status| MockFault::Status {
         endpoint: MockEndpoint::WhoAmI,
         status,
     };
-    // Far beyond the test app's 2-second timeout; only the API caller, to keep it short.
+    // Far beyond the 3-second timeout; only the API caller, to keep it short.
     let slow = MockFault::Delay {
         endpoint: MockEndpoint::WhoAmI,
         delay: Duration::from_secs(30),

@@ -6,7 +6,7 @@
 //! trickled a byte at a time (slowloris), headers trickled, a body shorter than its
 //! `Content-Length`, no answer at all, garbage instead of HTTP, a closed connection.
 //! Each must fail well before the misbehaving provider would have finished (30 s or
-//! more): within a ceiling of 10 s for a configured timeout of 1 s, generous for a
+//! more): within a ceiling of 15 s for a configured timeout of 3 s, generous for a
 //! loaded machine; with a clear error page and no session, and the app must keep
 //! serving.
 //!
@@ -28,13 +28,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tower_hf_auth::mock::{MockEndpoint, MockFault};
 
-const TIMEOUT: Duration = Duration::from_secs(1);
+/// Short enough for the tests of timeouts, long enough for a healthy provider call on
+/// a busy machine.
+const TIMEOUT: Duration = Duration::from_secs(3);
 /// The most an answer cut off at [`TIMEOUT`] may take: generous for two loaded cores
 /// and a debug build, and still far below the 30 s and more the faults last.
-const DEADLINE: Duration = Duration::from_secs(10);
+const DEADLINE: Duration = Duration::from_secs(15);
 const CAP: usize = 16 * 1024;
 
-/// An app with a 1 s provider timeout and a 16 KiB response cap.
+/// An app with a 3 s provider timeout and a 16 KiB response cap.
 async fn strict_app() -> TestApp {
     app_with(mock().await, |b| {
         b.with_timeout(TIMEOUT).with_max_response_bytes(CAP)

@@ -14,7 +14,7 @@
 //! util-linux `prlimit`, up to the hard limit); when that is impossible they fail,
 //! saying which limit to raise (`ulimit -n`), rather than test fewer flows.
 //!
-//! The provider timeout is raised from the tests' usual 2 s to 30 s: with a thousand
+//! The provider timeout is 30 s, as in the other tests: with a thousand
 //! flows on two cores an app-to-provider request waits for CPU behind the others, and
 //! under 2 s timeouts most sign-ins end in a (clean) 504. This file is about mix-ups
 //! and clean failures, not latency.

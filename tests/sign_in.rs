@@ -432,7 +432,7 @@ async fn provider_errors_are_pages_not_crashes() {
 
 #[tokio::test]
 async fn a_slow_provider_is_cut_off_at_the_timeout() {
-    let app = app_with(mock().await, |b| b.with_timeout(Duration::from_secs(1))).await;
+    let app = app_with(mock().await, |b| b.with_timeout(Duration::from_secs(3))).await;
     app.mock.add_fault(MockFault::Delay {
         endpoint: MockEndpoint::Token,
         delay: Duration::from_secs(60),
@@ -443,10 +443,10 @@ async fn a_slow_provider_is_cut_off_at_the_timeout() {
     let started = Instant::now();
     let res = browser.get(&callback).await;
     let took = started.elapsed();
-    // Cut off after the 1 s timeout: not sooner, and far from the provider's 60 s (a
+    // Cut off after the 3 s timeout: not sooner, and far from the provider's 60 s (a
     // ceiling generous for a loaded machine).
-    assert!(took >= Duration::from_secs(1), "answered after {took:?}");
-    assert!(took < Duration::from_secs(10), "answered after {took:?}");
+    assert!(took >= Duration::from_secs(3), "answered after {took:?}");
+    assert!(took < Duration::from_secs(15), "answered after {took:?}");
     assert_rejected(
         &app,
         &browser,

@@ -49,7 +49,7 @@ where
     let addr = listener.local_addr().unwrap();
     let config = example::mock_config(&mock, &format!("http://{addr}"))
         .with_secret(SECRET)
-        .with_timeout(Duration::from_secs(2))
+        .with_timeout(Duration::from_secs(30))
         .build()
         .expect("test config is valid");
     let running = serve(listener, config);
