@@ -405,5 +405,6 @@ pub(crate) fn deny(
     denial: Denial,
 ) -> Response<respond::Body> {
     let here = return_to::sanitize(uri.path_and_query().map_or("/", |pq| pq.as_str()));
-    respond::deny(&context.runtime, caller, &here, extensions, denial)
+    let res = respond::deny(&context.runtime, caller, &here, extensions, denial);
+    respond::own_page(res, &context.runtime.config.frame_policy)
 }

@@ -87,8 +87,10 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
 pub mod bearer;
+pub mod badge;
 pub mod clock;
 pub mod config;
+pub mod cross_origin;
 mod flow;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
