@@ -16,6 +16,7 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::get;
+use tower_hf_auth::badge::account_widget;
 use tower_hf_auth::mock::MockHfProvider;
 use tower_hf_auth::{
     HfAuthConfig, HfAuthConfigBuilder, HfAuthLayer, HfUser, OrgRole, RequireLogin, RequireOrg,
@@ -24,8 +25,12 @@ use tower_hf_auth::{
 
 /// The app's routes behind the sign-in layer.
 pub fn app(config: HfAuthConfig) -> Router {
+    let settings = config.clone();
     Router::new()
-        .route("/", get(home))
+        .route(
+            "/",
+            get(move |user: Option<HfUser>| home(settings.clone(), user)),
+        )
         .route("/me", get(me).route_layer(RequireLogin))
         // Needs `read-repos`: signed-in browsers without it are asked for it (incremental
         // consent); if the user declines, they get a page naming the missing scope.
@@ -48,11 +53,11 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-async fn home(user: Option<HfUser>) -> Html<String> {
+async fn home(config: HfAuthConfig, user: Option<HfUser>) -> Html<String> {
+    // The official badge when signed out; avatar, name and sign-out when signed in.
+    let widget = account_widget(&config, user.as_ref(), "/");
     let body = match user {
-        None => r#"<p>You are not signed in.</p>
-<p><a class="button" href="/login?return_to=/">Sign in with Hugging Face</a></p>"#
-            .to_owned(),
+        None => format!("<p>You are not signed in.</p>{widget}"),
         Some(user) => {
             let orgs: Vec<String> = user
                 .orgs()
@@ -64,7 +69,7 @@ async fn home(user: Option<HfUser>) -> Html<String> {
                 .collect();
             let scopes: Vec<&str> = user.scopes().iter().collect();
             format!(
-                r#"<p><img src="{avatar}" alt="" width="64" height="64"></p>
+                r#"{widget}<p><img src="{avatar}" alt="" width="64" height="64"></p>
 <p>Signed in as <strong>{name}</strong> <span class="handle">@{username}</span></p>
 <h2>Organizations</h2><ul class="orgs">{orgs}</ul>
 <h2>Granted scopes</h2><p class="scopes">{scopes}</p>
@@ -85,7 +90,6 @@ async fn home(user: Option<HfUser>) -> Html<String> {
     Html(format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>tower-hf-auth demo</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}}
-.button{{display:inline-block;padding:.6rem 1.2rem;background:#ffd21e;color:#000;border-radius:.5rem;text-decoration:none}}
 .handle{{color:#666}}</style></head><body><h1>tower-hf-auth demo</h1>{body}</body></html>"#
     ))
 }
