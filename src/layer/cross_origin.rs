@@ -36,7 +36,17 @@ pub(super) fn refuse<B>(
         "refused a cross-origin request"
     );
     let err = AuthError::new(AuthErrorKind::CrossOriginRequest, message);
-    let caller = caller.unwrap_or_else(|| Caller::of(req));
+    // A form another site submits is a navigation: the user sees a page, not JSON.
+    let navigation = headers
+        .get("sec-fetch-mode")
+        .is_some_and(|v| v.as_bytes() == b"navigate");
+    let caller = caller.unwrap_or_else(|| {
+        if navigation {
+            Caller::Browser
+        } else {
+            Caller::of(req)
+        }
+    });
     let res = respond::error(caller, err, None);
     Some(respond::own_page(res, &config.frame_policy))
 }
