@@ -94,6 +94,20 @@ async fn the_space_template_signs_in_with_only_space_variables_and_survives_a_re
     let (_, home) = page(&http, &format!("{origin}/")).await;
     assert!(home.contains("Hello, Alice Liddell!"), "{home}");
 
+    // The crate's own pages may be framed by huggingface.co, and nobody else.
+    let res = http
+        .get(format!("{origin}/login/callback?state=unknown"))
+        .header(header::ACCEPT, "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        res.headers()[header::CONTENT_SECURITY_POLICY],
+        "frame-ancestors 'self' https://huggingface.co"
+    );
+    assert_eq!(res.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+
     // Another site's form POST carries the cookie (SameSite=None) and is refused.
     let res = http
         .post(format!("{origin}/wave"))
