@@ -204,7 +204,10 @@ mod tests {
                 light,
                 format!("{BADGE_BASE}/sign-in-with-huggingface-{name}.svg")
             );
-            let dark = SignInBadge::new().with_size(size).with_dark(true).image_url();
+            let dark = SignInBadge::new()
+                .with_size(size)
+                .with_dark(true)
+                .image_url();
             assert!(dark.ends_with(&format!("-{name}-dark.svg")), "{dark}");
         }
     }
@@ -212,11 +215,21 @@ mod tests {
     #[test]
     fn hostile_return_paths_become_home_and_text_is_escaped() {
         let c = config("http://127.0.0.1:1", false);
-        for bad in ["//evil.example", "https://evil.example", "/\\evil", "javascript:x"] {
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil",
+            "javascript:x",
+        ] {
             let html = SignInBadge::new().with_return_to(bad).to_html(&c);
-            assert!(html.contains(r#"href="/login?return_to=%2F""#), "{bad}: {html}");
+            assert!(
+                html.contains(r#"href="/login?return_to=%2F""#),
+                "{bad}: {html}"
+            );
         }
-        let html = SignInBadge::new().with_return_to("/a?b=1&c=\"x\"").to_html(&c);
+        let html = SignInBadge::new()
+            .with_return_to("/a?b=1&c=\"x\"")
+            .to_html(&c);
         assert!(!html.contains("\"x\""), "{html}");
         assert!(!html.contains("target="), "no frame, no target");
     }

@@ -166,7 +166,9 @@ mod tests {
     }
 
     fn check(method: Method, path: &str, pairs: &[(&'static str, &'static str)]) -> bool {
-        settings().check(&method, path, &headers(pairs), true).is_ok()
+        settings()
+            .check(&method, path, &headers(pairs), true)
+            .is_ok()
     }
 
     #[test]
@@ -174,7 +176,11 @@ mod tests {
         let cross = [("sec-fetch-site", "cross-site")];
         assert!(!check(Method::POST, "/x", &cross));
         assert!(!check(Method::DELETE, "/x", &cross));
-        assert!(!check(Method::POST, "/x", &[("sec-fetch-site", "same-site")]));
+        assert!(!check(
+            Method::POST,
+            "/x",
+            &[("sec-fetch-site", "same-site")]
+        ));
         assert!(
             settings()
                 .check(&Method::POST, "/x", &headers(&cross), false)
@@ -185,19 +191,43 @@ mod tests {
 
     #[test]
     fn same_origin_direct_and_safe_requests_pass() {
-        assert!(check(Method::POST, "/x", &[("sec-fetch-site", "same-origin")]));
+        assert!(check(
+            Method::POST,
+            "/x",
+            &[("sec-fetch-site", "same-origin")]
+        ));
         assert!(check(Method::POST, "/x", &[("sec-fetch-site", "none")]));
-        assert!(check(Method::GET, "/x", &[("sec-fetch-site", "cross-site")]));
-        assert!(check(Method::OPTIONS, "/x", &[("sec-fetch-site", "cross-site")]));
+        assert!(check(
+            Method::GET,
+            "/x",
+            &[("sec-fetch-site", "cross-site")]
+        ));
+        assert!(check(
+            Method::OPTIONS,
+            "/x",
+            &[("sec-fetch-site", "cross-site")]
+        ));
     }
 
     #[test]
     fn origin_decides_without_sec_fetch_site() {
         assert!(check(Method::POST, "/x", &[]), "not a browser");
-        assert!(check(Method::POST, "/x", &[("origin", "https://app.example")]));
-        assert!(!check(Method::POST, "/x", &[("origin", "https://evil.example")]));
+        assert!(check(
+            Method::POST,
+            "/x",
+            &[("origin", "https://app.example")]
+        ));
+        assert!(!check(
+            Method::POST,
+            "/x",
+            &[("origin", "https://evil.example")]
+        ));
         assert!(!check(Method::POST, "/x", &[("origin", "null")]));
-        assert!(!check(Method::POST, "/x", &[("origin", "http://app.example")]));
+        assert!(!check(
+            Method::POST,
+            "/x",
+            &[("origin", "http://app.example")]
+        ));
     }
 
     #[test]

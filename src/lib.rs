@@ -86,8 +86,8 @@
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
-pub mod bearer;
 pub mod badge;
+pub mod bearer;
 pub mod clock;
 pub mod config;
 pub mod cross_origin;

@@ -101,9 +101,8 @@ impl Chrome {
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + PATIENCE;
         let client = loop {
-            let mut builder = ClientBuilder::new(
-                hyper_util::client::legacy::connect::HttpConnector::new(),
-            );
+            let mut builder =
+                ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
             match builder.capabilities(caps.clone()).connect(&url).await {
                 Ok(client) => break client,
                 Err(e) if Instant::now() < deadline => {
@@ -346,7 +345,10 @@ async fn sign_in_see_the_name_read_cookie_attributes_refuse_a_cross_site_post_an
     chrome.client.goto(&stage.url("/")).await.unwrap();
     chrome.wait_for_text("Hello, Alice Liddell!").await;
     let waves = chrome.wait_for("#waves").await.text().await.unwrap();
-    assert!(!waves.contains("@alice"), "the refused post changed nothing: {waves}");
+    assert!(
+        !waves.contains("@alice"),
+        "the refused post changed nothing: {waves}"
+    );
     // The app's own form still works.
     chrome.click("#wave").await;
     chrome.wait_for("#waves li").await;
@@ -374,12 +376,22 @@ async fn two_tabs_sign_in_at_once_and_a_missing_scope_leads_to_consent() {
     let stage = Stage::start().await;
     let mut chrome = Chrome::start("two-tabs", json!({})).await;
     let first = chrome.client.window().await.unwrap();
-    chrome.client.goto(&stage.url("/login?return_to=%2F")).await.unwrap();
+    chrome
+        .client
+        .goto(&stage.url("/login?return_to=%2F"))
+        .await
+        .unwrap();
     chrome.wait_for("a.user").await;
     let second = chrome.client.new_window(true).await.unwrap().handle;
     chrome.client.switch_to_window(second).await.unwrap();
-    chrome.client.goto(&stage.url("/login?return_to=%2F")).await.unwrap();
-    stage.consent(&mut chrome, "alice", "second-tab-consent").await;
+    chrome
+        .client
+        .goto(&stage.url("/login?return_to=%2F"))
+        .await
+        .unwrap();
+    stage
+        .consent(&mut chrome, "alice", "second-tab-consent")
+        .await;
     chrome.wait_for_text("Hello, Alice Liddell!").await;
     chrome.shot("second-tab-signed-in").await;
     // The first tab's sign-in, started before, still finishes.
@@ -394,7 +406,9 @@ async fn two_tabs_sign_in_at_once_and_a_missing_scope_leads_to_consent() {
     let consent = chrome.wait_for("a.user").await;
     let href = consent.attr("href").await.unwrap().unwrap_or_default();
     assert!(href.contains("read-repos"), "{href}");
-    stage.consent(&mut chrome, "bob", "incremental-consent").await;
+    stage
+        .consent(&mut chrome, "bob", "incremental-consent")
+        .await;
     let text = chrome.wait_for_text("granted read-repos").await;
     assert!(text.contains("@bob"), "{text}");
     chrome.shot("repos-after-consent").await;
@@ -425,12 +439,16 @@ async fn in_a_frame_that_drops_cookies_the_loop_breaker_signs_in_at_the_top() {
     chrome.client.enter_frame(0).await.unwrap();
     stage.consent(&mut chrome, "alice", "framed-consent").await;
     // First failure: says why, offers the top level, and a retry here.
-    chrome.wait_for_text("did not keep this app's sign-in cookie").await;
+    chrome
+        .wait_for_text("did not keep this app's sign-in cookie")
+        .await;
     let top = chrome.wait_for("a#top-level").await;
     assert_eq!(top.attr("target").await.unwrap().as_deref(), Some("_top"));
     chrome.shot("first-failure-offers-top-level").await;
     chrome.click("a#retry-in-frame").await;
-    stage.consent(&mut chrome, "alice", "framed-consent-again").await;
+    stage
+        .consent(&mut chrome, "alice", "framed-consent-again")
+        .await;
 
     // Second failure: the page goes to the top level itself where the browser lets a
     // frame do that; otherwise its one link does.
@@ -444,7 +462,11 @@ async fn in_a_frame_that_drops_cookies_the_loop_breaker_signs_in_at_the_top() {
             break;
         }
         if chrome.client.enter_frame(0).await.is_ok()
-            && chrome.client.find(Locator::Css("a#top-level")).await.is_ok()
+            && chrome
+                .client
+                .find(Locator::Css("a#top-level"))
+                .await
+                .is_ok()
             && chrome
                 .client
                 .find(Locator::Css("a#retry-in-frame"))
@@ -460,7 +482,9 @@ async fn in_a_frame_that_drops_cookies_the_loop_breaker_signs_in_at_the_top() {
     }
     assert!(escaped, "the second failure leads out of the frame");
     chrome.client.enter_parent_frame().await.ok();
-    stage.consent(&mut chrome, "alice", "top-level-consent").await;
+    stage
+        .consent(&mut chrome, "alice", "top-level-consent")
+        .await;
     chrome.wait_for_text("Hello, Alice Liddell!").await;
     let url = chrome.client.current_url().await.unwrap();
     assert!(

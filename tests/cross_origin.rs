@@ -13,7 +13,10 @@ use reqwest::{StatusCode, header};
 use tower_hf_auth::{HfAuthLayer, HfUser};
 
 async fn changed(user: Option<HfUser>) -> String {
-    format!("changed by {}", user.map_or("nobody".into(), |u| u.username().to_owned()))
+    format!(
+        "changed by {}",
+        user.map_or("nobody".into(), |u| u.username().to_owned())
+    )
 }
 
 async fn app() -> common::TestApp {
@@ -58,9 +61,16 @@ async fn a_signed_in_browsers_cross_site_changes_are_refused_unless_exempt() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(body.contains("cross_origin_request"), "{body}");
     let (status, _) = post_with(&browser, &change, &[("sec-fetch-site", "same-site")]).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "a sibling subdomain is another site too");
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a sibling subdomain is another site too"
+    );
     let evil = [("origin", "https://evil.example")];
-    assert_eq!(post_with(&browser, &change, &evil).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        post_with(&browser, &change, &evil).await.0,
+        StatusCode::FORBIDDEN
+    );
     let res = browser
         .http
         .delete(&change)
@@ -80,7 +90,10 @@ async fn a_signed_in_browsers_cross_site_changes_are_refused_unless_exempt() {
         vec![("sec-fetch-site", "same-origin")],
         vec![("sec-fetch-site", "none")],
         vec![("origin", app.base.as_str())],
-        vec![("sec-fetch-site", "cross-site"), ("origin", "https://admin.example")],
+        vec![
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "https://admin.example"),
+        ],
     ] {
         let (status, body) = post_with(&browser, &change, &headers).await;
         assert_eq!(status, StatusCode::OK, "{headers:?}: {body}");
@@ -88,17 +101,26 @@ async fn a_signed_in_browsers_cross_site_changes_are_refused_unless_exempt() {
     }
     let hook = format!("{}/hooks/in", app.base);
     let (status, body) = post_with(&browser, &hook, &[("sec-fetch-site", "cross-site")]).await;
-    assert_eq!((status, body.as_str()), (StatusCode::OK, "changed by alice"));
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "changed by alice")
+    );
     let bearer = [
         ("sec-fetch-site", "cross-site"),
         ("authorization", "Bearer hf_not_a_session"),
     ];
-    assert_eq!(post_with(&browser, &change, &bearer).await.0, StatusCode::OK);
+    assert_eq!(
+        post_with(&browser, &change, &bearer).await.0,
+        StatusCode::OK
+    );
 
     // Without the session cookie there is nothing to abuse.
     let stranger = Browser::new();
     let (status, body) = post_with(&stranger, &change, &[("sec-fetch-site", "cross-site")]).await;
-    assert_eq!((status, body.as_str()), (StatusCode::OK, "changed by nobody"));
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "changed by nobody")
+    );
 }
 
 #[tokio::test]
@@ -111,7 +133,11 @@ async fn the_crates_own_pages_forbid_framing_by_other_sites() {
         format!("{}/me", app.base),
     ] {
         let res = browser.get(&url).await;
-        assert_eq!(res.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{url}");
+        assert_eq!(
+            res.headers()[header::X_CONTENT_TYPE_OPTIONS],
+            "nosniff",
+            "{url}"
+        );
         assert_eq!(
             res.headers()[header::CONTENT_SECURITY_POLICY],
             "frame-ancestors 'self'",

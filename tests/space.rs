@@ -52,14 +52,36 @@ async fn the_space_template_signs_in_with_only_space_variables_and_survives_a_re
     assert_eq!(status, StatusCode::OK);
     assert!(home.contains("sign-in-with-huggingface-lg.svg"), "{home}");
     assert!(
-        home.contains(&format!(r#"href="{origin}/login?return_to=%2F" target="_top""#)),
+        home.contains(&format!(
+            r#"href="{origin}/login?return_to=%2F" target="_top""#
+        )),
         "{home}"
     );
 
-    // Sign in as alice: the mock only accepts the Space's redirect URI.
+    sign_in_as_alice(&http, &origin).await;
+    let (_, home) = page(&http, &format!("{origin}/")).await;
+    assert!(home.contains("Hello, Alice Liddell!"), "{home}");
+    own_pages_and_cross_site_posts(&http, &origin).await;
+
+    // A restart with the same variables: the key comes from OAUTH_CLIENT_SECRET, so the
+    // session still opens.
+    space.stop().await;
+    let home = restarted_home(&vars, &jar, &origin).await;
+    assert!(
+        home.contains("Hello, Alice Liddell!"),
+        "signed in after a restart: {home}"
+    );
+}
+
+/// Signs in as alice; the mock only accepts the Space's redirect URI. Asserts the
+/// pending and session cookies' attributes.
+async fn sign_in_as_alice(http: &reqwest::Client, origin: &str) {
     let res = http.get(format!("{origin}/login")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    let pending = res.headers()[header::SET_COOKIE].to_str().unwrap().to_owned();
+    let pending = res.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(pending.starts_with("__Host-hf_auth_login_"), "{pending}");
     assert!(pending.contains("; Path=/;"), "{pending}");
     let authorize = location(&res);
@@ -77,9 +99,17 @@ async fn the_space_template_signs_in_with_only_space_variables_and_survives_a_re
         .await
         .unwrap();
     let callback = location(&res);
-    assert!(callback.starts_with(&format!("{origin}/login/callback?")), "{callback}");
+    assert!(
+        callback.starts_with(&format!("{origin}/login/callback?")),
+        "{callback}"
+    );
     let res = http.get(&callback).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::SEE_OTHER, "{:?}", res.text().await);
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "{:?}",
+        res.text().await
+    );
     let session: Vec<String> = res
         .headers()
         .get_all(header::SET_COOKIE)
@@ -88,12 +118,20 @@ async fn the_space_template_signs_in_with_only_space_variables_and_survives_a_re
         .filter(|c| c.starts_with("__Host-hf_auth="))
         .collect();
     assert_eq!(session.len(), 1, "{session:?}");
-    for attr in ["Path=/", "HttpOnly", "Secure", "SameSite=None", "Partitioned"] {
+    for attr in [
+        "Path=/",
+        "HttpOnly",
+        "Secure",
+        "SameSite=None",
+        "Partitioned",
+    ] {
         assert!(session[0].contains(attr), "{attr} in {}", session[0]);
     }
-    let (_, home) = page(&http, &format!("{origin}/")).await;
-    assert!(home.contains("Hello, Alice Liddell!"), "{home}");
+}
 
+/// The crate's own pages' headers, and a cross-site POST refused while the app's own
+/// POST passes.
+async fn own_pages_and_cross_site_posts(http: &reqwest::Client, origin: &str) {
     // The crate's own pages may be framed by huggingface.co, and nobody else.
     let res = http
         .get(format!("{origin}/login/callback?state=unknown"))
@@ -125,11 +163,15 @@ async fn the_space_template_signs_in_with_only_space_variables_and_survives_a_re
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
+}
 
-    // A restart with the same variables: the key comes from OAUTH_CLIENT_SECRET, so the
-    // session still opens.
-    space.stop().await;
-    let space = start_space(&vars).await;
+/// The home page of the Space app restarted with `vars`, sent the cookies of `jar`.
+async fn restarted_home(
+    vars: &[(&str, String)],
+    jar: &reqwest::cookie::Jar,
+    origin: &str,
+) -> String {
+    let space = start_space(vars).await;
     let mut front2 = TlsFront::bind().await;
     front2.forward_to(space.addr);
     let http2 = reqwest::Client::builder()
@@ -138,7 +180,7 @@ async fn the_space_template_signs_in_with_only_space_variables_and_survives_a_re
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let cookies = reqwest::cookie::CookieStore::cookies(&*jar, &origin.parse().unwrap())
+    let cookies = reqwest::cookie::CookieStore::cookies(jar, &origin.parse().unwrap())
         .expect("the session cookie is kept");
     let res = http2
         .get(format!("{}/", front2.origin()))
@@ -147,6 +189,6 @@ async fn the_space_template_signs_in_with_only_space_variables_and_survives_a_re
         .await
         .unwrap();
     let home = res.text().await.unwrap();
-    assert!(home.contains("Hello, Alice Liddell!"), "signed in after a restart: {home}");
     space.stop().await;
+    home
 }

@@ -85,6 +85,7 @@ impl HfAuthConfigBuilder {
                 "iframe cookies need `SameSite=None; Secure`, so the public URL must be https",
             ));
         }
+        let cross_origin = self.cross_origin_settings(&public_url)?;
         let paths = Paths::check(
             self.login_path,
             self.callback_path,
@@ -93,11 +94,8 @@ impl HfAuthConfigBuilder {
         )?;
         let host_prefix = self.host_prefix.unwrap_or(https);
         let cookie_name = cookie_name(self.cookie_name, host_prefix, https)?;
-        let (secret, ephemeral_keys) = cookie_secret(
-            self.secret,
-            self.client_secret.as_ref(),
-            &self.old_secrets,
-        )?;
+        let (secret, ephemeral_keys) =
+            cookie_secret(self.secret, self.client_secret.as_ref(), &self.old_secrets)?;
         let cookie_attrs = CookieAttrs {
             secure: https,
             same_site: if iframe {
@@ -136,24 +134,30 @@ impl HfAuthConfigBuilder {
             openid,
             iframe,
             frame_policy: frame_policy(&self.frame_ancestors, iframe)?,
-            cross_origin: CrossOriginSettings {
-                enabled: !self.cross_origin_off,
-                public_origin: origin_of(&public_url).unwrap_or_default(),
-                trusted: origins(TRUSTED_ORIGINS, &self.trusted_origins)?,
-                bypass: self
-                    .cross_origin_bypass
-                    .iter()
-                    .map(|p| {
-                        Bypass::parse(p).ok_or_else(|| {
-                            invalid(
-                                BYPASS,
-                                format!("`{p}` must be a path such as `/hook` or `/hooks/*`"),
-                            )
-                        })
-                    })
-                    .collect::<Result<_, _>>()?,
-            },
+            cross_origin,
             public_url,
+        })
+    }
+
+    /// Cross-origin protection: trusted origins and bypass patterns checked.
+    fn cross_origin_settings(&self, public_url: &str) -> Result<CrossOriginSettings, ConfigError> {
+        let bypass = self
+            .cross_origin_bypass
+            .iter()
+            .map(|p| {
+                Bypass::parse(p).ok_or_else(|| {
+                    invalid(
+                        BYPASS,
+                        format!("`{p}` must be a path such as `/hook` or `/hooks/*`"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(CrossOriginSettings {
+            enabled: !self.cross_origin_off,
+            public_origin: origin_of(public_url).unwrap_or_default(),
+            trusted: origins(TRUSTED_ORIGINS, &self.trusted_origins)?,
+            bypass,
         })
     }
 
@@ -269,7 +273,11 @@ impl Paths {
 }
 
 /// The session cookie's name: checked, and with the `__Host-` prefix when it is on.
-fn cookie_name(name: Option<String>, host_prefix: bool, https: bool) -> Result<String, ConfigError> {
+fn cookie_name(
+    name: Option<String>,
+    host_prefix: bool,
+    https: bool,
+) -> Result<String, ConfigError> {
     let name = name.unwrap_or_else(|| "hf_auth".to_owned());
     if name.is_empty()
         || !name

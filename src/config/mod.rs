@@ -249,11 +249,24 @@ mod tests {
             ("SPACE_HOST", "alice-app.hf.space"),
         ];
         let (a, b) = (from(&vars).unwrap(), from(&vars).unwrap());
-        assert_eq!(a.secret.expose(), b.secret.expose(), "same key after a restart");
+        assert_eq!(
+            a.secret.expose(),
+            b.secret.expose(),
+            "same key after a restart"
+        );
         assert_ne!(a.secret.expose(), "the-client-secret");
-        let configured = from(&[vars[0], vars[1], vars[2], ("HF_AUTH_SECRET", &"k".repeat(40))])
-            .unwrap();
-        assert_eq!(configured.secret.expose(), "k".repeat(40), "HF_AUTH_SECRET wins");
+        let configured = from(&[
+            vars[0],
+            vars[1],
+            vars[2],
+            ("HF_AUTH_SECRET", &"k".repeat(40)),
+        ])
+        .unwrap();
+        assert_eq!(
+            configured.secret.expose(),
+            "k".repeat(40),
+            "HF_AUTH_SECRET wins"
+        );
         let neither = from(&[vars[0], vars[2]]).unwrap();
         assert!(neither.has_ephemeral_keys());
     }
@@ -280,7 +293,10 @@ mod tests {
         for (builder, needle) in [
             (http().with_cookie_name("__Host-mine"), "only over https"),
             (http().with_cookie_name("__Secure-mine"), "only over https"),
-            (https().with_cookie_name("__Secure-mine"), "adds `__Host-` itself"),
+            (
+                https().with_cookie_name("__Secure-mine"),
+                "adds `__Host-` itself",
+            ),
             (
                 https()
                     .with_cookie_name("__Host-mine")

@@ -56,9 +56,8 @@ pub(super) fn escape(
     let state = url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "state")
         .map(|(_, v)| v.into_owned())?;
-    let ours = state.len() == pending::STATE_LEN
-        && state.starts_with([FIRST, RETRY])
-        && state.is_ascii();
+    let ours =
+        state.len() == pending::STATE_LEN && state.starts_with([FIRST, RETRY]) && state.is_ascii();
     if !ours || cookie::get(headers, &pending::name(runtime, &state)).is_some() {
         return None;
     }

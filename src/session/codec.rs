@@ -56,7 +56,8 @@ fn framed(parts: &[&[u8]]) -> Vec<u8> {
 /// Cookie key material derived from the OAuth client secret (HKDF-SHA256 under a
 /// fixed, versioned label): the same client secret gives the same key after a restart.
 pub(crate) fn secret_from_client_secret(client_secret: &Secret) -> Secret {
-    let prk = Salt::new(HKDF_SHA256, CLIENT_SECRET_LABEL).extract(client_secret.expose().as_bytes());
+    let prk =
+        Salt::new(HKDF_SHA256, CLIENT_SECRET_LABEL).extract(client_secret.expose().as_bytes());
     let mut material = [0u8; 32];
     prk.expand(&[b"cookie key material"], Len(32))
         .and_then(|okm| okm.fill(&mut material))
@@ -294,14 +295,28 @@ mod tests {
         let a = app(secret, "client-a", "hf_auth");
         let sealed = a.seal("hf_auth", b"session");
         assert_eq!(
-            app(secret, "client-a", "hf_auth").open("hf_auth", &sealed).as_deref(),
+            app(secret, "client-a", "hf_auth")
+                .open("hf_auth", &sealed)
+                .as_deref(),
             Some(&b"session"[..]),
             "the same app after a restart opens it"
         );
-        assert!(app(secret, "client-b", "hf_auth").open("hf_auth", &sealed).is_none());
-        assert!(app(secret, "client-a", "other").open("hf_auth", &sealed).is_none());
+        assert!(
+            app(secret, "client-b", "hf_auth")
+                .open("hf_auth", &sealed)
+                .is_none()
+        );
+        assert!(
+            app(secret, "client-a", "other")
+                .open("hf_auth", &sealed)
+                .is_none()
+        );
         // Framing: moving bytes between the client id and the name changes the key.
-        assert!(app(secret, "client-ah", "f_auth").open("hf_auth", &sealed).is_none());
+        assert!(
+            app(secret, "client-ah", "f_auth")
+                .open("hf_auth", &sealed)
+                .is_none()
+        );
     }
 
     #[test]
@@ -309,7 +324,11 @@ mod tests {
         let client_secret = Secret::new("oauth-client-secret-of-a-space");
         let a = secret_from_client_secret(&client_secret);
         let b = secret_from_client_secret(&Secret::new("oauth-client-secret-of-a-space"));
-        assert_eq!(a.expose(), b.expose(), "a restart derives the same material");
+        assert_eq!(
+            a.expose(),
+            b.expose(),
+            "a restart derives the same material"
+        );
         assert!(a.expose().len() >= 32);
         assert!(!a.expose().contains("oauth-client-secret"));
         let other = secret_from_client_secret(&Secret::new("another-client-secret"));

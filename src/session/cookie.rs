@@ -234,6 +234,9 @@ mod tests {
             same_site: SameSite::None,
         };
         let v = set("s", "v", "/", None, &attrs);
-        assert_eq!(v, "s=v; Path=/; HttpOnly; Secure; SameSite=None; Partitioned");
+        assert_eq!(
+            v,
+            "s=v; Path=/; HttpOnly; Secure; SameSite=None; Partitioned"
+        );
     }
 }

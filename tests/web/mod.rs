@@ -43,12 +43,13 @@ impl TlsFront {
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
             certified.signing_key.serialize_der(),
         ));
-        let mut config = ServerConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert], key)
-            .expect("the certificate and key match");
+        let mut config =
+            ServerConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![cert], key)
+                .expect("the certificate and key match");
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         Self {
@@ -144,12 +145,17 @@ pub(crate) async fn start_space(vars: &[(&str, String)]) -> SpaceProcess {
 
 /// The variables a Space with `hf_oauth: true` gets, for the mock provider, with the
 /// public host `localhost:{port}`; plus `HOST`/`PORT` to bind a free loopback port.
-pub(crate) fn space_vars(mock: &tower_hf_auth::mock::MockHfProvider, port: u16) -> Vec<(&'static str, String)> {
+pub(crate) fn space_vars(
+    mock: &tower_hf_auth::mock::MockHfProvider,
+    port: u16,
+) -> Vec<(&'static str, String)> {
     vec![
         ("OAUTH_CLIENT_ID", mock.client_id().to_owned()),
         (
             "OAUTH_CLIENT_SECRET",
-            mock.client_secret().expect("a confidential client").to_owned(),
+            mock.client_secret()
+                .expect("a confidential client")
+                .to_owned(),
         ),
         ("OAUTH_SCOPES", "openid profile read-repos".to_owned()),
         ("OPENID_PROVIDER_URL", mock.issuer()),
@@ -157,7 +163,10 @@ pub(crate) fn space_vars(mock: &tower_hf_auth::mock::MockHfProvider, port: u16) 
         ("SPACE_HOST", format!("localhost:{port}")),
         ("SPACE_AUTHOR_NAME", "alice".to_owned()),
         ("SPACE_REPO_NAME", "hello-space".to_owned()),
-        ("SPACE_CREATOR_USER_ID", "5e67bd5b1009063689407478".to_owned()),
+        (
+            "SPACE_CREATOR_USER_ID",
+            "5e67bd5b1009063689407478".to_owned(),
+        ),
         ("HOST", "127.0.0.1".to_owned()),
         ("PORT", "0".to_owned()),
     ]
