@@ -16,7 +16,7 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::get;
-use tower_hf_auth::badge::account_widget;
+use tower_hf_auth::badge::{account_widget, escape_html};
 use tower_hf_auth::mock::MockHfProvider;
 use tower_hf_auth::{
     HfAuthConfig, HfAuthConfigBuilder, HfAuthLayer, HfUser, OrgRole, RequireLogin, RequireOrg,
@@ -46,13 +46,6 @@ pub fn app(config: HfAuthConfig) -> Router {
         .layer(HfAuthLayer::new(config))
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 async fn home(config: HfAuthConfig, user: Option<HfUser>) -> Html<String> {
     // The official badge when signed out; avatar, name and sign-out when signed in.
     let widget = account_widget(&config, user.as_ref(), "/");
@@ -64,7 +57,7 @@ async fn home(config: HfAuthConfig, user: Option<HfUser>) -> Html<String> {
                 .iter()
                 .map(|o| {
                     let role = o.role().map_or("no role granted".into(), |r| r.to_string());
-                    format!("<li>{} ({})</li>", escape(o.name()), role)
+                    format!("<li>{} ({})</li>", escape_html(o.name()), role)
                 })
                 .collect();
             let scopes: Vec<&str> = user.scopes().iter().collect();
@@ -75,15 +68,15 @@ async fn home(config: HfAuthConfig, user: Option<HfUser>) -> Html<String> {
 <h2>Granted scopes</h2><p class="scopes">{scopes}</p>
 <p><a href="/me">Your profile as JSON</a> · <a href="/repos">Repositories (needs read-repos)</a> ·
 <a href="/orgs/acme">acme</a> · <a href="/logout">Sign out</a></p>"#,
-                avatar = escape(user.avatar_url().unwrap_or("")),
-                name = escape(user.name().unwrap_or(user.username())),
-                username = escape(user.username()),
+                avatar = escape_html(user.avatar_url().unwrap_or("")),
+                name = escape_html(user.name().unwrap_or(user.username())),
+                username = escape_html(user.username()),
                 orgs = if orgs.is_empty() {
                     "<li>none</li>".into()
                 } else {
                     orgs.join("")
                 },
-                scopes = escape(&scopes.join(" ")),
+                scopes = escape_html(&scopes.join(" ")),
             )
         }
     };
@@ -98,7 +91,7 @@ async fn repos(user: HfUser) -> Html<String> {
     Html(format!(
         "<h1>Repositories</h1><p>@{} granted <code>read-repos</code>: this app may list \
          their private repositories with their access token.</p>",
-        escape(user.username())
+        escape_html(user.username())
     ))
 }
 
@@ -106,8 +99,8 @@ async fn org(user: HfUser, Path(name): Path<String>) -> Response {
     match user.org(&name) {
         Some(org) => Html(format!(
             "<h1>{}</h1><p>@{} is a member (role: {}).</p>",
-            escape(org.name()),
-            escape(user.username()),
+            escape_html(org.name()),
+            escape_html(user.username()),
             org.role()
                 .map_or("not granted to this app".into(), |r| r.to_string())
         ))
@@ -118,9 +111,9 @@ async fn org(user: HfUser, Path(name): Path<String>) -> Response {
                 "<h1>Not a member</h1><p>@{} is not a member of <code>{}</code>, or did not \
                  grant this app access to it on the consent screen. \
                  <a href=\"/login?return_to=/orgs/{}\">Sign in again</a> to grant it.</p>",
-                escape(user.username()),
-                escape(&name),
-                escape(&name)
+                escape_html(user.username()),
+                escape_html(&name),
+                escape_html(&name)
             )),
         )
             .into_response(),

@@ -149,6 +149,17 @@ impl SignInBadge {
     }
 }
 
+/// Escapes text for HTML element content and attribute values (`&`, `<`, `>`, `"`,
+/// `'`), for pages that show user data next to the widget.
+///
+/// ```
+/// assert_eq!(tower_hf_auth::badge::escape_html("<b>\"Al\"</b>"), "&lt;b&gt;&quot;Al&quot;&lt;/b&gt;");
+/// ```
+#[must_use]
+pub fn escape_html(text: &str) -> String {
+    html_escape(text)
+}
+
 /// A small account widget: the badge when nobody is signed in; otherwise the avatar,
 /// the name and a sign-out link.
 ///

@@ -167,6 +167,10 @@ impl Chrome {
         }
     }
 
+    async fn goto(&self, url: &str) {
+        self.client.goto(url).await.expect("the page loads");
+    }
+
     async fn click(&self, css: &str) {
         self.wait_for(css).await.click().await.expect("click");
     }
@@ -205,6 +209,14 @@ impl WebDriverCompatibleCommand for Cdp {
     }
 }
 
+/// Serves `router` on `listener` until the task is aborted.
+fn spawn_serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move { axum::serve(listener, router).await.expect("serves") })
+}
+
 /// The Space app in iframe mode at `https://localhost:{port}`, and a site of another
 /// origin (`http://127.0.0.1:…`) that frames it and posts to it.
 struct Stage {
@@ -241,9 +253,7 @@ impl Stage {
         let config = builder.build().unwrap();
         let app_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         front.forward_to(app_listener.local_addr().unwrap());
-        let app = tokio::spawn(async move {
-            axum::serve(app_listener, space::app(config)).await.unwrap();
-        });
+        let app = spawn_serve(app_listener, space::app(config));
         let target = front.origin();
         let other_site = axum::Router::new()
             .route(
@@ -267,9 +277,7 @@ impl Stage {
                     ))
                 }),
             );
-        let other_task = tokio::spawn(async move {
-            axum::serve(other_listener, other_site).await.unwrap();
-        });
+        let other_task = spawn_serve(other_listener, other_site);
         Self {
             mock,
             front,
@@ -296,7 +304,7 @@ impl Stage {
 async fn sign_in_see_the_name_read_cookie_attributes_refuse_a_cross_site_post_and_sign_out() {
     let stage = Stage::start().await;
     let mut chrome = Chrome::start("sign-in", json!({})).await;
-    chrome.client.goto(&stage.url("/")).await.unwrap();
+    chrome.goto(&stage.url("/")).await;
     let badge = chrome.wait_for("a.hf-sign-in img").await;
     assert_eq!(
         badge.attr("alt").await.unwrap().as_deref(),
@@ -331,18 +339,14 @@ async fn sign_in_see_the_name_read_cookie_attributes_refuse_a_cross_site_post_an
     );
 
     // Another site's form posts to the app with the cookie: refused.
-    chrome
-        .client
-        .goto(&format!("{}/attack", stage.other))
-        .await
-        .unwrap();
+    chrome.goto(&format!("{}/attack", stage.other)).await;
     chrome.click("#prize").await;
     let refused = chrome
         .wait_for_text("Another site started this request")
         .await;
     assert!(refused.contains("cross_origin_request"), "{refused}");
     chrome.shot("cross-site-post-refused").await;
-    chrome.client.goto(&stage.url("/")).await.unwrap();
+    chrome.goto(&stage.url("/")).await;
     chrome.wait_for_text("Hello, Alice Liddell!").await;
     let waves = chrome.wait_for("#waves").await.text().await.unwrap();
     assert!(
@@ -376,19 +380,11 @@ async fn two_tabs_sign_in_at_once_and_a_missing_scope_leads_to_consent() {
     let stage = Stage::start().await;
     let mut chrome = Chrome::start("two-tabs", json!({})).await;
     let first = chrome.client.window().await.unwrap();
-    chrome
-        .client
-        .goto(&stage.url("/login?return_to=%2F"))
-        .await
-        .unwrap();
+    chrome.goto(&stage.url("/login?return_to=%2F")).await;
     chrome.wait_for("a.user").await;
     let second = chrome.client.new_window(true).await.unwrap().handle;
     chrome.client.switch_to_window(second).await.unwrap();
-    chrome
-        .client
-        .goto(&stage.url("/login?return_to=%2F"))
-        .await
-        .unwrap();
+    chrome.goto(&stage.url("/login?return_to=%2F")).await;
     stage
         .consent(&mut chrome, "alice", "second-tab-consent")
         .await;
@@ -402,7 +398,7 @@ async fn two_tabs_sign_in_at_once_and_a_missing_scope_leads_to_consent() {
     chrome.shot("first-tab-signed-in").await;
 
     // `/repos` needs `read-repos`, which this sign-in did not ask for.
-    chrome.client.goto(&stage.url("/repos")).await.unwrap();
+    chrome.goto(&stage.url("/repos")).await;
     let consent = chrome.wait_for("a.user").await;
     let href = consent.attr("href").await.unwrap().unwrap_or_default();
     assert!(href.contains("read-repos"), "{href}");
@@ -430,11 +426,7 @@ async fn in_a_frame_that_drops_cookies_the_loop_breaker_signs_in_at_the_top() {
         },
     });
     let mut chrome = Chrome::start("iframe", prefs).await;
-    chrome
-        .client
-        .goto(&format!("{}/frame", stage.other))
-        .await
-        .unwrap();
+    chrome.goto(&format!("{}/frame", stage.other)).await;
     chrome.wait_for("iframe#app").await;
     chrome.client.enter_frame(0).await.unwrap();
     stage.consent(&mut chrome, "alice", "framed-consent").await;

@@ -17,7 +17,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::{Html, Redirect};
 use axum::routing::{get, post};
-use tower_hf_auth::badge::account_widget;
+use tower_hf_auth::badge::{account_widget, escape_html};
 use tower_hf_auth::{HfAuthConfig, HfAuthLayer, HfUser, RequireLogin, RequireScopes};
 
 /// The app's state: its settings (for the sign-in widget) and who waved.
@@ -45,13 +45,6 @@ pub fn app(config: HfAuthConfig) -> Router {
         .layer(HfAuthLayer::new(config))
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 async fn home(State(state): State<AppState>, user: Option<HfUser>) -> Html<String> {
     let widget = account_widget(&state.config, user.as_ref(), "/");
     let waves: Vec<String> = state
@@ -59,13 +52,13 @@ async fn home(State(state): State<AppState>, user: Option<HfUser>) -> Html<Strin
         .lock()
         .expect("the wave list is never poisoned")
         .iter()
-        .map(|w| format!("<li>@{}</li>", escape(w)))
+        .map(|w| format!("<li>@{}</li>", escape_html(w)))
         .collect();
     let action = match &user {
         Some(user) => format!(
             r#"<p id="greeting">Hello, {}!</p><form method="post" action="/wave"><button id="wave">Wave</button></form>
 <p><a href="/repos">Your repositories (asks for <code>read-repos</code>)</a></p>"#,
-            escape(user.name().unwrap_or(user.username()))
+            escape_html(user.name().unwrap_or(user.username()))
         ),
         None => "<p>Sign in to wave.</p>".to_owned(),
     };
@@ -89,7 +82,7 @@ async fn wave(State(state): State<AppState>, user: HfUser) -> Redirect {
 async fn repos(user: HfUser) -> Html<String> {
     Html(format!(
         "<h1>Repositories</h1><p id=\"repos\">@{} granted <code>read-repos</code>.</p>",
-        escape(user.username())
+        escape_html(user.username())
     ))
 }
 
