@@ -16,6 +16,7 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Json, Response};
 use axum::routing::get;
+use tower_hf_auth::badge::{account_widget, escape_html};
 use tower_hf_auth::mock::MockHfProvider;
 use tower_hf_auth::{
     HfAuthConfig, HfAuthConfigBuilder, HfAuthLayer, HfUser, OrgRole, RequireLogin, RequireOrg,
@@ -24,8 +25,12 @@ use tower_hf_auth::{
 
 /// The app's routes behind the sign-in layer.
 pub fn app(config: HfAuthConfig) -> Router {
+    let settings = config.clone();
     Router::new()
-        .route("/", get(home))
+        .route(
+            "/",
+            get(move |user: Option<HfUser>| home(settings.clone(), user)),
+        )
         .route("/me", get(me).route_layer(RequireLogin))
         // Needs `read-repos`: signed-in browsers without it are asked for it (incremental
         // consent); if the user declines, they get a page naming the missing scope.
@@ -41,51 +46,43 @@ pub fn app(config: HfAuthConfig) -> Router {
         .layer(HfAuthLayer::new(config))
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-async fn home(user: Option<HfUser>) -> Html<String> {
+async fn home(config: HfAuthConfig, user: Option<HfUser>) -> Html<String> {
+    // The official badge when signed out; avatar, name and sign-out when signed in.
+    let widget = account_widget(&config, user.as_ref(), "/");
     let body = match user {
-        None => r#"<p>You are not signed in.</p>
-<p><a class="button" href="/login?return_to=/">Sign in with Hugging Face</a></p>"#
-            .to_owned(),
+        None => format!("<p>You are not signed in.</p>{widget}"),
         Some(user) => {
             let orgs: Vec<String> = user
                 .orgs()
                 .iter()
                 .map(|o| {
                     let role = o.role().map_or("no role granted".into(), |r| r.to_string());
-                    format!("<li>{} ({})</li>", escape(o.name()), role)
+                    format!("<li>{} ({})</li>", escape_html(o.name()), role)
                 })
                 .collect();
             let scopes: Vec<&str> = user.scopes().iter().collect();
             format!(
-                r#"<p><img src="{avatar}" alt="" width="64" height="64"></p>
+                r#"{widget}<p><img src="{avatar}" alt="" width="64" height="64"></p>
 <p>Signed in as <strong>{name}</strong> <span class="handle">@{username}</span></p>
 <h2>Organizations</h2><ul class="orgs">{orgs}</ul>
 <h2>Granted scopes</h2><p class="scopes">{scopes}</p>
 <p><a href="/me">Your profile as JSON</a> · <a href="/repos">Repositories (needs read-repos)</a> ·
 <a href="/orgs/acme">acme</a> · <a href="/logout">Sign out</a></p>"#,
-                avatar = escape(user.avatar_url().unwrap_or("")),
-                name = escape(user.name().unwrap_or(user.username())),
-                username = escape(user.username()),
+                avatar = escape_html(user.avatar_url().unwrap_or("")),
+                name = escape_html(user.name().unwrap_or(user.username())),
+                username = escape_html(user.username()),
                 orgs = if orgs.is_empty() {
                     "<li>none</li>".into()
                 } else {
                     orgs.join("")
                 },
-                scopes = escape(&scopes.join(" ")),
+                scopes = escape_html(&scopes.join(" ")),
             )
         }
     };
     Html(format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>tower-hf-auth demo</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem}}
-.button{{display:inline-block;padding:.6rem 1.2rem;background:#ffd21e;color:#000;border-radius:.5rem;text-decoration:none}}
 .handle{{color:#666}}</style></head><body><h1>tower-hf-auth demo</h1>{body}</body></html>"#
     ))
 }
@@ -94,7 +91,7 @@ async fn repos(user: HfUser) -> Html<String> {
     Html(format!(
         "<h1>Repositories</h1><p>@{} granted <code>read-repos</code>: this app may list \
          their private repositories with their access token.</p>",
-        escape(user.username())
+        escape_html(user.username())
     ))
 }
 
@@ -102,8 +99,8 @@ async fn org(user: HfUser, Path(name): Path<String>) -> Response {
     match user.org(&name) {
         Some(org) => Html(format!(
             "<h1>{}</h1><p>@{} is a member (role: {}).</p>",
-            escape(org.name()),
-            escape(user.username()),
+            escape_html(org.name()),
+            escape_html(user.username()),
             org.role()
                 .map_or("not granted to this app".into(), |r| r.to_string())
         ))
@@ -114,9 +111,9 @@ async fn org(user: HfUser, Path(name): Path<String>) -> Response {
                 "<h1>Not a member</h1><p>@{} is not a member of <code>{}</code>, or did not \
                  grant this app access to it on the consent screen. \
                  <a href=\"/login?return_to=/orgs/{}\">Sign in again</a> to grant it.</p>",
-                escape(user.username()),
-                escape(&name),
-                escape(&name)
+                escape_html(user.username()),
+                escape_html(&name),
+                escape_html(&name)
             )),
         )
             .into_response(),

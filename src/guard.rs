@@ -424,7 +424,8 @@ pub(crate) fn deny(
     // the request's original URI.
     let uri = original_uri(extensions).unwrap_or(uri);
     let here = return_to::sanitize(uri.path_and_query().map_or("/", |pq| pq.as_str()));
-    respond::deny(&context.runtime, caller, &here, extensions, denial)
+    let res = respond::deny(&context.runtime, caller, &here, extensions, denial);
+    respond::own_page(res, &context.runtime.config.frame_policy)
 }
 
 /// The URI the request arrived with, when a router rewrote it (axum's `OriginalUri`).

@@ -86,9 +86,11 @@
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
+pub mod badge;
 pub mod bearer;
 pub mod clock;
 pub mod config;
+pub mod cross_origin;
 mod flow;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

@@ -11,7 +11,7 @@ use crate::clock::{Clock, unix_seconds};
 use crate::config::HfAuthConfig;
 use crate::provider::Provider;
 use crate::session::SessionCookies;
-use crate::session::codec::KeyRing;
+use crate::session::codec::{Binding, KeyRing};
 use crate::session::refresh::Refresher;
 use crate::single_flight::UsedOnce;
 use crate::user::HfUser;
@@ -50,7 +50,14 @@ impl Runtime {
         let sessions = SessionCookies {
             name: config.cookie_name.clone(),
             attrs: config.cookie_attrs.clone(),
-            keys: KeyRing::from_secrets(&config.secret, &config.old_secrets),
+            keys: KeyRing::for_app(
+                &config.secret,
+                &config.old_secrets,
+                Binding {
+                    client_id: config.client_id(),
+                    cookie_name: &config.cookie_name,
+                },
+            ),
             timing: config.session_timing,
         };
         Self {

@@ -30,6 +30,11 @@ pub struct HfAuthConfigBuilder {
     pub(super) logout_path: Option<String>,
     pub(super) post_logout_redirect: Option<String>,
     pub(super) cookie_name: Option<String>,
+    pub(super) host_prefix: Option<bool>,
+    pub(super) trusted_origins: Vec<String>,
+    pub(super) cross_origin_bypass: Vec<String>,
+    pub(super) cross_origin_off: bool,
+    pub(super) frame_ancestors: Vec<String>,
     pub(super) org_ids: Vec<String>,
     pub(super) authorized_orgs: Vec<String>,
     pub(super) bearer: BearerSettings,
@@ -149,8 +154,12 @@ impl HfAuthConfigBuilder {
         with_public_url, public_url, impl Into<String>
     );
     setter!(
-        /// Cookie key material, at least 32 characters. Default: a random key, so
-        /// sessions do not survive a restart (a warning is logged).
+        /// Cookie key material, at least 32 characters. Default: derived from the
+        /// client secret (`OAUTH_CLIENT_SECRET`, injected on a Space) with HKDF under a
+        /// fixed, versioned label, so sessions survive a restart; only without a client
+        /// secret either, a random key (sessions do not survive a restart; a warning is
+        /// logged). Keys are bound to the client id and cookie name, so apps sharing a
+        /// secret never open each other's cookies.
         ///
         /// ```
         /// let b = tower_hf_auth::HfAuthConfig::builder()
@@ -192,7 +201,8 @@ impl HfAuthConfigBuilder {
     );
     setter!(
         /// Name of the session cookie (chunks add `.1`, `.2`, …; pending sign-ins use
-        /// `{name}_login_…`). Default `hf_auth`.
+        /// `{name}_login_…`). Default `hf_auth`. On https the crate adds the `__Host-`
+        /// prefix (see [`insecure_without_host_prefix`](Self::insecure_without_host_prefix)).
         ///
         /// ```
         /// let b = tower_hf_auth::HfAuthConfig::builder().with_cookie_name("my_app_session");
@@ -200,8 +210,11 @@ impl HfAuthConfigBuilder {
         with_cookie_name, cookie_name, impl Into<String>
     );
     setter!(
-        /// Cookies for an app shown in a cross-site iframe: `SameSite=None; Secure`.
-        /// Default: on when `SPACE_HOST` is set, off otherwise.
+        /// Cookies for an app shown in a cross-site iframe: `SameSite=None; Secure;
+        /// Partitioned` (CHIPS: browsers that block third-party cookies keep them for
+        /// this embedding site only), and sign-in pages that lead out of the frame when
+        /// the browser drops them anyway. Needs an https public URL. Default: on when
+        /// `SPACE_HOST` is set, off otherwise.
         ///
         /// ```
         /// let b = tower_hf_auth::HfAuthConfig::builder().with_iframe_cookies(true);
@@ -373,6 +386,86 @@ impl HfAuthConfigBuilder {
     /// ```
     pub fn add_old_secret(mut self, secret: impl Into<Secret>) -> Self {
         self.old_secrets.push(secret.into());
+        self
+    }
+
+    /// Names the crate's cookies without the `__Host-` prefix although the public URL
+    /// is https. Default: with the prefix on https (`__Host-hf_auth`, and the pending
+    /// sign-ins `__Host-hf_auth_login_…`), without it on http, where browsers refuse
+    /// it.
+    ///
+    /// The prefix makes browsers accept the cookie only from this host, over https,
+    /// for `Path=/` and without `Domain`: a sibling subdomain or a plain-http network
+    /// attacker cannot plant a pending sign-in or a session (login CSRF). Opt out only
+    /// when something else must read the cookie under its plain name.
+    ///
+    /// ```
+    /// let b = tower_hf_auth::HfAuthConfig::builder().insecure_without_host_prefix();
+    /// ```
+    pub fn insecure_without_host_prefix(mut self) -> Self {
+        self.host_prefix = Some(false);
+        self
+    }
+
+    /// An origin (`scheme://host[:port]`) whose state-changing requests pass the
+    /// [cross-origin protection](crate::cross_origin) although the browser marks them
+    /// cross-site. Default: none.
+    ///
+    /// ```
+    /// let b = tower_hf_auth::HfAuthConfig::builder().add_trusted_origin("https://admin.example");
+    /// ```
+    pub fn add_trusted_origin(mut self, origin: impl Into<String>) -> Self {
+        self.trusted_origins.push(origin.into());
+        self
+    }
+
+    /// The trusted origins (see [`add_trusted_origin`](Self::add_trusted_origin)),
+    /// replacing any set before. Default: none.
+    ///
+    /// ```
+    /// let b = tower_hf_auth::HfAuthConfig::builder().with_trusted_origins(["https://a.example"]);
+    /// ```
+    pub fn with_trusted_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.trusted_origins = origins.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// A path the [cross-origin protection](crate::cross_origin) leaves alone: exactly
+    /// `/path`, or everything under `/path/` with `/path/*` (for example webhooks that
+    /// other sites post to). Default: none.
+    ///
+    /// ```
+    /// let b = tower_hf_auth::HfAuthConfig::builder().add_cross_origin_bypass("/webhooks/*");
+    /// ```
+    pub fn add_cross_origin_bypass(mut self, pattern: impl Into<String>) -> Self {
+        self.cross_origin_bypass.push(pattern.into());
+        self
+    }
+
+    /// Turns the [cross-origin protection](crate::cross_origin) off: any site can then
+    /// make a signed-in browser post to the app. Default: on.
+    ///
+    /// ```
+    /// let b = tower_hf_auth::HfAuthConfig::builder().insecure_without_cross_origin_protection();
+    /// ```
+    pub fn insecure_without_cross_origin_protection(mut self) -> Self {
+        self.cross_origin_off = true;
+        self
+    }
+
+    /// An origin allowed to frame the crate's own pages (`Content-Security-Policy:
+    /// frame-ancestors`), besides `'self'` and, with iframe cookies,
+    /// `https://huggingface.co`. Default: none.
+    ///
+    /// ```
+    /// let b = tower_hf_auth::HfAuthConfig::builder().add_frame_ancestor("https://portal.example");
+    /// ```
+    pub fn add_frame_ancestor(mut self, origin: impl Into<String>) -> Self {
+        self.frame_ancestors.push(origin.into());
         self
     }
 

@@ -11,7 +11,9 @@ use url::Url;
 use super::{ConfigError, HfAuthConfig, HfAuthConfigBuilder};
 use crate::Secret;
 use crate::clock::SystemClock;
+use crate::cross_origin::{Bypass, CrossOriginSettings, origin_of};
 use crate::provider::{ClientAuth, ProviderSettings};
+use crate::session::codec::secret_from_client_secret;
 use crate::session::cookie::{CookieAttrs, SameSite};
 use crate::session::refresh::DEFAULT_REFRESH_BEFORE;
 use crate::session::{DEFAULT_PROFILE_MAX_AGE, REFRESH_GRACE, SessionTiming};
@@ -27,6 +29,38 @@ const SECRET: &str = "HF_AUTH_SECRET (with_secret)";
 const OLD_SECRETS: &str = "HF_AUTH_OLD_SECRETS (add_old_secret)";
 const PATHS: &str = "with_login_path / with_callback_path / with_logout_path";
 const COOKIE_NAME: &str = "with_cookie_name";
+const HOST_PREFIX: &str = "insecure_without_host_prefix";
+const TRUSTED_ORIGINS: &str = "add_trusted_origin";
+const FRAME_ANCESTORS: &str = "add_frame_ancestor";
+const BYPASS: &str = "add_cross_origin_bypass";
+
+/// Each origin checked: `scheme://host[:port]`, nothing more.
+fn origins(setting: &'static str, given: &[String]) -> Result<Vec<String>, ConfigError> {
+    given
+        .iter()
+        .map(|o| match origin_of(o) {
+            Some(origin) if origin == o.trim_end_matches('/') => Ok(origin),
+            _ => Err(invalid(
+                setting,
+                format!("`{o}` must be an origin such as `https://app.example`, without a path"),
+            )),
+        })
+        .collect()
+}
+
+/// `frame-ancestors 'self'`, with `https://huggingface.co` in iframe mode and the
+/// configured origins.
+fn frame_policy(extra: &[String], iframe: bool) -> Result<String, ConfigError> {
+    let mut policy = "frame-ancestors 'self'".to_owned();
+    if iframe {
+        policy.push_str(" https://huggingface.co");
+    }
+    for origin in origins(FRAME_ANCESTORS, extra)? {
+        policy.push(' ');
+        policy.push_str(&origin);
+    }
+    Ok(policy)
+}
 
 impl HfAuthConfigBuilder {
     /// Checks every setting and builds the configuration: plain data, cheap to clone.
@@ -52,14 +86,17 @@ impl HfAuthConfigBuilder {
                 "iframe cookies need `SameSite=None; Secure`, so the public URL must be https",
             ));
         }
+        let cross_origin = self.cross_origin_settings(&public_url)?;
         let paths = Paths::check(
             self.login_path,
             self.callback_path,
             self.logout_path,
             self.post_logout_redirect,
         )?;
-        let cookie_name = cookie_name(self.cookie_name)?;
-        let (secret, ephemeral_keys) = cookie_secret(self.secret, &self.old_secrets)?;
+        let host_prefix = self.host_prefix.unwrap_or(https);
+        let cookie_name = cookie_name(self.cookie_name, host_prefix, https)?;
+        let (secret, ephemeral_keys) =
+            cookie_secret(self.secret, self.client_secret.as_ref(), &self.old_secrets)?;
         let cookie_attrs = CookieAttrs {
             secure: https,
             same_site: if iframe {
@@ -70,10 +107,14 @@ impl HfAuthConfigBuilder {
         };
         Ok(HfAuthConfig {
             redirect_uri: format!("{public_url}{}", paths.callback),
-            public_url,
             scopes: with_openid(self.scopes),
             pending_prefix: format!("{cookie_name}_login_"),
-            pending_path: common_path(&paths.login, &paths.callback),
+            // `__Host-` cookies must have `Path=/`; one cookie per tab all the same.
+            pending_path: if host_prefix {
+                "/".to_owned()
+            } else {
+                common_path(&paths.login, &paths.callback)
+            },
             login_path: paths.login,
             callback_path: paths.callback,
             logout_path: paths.logout,
@@ -98,6 +139,32 @@ impl HfAuthConfigBuilder {
             },
             token_auth: self.bearer_enabled.then_some(self.bearer),
             openid,
+            iframe,
+            frame_policy: frame_policy(&self.frame_ancestors, iframe)?,
+            cross_origin,
+            public_url,
+        })
+    }
+
+    /// Cross-origin protection: trusted origins and bypass patterns checked.
+    fn cross_origin_settings(&self, public_url: &str) -> Result<CrossOriginSettings, ConfigError> {
+        let bypass = self
+            .cross_origin_bypass
+            .iter()
+            .map(|p| {
+                Bypass::parse(p).ok_or_else(|| {
+                    invalid(
+                        BYPASS,
+                        format!("`{p}` must be a path such as `/hook` or `/hooks/*`"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(CrossOriginSettings {
+            enabled: !self.cross_origin_off,
+            public_origin: origin_of(public_url).unwrap_or_default(),
+            trusted: origins(TRUSTED_ORIGINS, &self.trusted_origins)?,
+            bypass,
         })
     }
 
@@ -212,7 +279,12 @@ impl Paths {
     }
 }
 
-fn cookie_name(name: Option<String>) -> Result<String, ConfigError> {
+/// The session cookie's name: checked, and with the `__Host-` prefix when it is on.
+fn cookie_name(
+    name: Option<String>,
+    host_prefix: bool,
+    https: bool,
+) -> Result<String, ConfigError> {
     let name = name.unwrap_or_else(|| "hf_auth".to_owned());
     if name.is_empty()
         || !name
@@ -224,13 +296,44 @@ fn cookie_name(name: Option<String>) -> Result<String, ConfigError> {
             "use letters, digits, `_` and `-` only",
         ));
     }
-    Ok(name)
+    let prefixed = ["__Host-", "__Secure-"]
+        .into_iter()
+        .find(|p| name.len() >= p.len() && name[..p.len()].eq_ignore_ascii_case(p));
+    match prefixed {
+        Some(prefix) if !https => Err(invalid(
+            COOKIE_NAME,
+            format!(
+                "browsers accept a `{prefix}` cookie only over https, and the public URL is                  http: use a name without the prefix"
+            ),
+        )),
+        Some(_) if host_prefix && !name.starts_with("__Host-") => Err(invalid(
+            COOKIE_NAME,
+            "give the name without a prefix: on https the crate adds `__Host-` itself (or \
+             call insecure_without_host_prefix)",
+        )),
+        Some("__Host-") if !host_prefix => Err(invalid(
+            COOKIE_NAME,
+            "a `__Host-` name contradicts insecure_without_host_prefix",
+        )),
+        Some(_) => Ok(name),
+        None if host_prefix && !https => Err(invalid(
+            HOST_PREFIX,
+            "the `__Host-` prefix needs an https public URL",
+        )),
+        None if host_prefix => Ok(format!("__Host-{name}")),
+        None => Ok(name),
+    }
 }
 
-/// The cookie key material: the configured secret (each secret checked for length), or
-/// a random one made now, so every layer built from this configuration shares it.
+/// The cookie key material: the configured secret (each secret checked for length),
+/// else derived from the client secret (so a Space keeps its sessions across restarts),
+/// else a random one made now, so every layer built from this configuration shares it.
 /// `true` when it is random.
-fn cookie_secret(secret: Option<Secret>, old: &[Secret]) -> Result<(Secret, bool), ConfigError> {
+fn cookie_secret(
+    secret: Option<Secret>,
+    client_secret: Option<&Secret>,
+    old: &[Secret],
+) -> Result<(Secret, bool), ConfigError> {
     let configured = secret.iter().map(|s| (SECRET, s));
     for (setting, s) in configured.chain(old.iter().map(|s| (OLD_SECRETS, s))) {
         if s.expose().chars().count() < MIN_SECRET_LEN {
@@ -246,9 +349,12 @@ fn cookie_secret(secret: Option<Secret>, old: &[Secret]) -> Result<(Secret, bool
     if let Some(secret) = secret {
         return Ok((secret, false));
     }
+    if let Some(client_secret) = client_secret {
+        return Ok((secret_from_client_secret(client_secret), false));
+    }
     tracing::warn!(
-        "HF_AUTH_SECRET is not set: using a random cookie key, so sessions will not survive \
-         a restart"
+        "neither HF_AUTH_SECRET nor OAUTH_CLIENT_SECRET is set: using a random cookie key, \
+         so sessions will not survive a restart"
     );
     let mut bytes = [0u8; 48];
     aws_lc_rs::rand::fill(&mut bytes).expect("the system random generator works");

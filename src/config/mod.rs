@@ -35,6 +35,7 @@ pub use builder::HfAuthConfigBuilder;
 
 use crate::Secret;
 use crate::bearer::BearerSettings;
+use crate::cross_origin::CrossOriginSettings;
 use crate::provider::ProviderSettings;
 use crate::session::SessionTiming;
 use crate::session::cookie::CookieAttrs;
@@ -107,6 +108,11 @@ pub struct HfAuthConfig {
     pub(crate) session_timing: SessionTiming,
     /// Bearer-token settings, when bearer tokens are accepted.
     pub(crate) token_auth: Option<BearerSettings>,
+    /// Cookies and pages for an app shown in a cross-site iframe.
+    pub(crate) iframe: bool,
+    pub(crate) cross_origin: CrossOriginSettings,
+    /// The value of `Content-Security-Policy` on the crate's own pages.
+    pub(crate) frame_policy: String,
 }
 
 impl HfAuthConfig {
@@ -168,6 +174,14 @@ impl HfAuthConfig {
                 .any(|org| user.org(org).is_some_and(HfOrg::grants_access))
     }
 
+    /// Whether the app is set up to be shown in a cross-site iframe (on a Space):
+    /// `SameSite=None; Secure; Partitioned` cookies, and sign-in links that open at the
+    /// top level.
+    #[must_use]
+    pub fn iframe_cookies(&self) -> bool {
+        self.iframe
+    }
+
     /// Whether cookie keys were made at random because no secret was configured.
     #[must_use]
     pub fn has_ephemeral_keys(&self) -> bool {
@@ -223,7 +237,82 @@ mod tests {
         assert_eq!(c.cookie_attrs.same_site, SameSite::None);
         assert!(c.cookie_attrs.secure);
         assert!(c.scopes.contains("read-repos"));
-        assert!(c.has_ephemeral_keys());
+        assert!(
+            !c.has_ephemeral_keys(),
+            "the cookie key comes from OAUTH_CLIENT_SECRET"
+        );
+        assert_eq!(c.cookie_name, "__Host-hf_auth");
+        assert_eq!(c.pending_prefix, "__Host-hf_auth_login_");
+        assert_eq!(c.pending_path, "/", "`__Host-` cookies need `Path=/`");
+    }
+
+    #[test]
+    fn the_cookie_key_survives_a_restart_and_is_random_only_without_any_secret() {
+        let vars = [
+            ("OAUTH_CLIENT_ID", "id"),
+            ("OAUTH_CLIENT_SECRET", "the-client-secret"),
+            ("SPACE_HOST", "alice-app.hf.space"),
+        ];
+        let (a, b) = (from(&vars).unwrap(), from(&vars).unwrap());
+        assert_eq!(
+            a.secret.expose(),
+            b.secret.expose(),
+            "same key after a restart"
+        );
+        assert_ne!(a.secret.expose(), "the-client-secret");
+        let configured = from(&[
+            vars[0],
+            vars[1],
+            vars[2],
+            ("HF_AUTH_SECRET", &"k".repeat(40)),
+        ])
+        .unwrap();
+        assert_eq!(
+            configured.secret.expose(),
+            "k".repeat(40),
+            "HF_AUTH_SECRET wins"
+        );
+        let neither = from(&[vars[0], vars[2]]).unwrap();
+        assert!(neither.has_ephemeral_keys());
+    }
+
+    #[test]
+    fn host_prefix_is_the_default_on_https_only_and_errors_say_why() {
+        let https = || {
+            HfAuthConfig::builder()
+                .with_client_id("id")
+                .with_public_url("https://app.example")
+        };
+        let http = || {
+            HfAuthConfig::builder()
+                .with_client_id("id")
+                .with_public_url("http://127.0.0.1:1")
+        };
+        assert_eq!(https().build().unwrap().cookie_name, "__Host-hf_auth");
+        let plain = https().insecure_without_host_prefix().build().unwrap();
+        assert_eq!(plain.cookie_name, "hf_auth");
+        assert_eq!(plain.pending_path, "/login");
+        assert_eq!(http().build().unwrap().cookie_name, "hf_auth");
+        let named = https().with_cookie_name("__Host-mine").build().unwrap();
+        assert_eq!(named.cookie_name, "__Host-mine", "not prefixed twice");
+        for (builder, needle) in [
+            (http().with_cookie_name("__Host-mine"), "only over https"),
+            (http().with_cookie_name("__Secure-mine"), "only over https"),
+            (
+                https().with_cookie_name("__Secure-mine"),
+                "adds `__Host-` itself",
+            ),
+            (
+                https()
+                    .with_cookie_name("__Host-mine")
+                    .insecure_without_host_prefix(),
+                "contradicts",
+            ),
+        ] {
+            let e = builder.build().unwrap_err();
+            assert!(e.to_string().contains("with_cookie_name"), "{e}");
+            assert!(e.to_string().contains(needle), "{e}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, Response};
 
 use super::callback::provider_failure;
+use super::frame_escape;
 use super::pending::{self, PendingLogin};
 use super::return_to;
 use crate::respond::{self, Caller};
@@ -84,8 +85,9 @@ pub(super) async fn start(
         }
     };
     let mut set_cookies = pending::prune(runtime, headers, runtime.now());
+    let retry = frame_escape::is_retry(query);
     let pending = PendingLogin {
-        state: random_token(runtime),
+        state: frame_escape::mark_state(runtime, random_token(runtime), retry),
         nonce: random_token(runtime),
         verifier: random_token(runtime),
         return_to,

@@ -16,6 +16,7 @@
 //! **Logout** ([`logout`]) clears the session cookie, unless another site asked.
 
 pub(crate) mod callback;
+mod frame_escape;
 mod login;
 mod logout;
 mod pending;
@@ -47,15 +48,14 @@ pub(crate) fn route<B>(
     let is_get = matches!(*req.method(), Method::GET | Method::HEAD);
     // Decided only for the crate's own routes: every other request passes untouched.
     let caller = || caller.unwrap_or_else(|| Caller::of(req));
+    let policy = &config.frame_policy;
     if path == config.logout_path {
         if !is_get && req.method() != Method::POST {
-            return Some(Answer::Ready(method_not_allowed(caller(), "GET, POST")));
+            let res = method_not_allowed(caller(), "GET, POST");
+            return Some(Answer::Ready(respond::own_page(res, policy)));
         }
-        return Some(Answer::Ready(logout::logout(
-            runtime,
-            caller(),
-            req.headers(),
-        )));
+        let res = logout::logout(runtime, caller(), req.headers());
+        return Some(Answer::Ready(respond::own_page(res, policy)));
     }
     let login = path == config.login_path;
     if !login && path != config.callback_path {
@@ -63,16 +63,21 @@ pub(crate) fn route<B>(
     }
     let caller = caller();
     if !is_get {
-        return Some(Answer::Ready(method_not_allowed(caller, "GET")));
+        let res = method_not_allowed(caller, "GET");
+        return Some(Answer::Ready(respond::own_page(res, policy)));
     }
     let runtime = runtime.clone();
     let query = req.uri().query().unwrap_or("").to_owned();
     let headers = req.headers().clone();
-    Some(Answer::Later(if login {
-        Box::pin(async move { login::start(&runtime, caller, &query, &headers).await })
-    } else {
-        Box::pin(async move { callback::finish(&runtime, caller, &query, &headers).await })
-    }))
+    Some(Answer::Later(Box::pin(async move {
+        let res = if login {
+            login::start(&runtime, caller, &query, &headers).await
+        } else {
+            let res = callback::finish(&runtime, caller, &query, &headers).await;
+            frame_escape::escape(&runtime, &query, &headers, &res).unwrap_or(res)
+        };
+        respond::own_page(res, &runtime.config.frame_policy)
+    })))
 }
 
 fn method_not_allowed(caller: Caller, allow: &'static str) -> Response<respond::Body> {

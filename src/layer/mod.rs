@@ -25,6 +25,7 @@
 //! ```
 
 mod body;
+mod cross_origin;
 mod future;
 
 use std::sync::Arc;
@@ -174,6 +175,9 @@ where
             };
         }
         let runtime = &self.runtime;
+        if let Some(refused) = cross_origin::refuse(runtime, &req, self.caller) {
+            return ResponseFuture::ready(refused);
+        }
         let (signed_in, stale, set_cookies) = open_session(runtime, &mut req);
         req.extensions_mut().insert(AuthContext {
             runtime: runtime.clone(),

@@ -8,6 +8,7 @@
 //! | API | everything else | 401 + `WWW-Authenticate: Bearer` + JSON | JSON `{"error", "error_description"}` |
 
 mod denial;
+mod frame;
 mod page;
 
 use std::fmt;
@@ -103,6 +104,9 @@ pub enum AuthErrorKind {
     SessionTooLarge,
     /// Another site asked to sign the user out (`403`).
     CrossSiteLogout,
+    /// A state-changing request another site started was refused by the
+    /// [cross-origin protection](crate::cross_origin) (`403`).
+    CrossOriginRequest,
     /// The route does not answer this method (`405`).
     MethodNotAllowed,
     /// A guard or extractor runs without [`HfAuthLayer`](crate::HfAuthLayer) around it (`500`).
@@ -131,6 +135,7 @@ impl AuthErrorKind {
             Self::SubjectMismatch => "subject_mismatch",
             Self::SessionTooLarge => "session_too_large",
             Self::CrossSiteLogout => "cross_site_logout",
+            Self::CrossOriginRequest => "cross_origin_request",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::MissingLayer => "missing_layer",
         }
@@ -145,7 +150,8 @@ impl AuthErrorKind {
             | Self::OrgRestricted
             | Self::Forbidden
             | Self::AccessDenied
-            | Self::CrossSiteLogout => StatusCode::FORBIDDEN,
+            | Self::CrossSiteLogout
+            | Self::CrossOriginRequest => StatusCode::FORBIDDEN,
             Self::InvalidRequest
             | Self::InvalidState
             | Self::ExpiredState
@@ -252,6 +258,7 @@ pub(crate) use denial::{
     CONNECTED_APPS, Denial, OrgShortfall, deny, login_href, missing_layer, missing_layer_error,
     not_signed_in_message, restriction_advice,
 };
+pub(crate) use frame::{own_page, top_level_escape};
 pub(crate) use page::html_escape;
 
 fn grpc_code(status: StatusCode) -> u8 {

@@ -1,9 +1,23 @@
 //! The cookie cipher: AES-256-GCM under keys derived with HKDF-SHA256, in a key ring.
 //!
 //! A sealed value is `base64url(key id (4 bytes) || nonce (12) || ciphertext || tag)`.
-//! The cookie's name is the associated data, so a value cannot be moved from one cookie
-//! to another. The newest key seals; every key in the ring opens, so rotating
-//! `HF_AUTH_SECRET` (moving the old value to `HF_AUTH_OLD_SECRETS`) keeps sessions.
+//! The newest key seals; every key in the ring opens, so rotating `HF_AUTH_SECRET`
+//! (moving the old value to `HF_AUTH_OLD_SECRETS`) keeps sessions.
+//!
+//! **Binding (format v2).** Each key is derived (HKDF-SHA256, salt
+//! `tower-hf-auth cookie keys v2`) from the secret *and* the app's OAuth client id and
+//! session cookie name, and the associated data of every value is the client id and the
+//! name of the cookie it travels in. So a value cannot be moved from one cookie to
+//! another, and two apps that share `HF_AUTH_SECRET` (but not their client id or
+//! cookie name) never open each other's cookies. Values sealed by version 1 (keys bound
+//! to the secret only) no longer open: they are treated as a broken cookie, cleared,
+//! and the user signs in again once.
+//!
+//! **Key material from the client secret.** Without `HF_AUTH_SECRET`, a Space's
+//! injected `OAUTH_CLIENT_SECRET` is turned into key material with HKDF-SHA256 under the
+//! fixed label `tower-hf-auth cookie secret from OAUTH_CLIENT_SECRET v1`
+//! ([`secret_from_client_secret`]), so sessions survive a restart without another
+//! secret, as in Hugging Face's own Python integration.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::hkdf::{HKDF_SHA256, KeyType, Salt};
@@ -15,7 +29,41 @@ use crate::Secret;
 
 const KEY_ID_LEN: usize = 4;
 const TAG_LEN: usize = 16;
-const SALT: &[u8] = b"tower-hf-auth cookie keys v1";
+const SALT: &[u8] = b"tower-hf-auth cookie keys v2";
+/// The fixed, versioned label of [`secret_from_client_secret`]: changing it signs
+/// every Space's users out, so it only changes with a new version number.
+const CLIENT_SECRET_LABEL: &[u8] = b"tower-hf-auth cookie secret from OAUTH_CLIENT_SECRET v1";
+
+/// What every key and every value is bound to besides the secret: the app's OAuth
+/// client id and its session cookie name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Binding<'a> {
+    pub(crate) client_id: &'a str,
+    pub(crate) cookie_name: &'a str,
+}
+
+/// `len || bytes` for each part, so no two different lists of parts encode alike.
+fn framed(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 4).sum());
+    for part in parts {
+        let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+/// Cookie key material derived from the OAuth client secret (HKDF-SHA256 under a
+/// fixed, versioned label): the same client secret gives the same key after a restart.
+pub(crate) fn secret_from_client_secret(client_secret: &Secret) -> Secret {
+    let prk =
+        Salt::new(HKDF_SHA256, CLIENT_SECRET_LABEL).extract(client_secret.expose().as_bytes());
+    let mut material = [0u8; 32];
+    prk.expand(&[b"cookie key material"], Len(32))
+        .and_then(|okm| okm.fill(&mut material))
+        .expect("HKDF output length is valid");
+    Secret::new(URL_SAFE_NO_PAD.encode(material))
+}
 
 struct Len(usize);
 
@@ -33,6 +81,8 @@ struct CookieKey {
 /// The keys that seal and open cookies. The first key seals; all keys open.
 pub(crate) struct KeyRing {
     keys: Vec<CookieKey>,
+    /// The client id, framed, that starts every value's associated data.
+    client_id: Vec<u8>,
     rng: SystemRandom,
 }
 
@@ -44,15 +94,16 @@ impl std::fmt::Debug for KeyRing {
     }
 }
 
-fn derive(material: &[u8]) -> CookieKey {
+fn derive(material: &[u8], binding: Binding<'_>) -> CookieKey {
     let prk = Salt::new(HKDF_SHA256, SALT).extract(material);
+    let context = framed(&[binding.client_id.as_bytes(), binding.cookie_name.as_bytes()]);
     let mut key = [0u8; 32];
     let mut id = [0u8; KEY_ID_LEN];
     // Both expansions ask for lengths far below HKDF-SHA256's 255 * 32 byte limit.
-    prk.expand(&[b"aes-256-gcm"], Len(32))
+    prk.expand(&[b"aes-256-gcm", &context], Len(32))
         .and_then(|okm| okm.fill(&mut key))
         .expect("HKDF output length is valid");
-    prk.expand(&[b"key-id"], Len(KEY_ID_LEN))
+    prk.expand(&[b"key-id", &context], Len(KEY_ID_LEN))
         .and_then(|okm| okm.fill(&mut id))
         .expect("HKDF output length is valid");
     let unbound = UnboundKey::new(&AES_256_GCM, &key).expect("32 bytes is an AES-256 key");
@@ -63,19 +114,35 @@ fn derive(material: &[u8]) -> CookieKey {
 }
 
 impl KeyRing {
-    /// A ring from the current secret and older ones (newest first).
+    /// A ring from the current secret and older ones (newest first), bound to the
+    /// app's client id and session cookie name.
+    pub(crate) fn for_app<'a>(
+        current: &'a Secret,
+        old: impl IntoIterator<Item = &'a Secret>,
+        binding: Binding<'_>,
+    ) -> Self {
+        let keys = std::iter::once(current)
+            .chain(old)
+            .map(|s| derive(s.expose().as_bytes(), binding))
+            .collect();
+        Self {
+            keys,
+            client_id: framed(&[binding.client_id.as_bytes()]),
+            rng: SystemRandom::new(),
+        }
+    }
+
+    /// A ring from secrets alone (an empty client id and cookie name), for tests.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn from_secrets<'a>(
         current: &'a Secret,
         old: impl IntoIterator<Item = &'a Secret>,
     ) -> Self {
-        let keys = std::iter::once(current)
-            .chain(old)
-            .map(|s| derive(s.expose().as_bytes()))
-            .collect();
-        Self {
-            keys,
-            rng: SystemRandom::new(),
-        }
+        let binding = Binding {
+            client_id: "",
+            cookie_name: "",
+        };
+        Self::for_app(current, old, binding)
     }
 
     /// A ring with one random key: sessions do not survive a restart.
@@ -84,10 +151,22 @@ impl KeyRing {
         let rng = SystemRandom::new();
         let mut material = [0u8; 32];
         rng.fill(&mut material).expect("system randomness");
+        let binding = Binding {
+            client_id: "",
+            cookie_name: "",
+        };
         Self {
-            keys: vec![derive(&material)],
+            keys: vec![derive(&material, binding)],
+            client_id: Vec::new(),
             rng,
         }
+    }
+
+    /// The associated data of a value in the cookie `name`: the client id and `name`.
+    fn aad(&self, name: &str) -> Vec<u8> {
+        let mut aad = self.client_id.clone();
+        aad.extend_from_slice(name.as_bytes());
+        aad
     }
 
     /// Fills `buf` with secure random bytes.
@@ -108,7 +187,7 @@ impl KeyRing {
         key.key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce_bytes),
-                Aad::from(name.as_bytes()),
+                Aad::from(self.aad(name)),
                 &mut body,
             )
             .expect("AES-GCM sealing of a cookie-sized value");
@@ -129,7 +208,7 @@ impl KeyRing {
         let body = &mut raw[KEY_ID_LEN + NONCE_LEN..];
         let plain = key
             .key
-            .open_in_place(nonce, Aad::from(name.as_bytes()), body)
+            .open_in_place(nonce, Aad::from(self.aad(name)), body)
             .ok()?;
         Some(plain.to_vec())
     }
@@ -200,6 +279,60 @@ mod tests {
             old.open("s", &sealed_new).is_none(),
             "sealed with the new key"
         );
+    }
+
+    fn app(secret: &str, client_id: &str, cookie_name: &str) -> KeyRing {
+        let binding = Binding {
+            client_id,
+            cookie_name,
+        };
+        KeyRing::for_app(&Secret::new(secret), [], binding)
+    }
+
+    #[test]
+    fn apps_sharing_a_secret_do_not_open_each_others_cookies() {
+        let secret = "a secret two apps share, long enough for it";
+        let a = app(secret, "client-a", "hf_auth");
+        let sealed = a.seal("hf_auth", b"session");
+        assert_eq!(
+            app(secret, "client-a", "hf_auth")
+                .open("hf_auth", &sealed)
+                .as_deref(),
+            Some(&b"session"[..]),
+            "the same app after a restart opens it"
+        );
+        assert!(
+            app(secret, "client-b", "hf_auth")
+                .open("hf_auth", &sealed)
+                .is_none()
+        );
+        assert!(
+            app(secret, "client-a", "other")
+                .open("hf_auth", &sealed)
+                .is_none()
+        );
+        // Framing: moving bytes between the client id and the name changes the key.
+        assert!(
+            app(secret, "client-ah", "f_auth")
+                .open("hf_auth", &sealed)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn key_from_the_client_secret_is_stable_and_not_the_secret() {
+        let client_secret = Secret::new("oauth-client-secret-of-a-space");
+        let a = secret_from_client_secret(&client_secret);
+        let b = secret_from_client_secret(&Secret::new("oauth-client-secret-of-a-space"));
+        assert_eq!(
+            a.expose(),
+            b.expose(),
+            "a restart derives the same material"
+        );
+        assert!(a.expose().len() >= 32);
+        assert!(!a.expose().contains("oauth-client-secret"));
+        let other = secret_from_client_secret(&Secret::new("another-client-secret"));
+        assert_ne!(a.expose(), other.expose());
     }
 
     #[test]

@@ -12,7 +12,8 @@ pub(crate) const MAX_CHUNKS: usize = 10;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SameSite {
     Lax,
-    /// For apps shown in a cross-site iframe (Spaces); always with `Secure`.
+    /// For apps shown in a cross-site iframe (Spaces); always with `Secure` and
+    /// `Partitioned`.
     None,
 }
 
@@ -132,9 +133,11 @@ pub(crate) fn set(
     if attrs.secure || attrs.same_site == SameSite::None {
         s.push_str("; Secure");
     }
+    // Iframe cookies are also `Partitioned` (CHIPS): browsers that block third-party
+    // cookies keep them, for this embedding site only.
     s.push_str(match attrs.same_site {
         SameSite::Lax => "; SameSite=Lax",
-        SameSite::None => "; SameSite=None",
+        SameSite::None => "; SameSite=None; Partitioned",
     });
     // Names and values are ours (configured names are validated, values base64url).
     HeaderValue::try_from(s).expect("cookie names and values are header-safe")
@@ -285,6 +288,9 @@ mod tests {
             same_site: SameSite::None,
         };
         let v = set("s", "v", "/", None, &attrs);
-        assert_eq!(v, "s=v; Path=/; HttpOnly; Secure; SameSite=None");
+        assert_eq!(
+            v,
+            "s=v; Path=/; HttpOnly; Secure; SameSite=None; Partitioned"
+        );
     }
 }
