@@ -12,6 +12,7 @@ use super::{ConfigError, HfAuthConfig, HfAuthConfigBuilder};
 use crate::Secret;
 use crate::clock::SystemClock;
 use crate::provider::{ClientAuth, ProviderSettings};
+use crate::session::cache::DEFAULT_SESSION_CACHE_BYTES;
 use crate::session::cookie::{CookieAttrs, SameSite};
 use crate::session::refresh::DEFAULT_REFRESH_BEFORE;
 use crate::user::Scopes;
@@ -89,6 +90,9 @@ impl HfAuthConfigBuilder {
                 .refresh_before
                 .unwrap_or(DEFAULT_REFRESH_BEFORE)
                 .as_secs(),
+            session_cache_bytes: self
+                .session_cache_bytes
+                .unwrap_or(DEFAULT_SESSION_CACHE_BYTES),
             token_auth: self.bearer_enabled.then_some(self.bearer),
             openid,
         })

@@ -102,6 +102,8 @@ pub struct HfAuthConfig {
     pub(crate) ephemeral_keys: bool,
     /// Sessions are refreshed from this many seconds before their access token expires.
     pub(crate) refresh_before: u64,
+    /// The opened-session cache's memory bound in bytes; 0: no cache.
+    pub(crate) session_cache_bytes: usize,
     /// Bearer-token settings, when bearer tokens are accepted.
     pub(crate) token_auth: Option<BearerSettings>,
 }

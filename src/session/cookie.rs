@@ -55,19 +55,34 @@ pub(crate) fn chunk_name(name: &str, i: usize) -> String {
     }
 }
 
-/// A chunked value as the request carries it.
-#[derive(Debug, Default)]
-pub(crate) struct Chunked {
-    /// The chunks joined, when chunk 0 is present.
-    pub(crate) value: Option<String>,
-    /// How many chunk cookies the request carries (to clear the ones a new value
-    /// does not overwrite).
-    pub(crate) present: usize,
+/// The chunks of a value as the request carries them, borrowed from the headers: what
+/// the opened-session cache is looked up by, without copying.
+#[derive(Debug)]
+pub(crate) struct Chunks<'a> {
+    /// `name`, `name.1`, … up to the first gap; empty when chunk 0 is missing.
+    parts: [&'a str; MAX_CHUNKS],
+    /// How many of `parts` hold the value.
+    len: usize,
+    /// How many chunk cookies the request carries, orphans without a head included.
+    present: usize,
 }
 
-/// Reads `name`, `name.1`, … up to the first gap (at most [`MAX_CHUNKS`]), in one
-/// pass over the `Cookie` headers.
-pub(crate) fn read_chunked(headers: &HeaderMap, name: &str) -> Chunked {
+impl<'a> Chunks<'a> {
+    /// The value's chunks in order, when chunk 0 is present.
+    pub(crate) fn parts(&self) -> Option<&[&'a str]> {
+        (self.len > 0).then(|| &self.parts[..self.len])
+    }
+
+    /// How many chunk cookies the request carries (to clear the ones a new value
+    /// does not overwrite).
+    pub(crate) fn present(&self) -> usize {
+        self.present
+    }
+}
+
+/// Finds `name`, `name.1`, … up to the first gap (at most [`MAX_CHUNKS`]), in one pass
+/// over the `Cookie` headers, without allocating.
+pub(crate) fn chunks<'a>(headers: &'a HeaderMap, name: &str) -> Chunks<'a> {
     let mut parts: [Option<&str>; MAX_CHUNKS] = [None; MAX_CHUNKS];
     for (n, v) in all(headers) {
         let Some(rest) = n.strip_prefix(name) else {
@@ -84,21 +99,17 @@ pub(crate) fn read_chunked(headers: &HeaderMap, name: &str) -> Chunked {
         // The first cookie of a name wins, as with `get`.
         parts[index].get_or_insert(v);
     }
-    let present = parts.iter().take_while(|p| p.is_some()).count();
-    let Some(first) = parts[0] else {
-        // Orphan chunks without a head are still worth clearing.
-        let orphans = parts[1..].iter().take_while(|p| p.is_some()).count();
-        return Chunked {
-            value: None,
-            present: if orphans > 0 { orphans + 1 } else { 0 },
-        };
+    let len = parts.iter().take_while(|p| p.is_some()).count();
+    // Orphan chunks without a head are still worth clearing.
+    let orphans = parts[1..].iter().take_while(|p| p.is_some()).count();
+    let present = match (len, orphans) {
+        (0, 0) => 0,
+        (0, orphans) => orphans + 1,
+        (len, _) => len,
     };
-    let mut value = String::with_capacity(present * CHUNK_LEN.min(first.len()));
-    for part in parts.iter().take(present).flatten() {
-        value.push_str(part);
-    }
-    Chunked {
-        value: Some(value),
+    Chunks {
+        parts: parts.map(|p| p.unwrap_or_default()),
+        len,
         present,
     }
 }
@@ -212,9 +223,9 @@ mod tests {
             .map(|h| h.to_str().unwrap().split(';').next().unwrap().to_owned())
             .collect();
         let h = headers(&[&pairs.join("; ")]);
-        let read = read_chunked(&h, "s");
-        assert_eq!(read.value.as_deref(), Some(value.as_str()));
-        assert_eq!(read.present, 3);
+        let read = chunks(&h, "s");
+        assert_eq!(read.parts().map(<[&str]>::concat), Some(value));
+        assert_eq!(read.present(), 3);
         assert!(set_headers[4].to_str().unwrap().starts_with("s.4=; "));
     }
 
