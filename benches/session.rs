@@ -1,16 +1,27 @@
-//! The layer's hot path: every request passes through `HfAuthLayer`, which reads (and,
-//! when present, opens) the session cookie before calling the inner service.
+//! The layer's hot path beside a bare route and beside tower-sessions, in one run.
 //!
 //! Setup signs in for real (the example app and `MockHfProvider` on loopback sockets, a
-//! browser-like `reqwest` client) to get genuine session cookies; the timed loop then
-//! drives a separately built layer with the same secret over a trivial service.
+//! browser-like `reqwest` client) to get genuine session cookies for alice (2
+//! organizations) and carol (41), and OAuth tokens for both. The timed loop then sends
+//! one request at a time through an axum router on a current-thread runtime; every
+//! router's handler extracts the user and answers with the username:
 //!
-//! The `guards` group puts the same valid session through three stacked guards that
-//! pass (`RequireLogin`, `RequireScopes`, `RequireOrg::role`) and through none, to show
-//! what passing guards cost.
+//! | case | router |
+//! |---|---|
+//! | `bare` | no layer; the handler answers the same username |
+//! | `tower_sessions` | tower-sessions 0.15, private cookie, `MemoryStore` holding the user's public profile (what `HfUser` serializes to), read with `Session::get` |
+//! | `hit` | `HfAuthLayer`, the session found in the opened-session cache |
+//! | `miss` | `HfAuthLayer` with the cache off (`with_session_cache_bytes(0)`): every request opens the cookie |
+//! | `bearer_hit` | `HfAuthLayer` with bearer tokens, the token found in the bearer cache |
+//!
+//! Then `miss_stages` (with feature `fuzzing`) times each step of opening a cookie:
+//! base64, AES-GCM, inflate, parse. `layer` and `guards` time the cheap paths (no cookie,
+//! a tampered one) and three passing guards. At the end the ratios are printed and
+//! written, with every mean, to `{target}/criterion/hot_path.csv`
+//! (`scripts/bench_chart.py` draws the chart of BENCHMARKS.md from it).
 //!
 //! ```sh
-//! cargo bench --all-features --bench session
+//! cargo bench --all-features --bench session -- --warm-up-time 1 --measurement-time 3
 //! ```
 #![allow(unreachable_pub)]
 
@@ -19,27 +30,50 @@
 mod example;
 
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::Duration;
 
+use axum::Router;
+use axum::routing::get;
 use bytes::Bytes;
 use criterion::measurement::WallTime;
 use criterion::{BatchSize, BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use http::{HeaderValue, Request, Response, header};
 use http_body_util::{BodyExt, Full};
+use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_hf_auth::mock::MockHfProvider;
 use tower_hf_auth::{
-    HfAuthConfig, HfAuthLayer, HfUser, OrgRole, RequireLogin, RequireOrg, RequireScopes,
+    HfAuthConfigBuilder, HfAuthLayer, HfUser, OrgRole, RequireLogin, RequireOrg, RequireScopes,
 };
+use tower_sessions::{MemoryStore, Session, SessionManagerLayer, cookie::Key};
 
 const SECRET: &str = "bench secret: thirty-two characters or more, really";
+const PROFILES: [&str; 2] = ["2_orgs", "41_orgs"];
 
-/// The real cookies of a sign-in, and a configuration that opens them.
+/// A signed-in user: the browser's `Cookie` header and an OAuth token.
+struct Signed {
+    cookie: HeaderValue,
+    token: String,
+}
+
+/// The real cookies and tokens of two sign-ins, and the provider that made them (kept
+/// running for the bearer checks).
 struct Fixture {
-    config: HfAuthConfig,
-    alice: HeaderValue,
-    carol: HeaderValue,
+    /// Runs the mock provider.
+    _rt: tokio::runtime::Runtime,
+    mock: MockHfProvider,
+    base: String,
+    users: [Signed; 2],
+}
+
+impl Fixture {
+    fn config(&self) -> HfAuthConfigBuilder {
+        example::mock_config(&self.mock, &self.base).with_secret(SECRET)
+    }
 }
 
 /// The `Location` of a redirect, made absolute against `base`.
@@ -86,30 +120,40 @@ async fn sign_in(base: &str, user: &str) -> HeaderValue {
 
 fn fixture() -> Fixture {
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
+    let (mock, base, cookies) = rt.block_on(async {
         let mock = MockHfProvider::start().await.expect("mock provider starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let config = |mock: &MockHfProvider| {
-            example::mock_config(mock, &base)
-                .with_secret(SECRET)
-                .build()
-                .unwrap()
-        };
-        let app = example::app(config(&mock));
+        let config = example::mock_config(&mock, &base).with_secret(SECRET);
+        let app = example::app(config.build().unwrap());
         let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         let alice = sign_in(&base, "alice").await;
         let carol = sign_in(&base, "carol").await;
         server.abort();
-        Fixture {
-            config: config(&mock),
-            alice,
-            carol,
-        }
-    })
+        (mock, base, [alice, carol])
+    });
+    let hour = Duration::from_secs(3600);
+    let [alice, carol] = cookies;
+    let token = |user| mock.issue_oauth_token(user, &["openid", "profile"], hour);
+    Fixture {
+        users: [
+            Signed {
+                cookie: alice,
+                token: token("alice"),
+            },
+            Signed {
+                cookie: carol,
+                token: token("carol"),
+            },
+        ],
+        _rt: rt,
+        mock,
+        base,
+    }
 }
 
 /// `value` with one character of the session cookie's sealed value changed.
@@ -124,49 +168,231 @@ fn tampered(value: &HeaderValue) -> HeaderValue {
     HeaderValue::from_str(&s).unwrap()
 }
 
-fn request(cookie: Option<&HeaderValue>) -> Request<Full<Bytes>> {
+/// A `GET /` with these headers.
+fn request(headers: &[(header::HeaderName, &HeaderValue)]) -> Request<Full<Bytes>> {
     let mut req = Request::get("/").header(header::ACCEPT, "text/html");
-    if let Some(cookie) = cookie {
-        req = req.header(header::COOKIE, cookie.clone());
+    for (name, value) in headers {
+        req = req.header(name, *value);
     }
     req.body(Full::default()).unwrap()
 }
 
-/// Times one request with `cookie` through a fresh clone of `svc`.
+fn with_cookie(cookie: Option<&HeaderValue>) -> Request<Full<Bytes>> {
+    match cookie {
+        Some(cookie) => request(&[(header::COOKIE, cookie)]),
+        None => request(&[]),
+    }
+}
+
+/// Times one request made by `make` through a fresh clone of `svc`.
 fn time<S>(
     group: &mut BenchmarkGroup<'_, WallTime>,
     rt: &Runtime,
     name: &str,
     svc: &S,
-    cookie: Option<&HeaderValue>,
+    make: impl Fn() -> Request<Full<Bytes>>,
 ) where
     S: Service<Request<Full<Bytes>>> + Clone,
     S::Error: std::fmt::Debug,
 {
     group.bench_function(name, |b| {
         b.iter_batched(
-            || (svc.clone(), request(cookie)),
+            || (svc.clone(), make()),
             |(svc, req)| rt.block_on(async { black_box(svc.oneshot(req).await.unwrap()) }),
             BatchSize::SmallInput,
         );
     });
 }
 
-fn bench(c: &mut Criterion) {
-    let fixture = fixture();
-    let alice_tampered = tampered(&fixture.alice);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+/// The body `svc` answers `req` with.
+fn answer<S, B>(rt: &Runtime, svc: &S, req: Request<Full<Bytes>>) -> String
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    rt.block_on(async {
+        let res = svc.clone().oneshot(req).await.unwrap();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(body.to_vec()).unwrap()
+    })
+}
 
+/// The user's public profile as an app would keep it in tower-sessions: what
+/// `HfUser` serializes to.
+#[derive(Serialize, Deserialize)]
+struct StoredUser {
+    id: String,
+    username: String,
+    name: Option<String>,
+    avatar_url: Option<String>,
+    profile_url: Option<String>,
+    website: Option<String>,
+    email: Option<String>,
+    email_verified: bool,
+    is_pro: bool,
+    can_pay: Option<bool>,
+    orgs: Vec<StoredOrg>,
+    scopes: Vec<String>,
+    expires_at: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredOrg {
+    sub: String,
+    preferred_username: String,
+    name: Option<String>,
+    picture: Option<String>,
+    plan: Option<String>,
+    #[serde(rename = "roleInOrg")]
+    role: Option<String>,
+    #[serde(rename = "canPay")]
+    can_pay: Option<bool>,
+    #[serde(rename = "securityRestrictions", default)]
+    security_restrictions: Vec<String>,
+}
+
+/// The tower-sessions router: `/` reads the stored user, `/store` stores the JSON body.
+fn tower_sessions_app() -> Router {
+    let layer = SessionManagerLayer::new(MemoryStore::default())
+        .with_secure(false)
+        .with_private(Key::generate());
+    Router::new()
+        .route(
+            "/",
+            get(|session: Session| async move {
+                let user: StoredUser = session.get("user").await.unwrap().unwrap();
+                user.username
+            }),
+        )
+        .route(
+            "/store",
+            axum::routing::post(|session: Session, body: String| async move {
+                let user: StoredUser = serde_json::from_str(&body).unwrap();
+                session.insert("user", user).await.unwrap();
+            }),
+        )
+        .layer(layer)
+}
+
+/// A tower-sessions cookie whose session holds `profile` (the JSON of an `HfUser`).
+fn tower_sessions_cookie(rt: &Runtime, app: &Router, profile: String) -> HeaderValue {
+    let req = Request::post("/store").body(axum::body::Body::from(profile));
+    let res = rt.block_on(app.clone().oneshot(req.unwrap())).unwrap();
+    let set = res.headers()[header::SET_COOKIE].to_str().unwrap();
+    HeaderValue::from_str(set.split(';').next().unwrap()).unwrap()
+}
+
+/// The five contenders on both profiles.
+fn per_request(c: &mut Criterion, rt: &Runtime, fx: &Fixture) {
+    let user_name = |user: HfUser| async move { user.username().to_owned() };
+    let hf = |config: HfAuthConfigBuilder| {
+        Router::new()
+            .route("/", get(user_name))
+            .route("/json", get(|user: HfUser| async move { axum::Json(user) }))
+            .layer(HfAuthLayer::new(config.build().unwrap()))
+    };
+    let hit = hf(fx.config());
+    let miss = hf(fx.config().with_session_cache_bytes(0));
+    let bearer = hf(fx.config().with_bearer_tokens(true));
+    let ts = tower_sessions_app();
+
+    let mut group = c.benchmark_group("per_request");
+    for (profile, (user, expected)) in PROFILES.iter().zip(fx.users.iter().zip(["alice", "carol"]))
+    {
+        let name = expected.to_owned();
+        let bare = Router::new().route(
+            "/",
+            get(move || {
+                let name = name.clone();
+                async move { name }
+            }),
+        );
+        let json_req = Request::get("/json").header(header::COOKIE, &user.cookie);
+        let json = answer(rt, &hit, json_req.body(Full::default()).unwrap());
+        let ts_cookie = tower_sessions_cookie(rt, &ts, json);
+        let bearer_value = HeaderValue::from_str(&format!("Bearer {}", user.token)).unwrap();
+        let cookie = || request(&[(header::COOKIE, &user.cookie)]);
+        let ts_req = || request(&[(header::COOKIE, &ts_cookie)]);
+        let bearer_req = || request(&[(header::AUTHORIZATION, &bearer_value)]);
+        // Once, outside the timed loops: each case answers with the user (and warms
+        // its cache).
+        for (router, req) in [
+            (&bare, request(&[])),
+            (&ts, ts_req()),
+            (&hit, cookie()),
+            (&miss, cookie()),
+            (&bearer, bearer_req()),
+        ] {
+            assert_eq!(answer(rt, router, req), *expected);
+        }
+        time(&mut group, rt, &format!("bare/{profile}"), &bare, || {
+            request(&[])
+        });
+        time(
+            &mut group,
+            rt,
+            &format!("tower_sessions/{profile}"),
+            &ts,
+            ts_req,
+        );
+        time(&mut group, rt, &format!("hit/{profile}"), &hit, cookie);
+        time(&mut group, rt, &format!("miss/{profile}"), &miss, cookie);
+        time(
+            &mut group,
+            rt,
+            &format!("bearer_hit/{profile}"),
+            &bearer,
+            bearer_req,
+        );
+    }
+    group.finish();
+}
+
+/// The steps of a miss, one by one.
+#[cfg(feature = "fuzzing")]
+fn miss_stages(c: &mut Criterion, fx: &Fixture) {
+    use tower_hf_auth::fuzzing::SessionStages;
+    let stages = SessionStages::new(SECRET, "hf_auth");
+    let mut group = c.benchmark_group("miss_stages");
+    for (profile, user) in PROFILES.iter().zip(&fx.users) {
+        // The chunks' values, joined in order (`hf_auth`, `hf_auth.1`, …).
+        let value: String = user
+            .cookie
+            .to_str()
+            .unwrap()
+            .split("; ")
+            .map(|pair| pair.split_once('=').unwrap().1)
+            .collect();
+        let plain = stages.open(&value).expect("the session opens");
+        let profile_json = SessionStages::inflate(&plain).unwrap();
+        assert!(SessionStages::parse(&plain, &profile_json).is_some());
+        group.bench_function(format!("base64/{profile}"), |b| {
+            b.iter(|| SessionStages::base64(black_box(&value)));
+        });
+        group.bench_function(format!("base64_aes_gcm/{profile}"), |b| {
+            b.iter(|| stages.open(black_box(&value)));
+        });
+        group.bench_function(format!("inflate/{profile}"), |b| {
+            b.iter(|| SessionStages::inflate(black_box(&plain)));
+        });
+        group.bench_function(format!("parse/{profile}"), |b| {
+            b.iter(|| SessionStages::parse(black_box(&plain), black_box(&profile_json)));
+        });
+    }
+    group.finish();
+}
+
+/// The cheap paths, and what passing guards cost.
+fn layer_and_guards(c: &mut Criterion, rt: &Runtime, fx: &Fixture) {
     // The inner service answers with the signed-in username (empty when none).
     let inner = service_fn(|req: Request<Full<Bytes>>| async move {
         let user = req.extensions().get::<HfUser>();
         let body = user.map_or_else(Bytes::new, |u| Bytes::from(u.username().to_owned()));
         Ok::<_, Infallible>(Response::new(Full::new(body)))
     });
-    let auth = HfAuthLayer::new(fixture.config);
+    let auth = HfAuthLayer::new(fx.config().build().unwrap());
     let svc = auth.layer(inner);
     let guarded = auth.layer(
         ServiceBuilder::new()
@@ -175,69 +401,124 @@ fn bench(c: &mut Criterion) {
             .layer(RequireOrg::role("acme", OrgRole::Admin))
             .service(inner),
     );
-
-    // Once, outside the timed loops: each case takes the path it is named after.
-    let check = |cookie: Option<&HeaderValue>| -> (String, Vec<String>) {
-        rt.block_on(async {
-            let res = svc.clone().oneshot(request(cookie)).await.unwrap();
-            let set_cookies = res.headers().get_all(header::SET_COOKIE).iter();
-            let set_cookies = set_cookies
-                .map(|v| v.to_str().unwrap().to_owned())
-                .collect();
-            let body = res.into_body().collect().await.unwrap().to_bytes();
-            (String::from_utf8(body.to_vec()).unwrap(), set_cookies)
-        })
-    };
-    assert_eq!(check(None), (String::new(), vec![]));
-    assert_eq!(check(Some(&fixture.alice)), ("alice".into(), vec![]));
-    assert_eq!(check(Some(&fixture.carol)), ("carol".into(), vec![]));
-    assert!(
-        fixture.carol.len() > fixture.alice.len(),
-        "carol's session is the large one"
-    );
-    let (user, cleared) = check(Some(&alice_tampered));
-    assert_eq!(user, "", "a tampered cookie yields no user");
-    assert!(
-        cleared
-            .iter()
-            .any(|c| c.starts_with("hf_auth=;") && c.contains("Max-Age=0")),
-        "a tampered cookie is cleared: {cleared:?}"
-    );
-    eprintln!(
-        "Cookie header: alice {} bytes, carol {} bytes",
-        fixture.alice.len(),
-        fixture.carol.len()
-    );
+    let alice = &fx.users[0].cookie;
+    let alice_tampered = tampered(alice);
+    assert_eq!(answer(rt, &svc, with_cookie(None)), "");
+    assert_eq!(answer(rt, &svc, with_cookie(Some(&alice_tampered))), "");
+    assert_eq!(answer(rt, &guarded, with_cookie(Some(alice))), "alice");
 
     let mut group = c.benchmark_group("layer");
-    for (name, cookie) in [
-        ("no_cookie", None),
-        ("valid_session", Some(&fixture.alice)),
-        ("valid_session_40_orgs", Some(&fixture.carol)),
-        ("tampered_cookie", Some(&alice_tampered)),
-    ] {
-        time(&mut group, &rt, name, &svc, cookie);
-    }
-    group.finish();
-
-    let guarded_answer = rt.block_on(async {
-        let res = guarded
-            .clone()
-            .oneshot(request(Some(&fixture.alice)))
-            .await
-            .unwrap();
-        res.into_body().collect().await.unwrap().to_bytes()
+    time(&mut group, rt, "no_cookie", &svc, || with_cookie(None));
+    time(&mut group, rt, "tampered_cookie", &svc, || {
+        with_cookie(Some(&alice_tampered))
     });
-    assert_eq!(
-        &guarded_answer[..],
-        b"alice",
-        "alice passes the three guards"
-    );
-    let mut group = c.benchmark_group("guards");
-    let alice = Some(&fixture.alice);
-    time(&mut group, &rt, "none", &svc, alice);
-    time(&mut group, &rt, "three_passing", &guarded, alice);
     group.finish();
+    let mut group = c.benchmark_group("guards");
+    time(&mut group, rt, "none", &svc, || with_cookie(Some(alice)));
+    time(&mut group, rt, "three_passing", &guarded, || {
+        with_cookie(Some(alice))
+    });
+    group.finish();
+}
+
+/// Criterion's mean for `group/id`, in nanoseconds, if it ran.
+fn mean_ns(group: &str, id: &str) -> Option<f64> {
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
+    let path = target
+        .join("criterion")
+        .join(group)
+        .join(id.replace('/', "_"))
+        .join("new/estimates.json");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    json["mean"]["point_estimate"].as_f64()
+}
+
+/// Prints the targets' ratios and writes every mean to `hot_path.csv`.
+fn report() {
+    let mut csv = String::from("group,case,profile,mean_ns\n");
+    let cases = ["bare", "tower_sessions", "hit", "miss", "bearer_hit"];
+    let stages = ["base64", "base64_aes_gcm", "inflate", "parse"];
+    for (group, names) in [("per_request", &cases[..]), ("miss_stages", &stages[..])] {
+        for name in names {
+            for profile in PROFILES {
+                if let Some(ns) = mean_ns(group, &format!("{name}/{profile}")) {
+                    let _ = writeln!(csv, "{group},{name},{profile},{ns:.1}");
+                }
+            }
+        }
+    }
+    for (group, id) in [
+        ("layer", "no_cookie"),
+        ("layer", "tampered_cookie"),
+        ("guards", "none"),
+        ("guards", "three_passing"),
+    ] {
+        if let Some(ns) = mean_ns(group, id) {
+            let _ = writeln!(csv, "{group},{id},,{ns:.1}");
+        }
+    }
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
+    let path = target.join("criterion/hot_path.csv");
+    std::fs::write(&path, &csv).unwrap();
+    eprintln!("\nmeans written to {}", path.display());
+
+    let get = |case: &str, profile: &str| mean_ns("per_request", &format!("{case}/{profile}"));
+    eprintln!("\nper request, this run       2 orgs      41 orgs");
+    let row = |label: &str, value: &dyn Fn(&str) -> Option<String>| {
+        let cells: Vec<String> = PROFILES
+            .iter()
+            .map(|p| value(p).unwrap_or_else(|| "-".into()))
+            .collect();
+        eprintln!("{label:<26} {:>10}  {:>10}", cells[0], cells[1]);
+    };
+    for case in cases {
+        row(&format!("{case} (µs)"), &|p| {
+            get(case, p).map(|ns| format!("{:.2}", ns / 1e3))
+        });
+    }
+    for case in ["hit", "miss", "bearer_hit"] {
+        row(&format!("{case} over bare (µs)"), &|p| {
+            Some(format!("{:.2}", (get(case, p)? - get("bare", p)?) / 1e3))
+        });
+    }
+    row("tower_sessions / hit", &|p| {
+        Some(format!(
+            "{:.1}x",
+            get("tower_sessions", p)? / get("hit", p)?
+        ))
+    });
+    row("tower_sessions / miss", &|p| {
+        Some(format!(
+            "{:.1}x",
+            get("tower_sessions", p)? / get("miss", p)?
+        ))
+    });
+    if let (Some(none), Some(three)) = (
+        mean_ns("guards", "none"),
+        mean_ns("guards", "three_passing"),
+    ) {
+        eprintln!("each passing guard (ns)    {:>10.0}", (three - none) / 3.0);
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let fx = fixture();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    eprintln!(
+        "Cookie header: alice {} bytes, carol {} bytes",
+        fx.users[0].cookie.len(),
+        fx.users[1].cookie.len()
+    );
+    per_request(c, &rt, &fx);
+    #[cfg(feature = "fuzzing")]
+    miss_stages(c, &fx);
+    layer_and_guards(c, &rt, &fx);
+    report();
 }
 
 criterion_group!(benches, bench);

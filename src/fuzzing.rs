@@ -1,5 +1,6 @@
 //! Entry points for the fuzz targets in `fuzz/` and for the regression tests that
-//! replay their corpus (`tests/fuzz_corpus.rs`).
+//! replay their corpus (`tests/fuzz_corpus.rs`), and [`SessionStages`], the steps of
+//! opening a session cookie one by one for the benches (`benches/session.rs`).
 //!
 //! Enabled only by the `fuzzing` feature; not part of the public API and exempt from
 //! semver. Each function takes arbitrary bytes, runs the crate's own parser on them
@@ -25,6 +26,7 @@ use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD};
 use crate::id_token::{self, Expectations, IdTokenClaims, KeySet};
 use crate::provider::http::parse_json;
 use crate::provider::{ProviderMetadata, TokenResponse, WhoAmI};
+use crate::session::cache::OpenedSessions;
 use crate::session::codec::KeyRing;
 use crate::session::cookie::{CookieAttrs, SameSite};
 use crate::session::{Loaded, SessionCookies, SessionTiming};
@@ -52,6 +54,12 @@ fn sessions() -> &'static SessionCookies {
     })
 }
 
+/// The opened-session cache shared by every run, as a layer's is by its requests.
+fn opened() -> &'static OpenedSessions {
+    static OPENED: OnceLock<OpenedSessions> = OnceLock::new();
+    OPENED.get_or_init(|| OpenedSessions::new(1 << 20))
+}
+
 /// The session cookie decoder. The first byte picks what the rest is:
 /// - 0 (mod 3): raw `Cookie` header lines (split on `\n`), as an attacker's browser
 ///   sends them. They must never open as a session: only this crate's key seals one.
@@ -73,7 +81,7 @@ pub fn session_cookie(data: &[u8]) {
             }
         }
         let chunks = chunks_sent(&headers);
-        let loaded = sessions.load(&headers, NOW, 0);
+        let loaded = sessions.load(&headers, NOW, 0, opened());
         assert!(
             !matches!(loaded, Loaded::Valid(_) | Loaded::Stale { .. }),
             "a cookie not sealed by this crate opened as a session"
@@ -134,7 +142,12 @@ pub fn session_cookie(data: &[u8]) {
         let value = HeaderValue::from_str(&format!("{COOKIE_NAME}={sealed}"))
             .expect("a sealed cookie is a valid header value");
         headers.insert(COOKIE, value);
-        if let Loaded::Valid(user) = sessions.load(&headers, NOW, 0) {
+        if let Loaded::Valid(user) = sessions.load(&headers, NOW, 0, opened()) {
+            // Read again, from the opened-session cache: the same user.
+            let Loaded::Valid(again) = sessions.load(&headers, NOW, 0, opened()) else {
+                panic!("a cached session no longer loads");
+            };
+            assert_eq!(again.record().access_token, user.record().access_token);
             assert!(
                 user.record().expires_at > NOW,
                 "an expired session was accepted"
@@ -192,6 +205,60 @@ fn set_cookie_names(set_cookies: &[HeaderValue], deleting: bool) -> Vec<String> 
         }
     }
     names
+
+/// The steps of opening a session cookie one at a time, so a bench can time each: what
+/// a request pays when its cookie is not in the opened-session cache.
+#[derive(Debug)]
+pub struct SessionStages {
+    name: String,
+    keys: KeyRing,
+}
+
+impl SessionStages {
+    /// Opens cookies named `name` sealed under `secret`.
+    #[must_use]
+    pub fn new(secret: &str, name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            keys: KeyRing::from_secrets(&Secret::from(secret), []),
+        }
+    }
+
+    /// Step 1: the cookie value's base64 decoded.
+    #[must_use]
+    pub fn base64(value: &str) -> Option<Vec<u8>> {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(value)
+            .ok()
+    }
+
+    /// Steps 1 and 2: the value decoded and decrypted (AES-256-GCM): the record's
+    /// plaintext.
+    #[must_use]
+    pub fn open(&self, value: &str) -> Option<Vec<u8>> {
+        self.keys.open(&self.name, value)
+    }
+
+    /// Step 3: the profile's JSON, inflated when it is compressed.
+    #[must_use]
+    pub fn inflate(plain: &[u8]) -> Option<Vec<u8>> {
+        let layout = crate::session::record::split(plain)?;
+        if layout.deflated {
+            crate::session::record::inflate(layout.profile)
+        } else {
+            Some(layout.profile.to_vec())
+        }
+    }
+
+    /// Step 4: the record parsed from the plaintext's tokens and the inflated profile;
+    /// the username.
+    #[must_use]
+    pub fn parse(plain: &[u8], profile: &[u8]) -> Option<String> {
+        let layout = crate::session::record::split(plain)?;
+        let record = crate::session::record::parse(layout.tokens, profile)?;
+        Some(record.profile.preferred_username)
+    }
 }
 
 /// Reads every field of a user, as handlers and guards do.

@@ -1,6 +1,6 @@
 //! The running parts of an [`HfAuthLayer`](crate::HfAuthLayer), built once from the
 //! settings by [`HfAuthLayer::new`](crate::HfAuthLayer::new): the provider client, the
-//! session cookies and their keys, the refresher, the bearer validator, the replay set
+//! session cookies and their keys, the opened-session cache, the refresher, the bearer validator, the replay set
 //! of used sign-in states, and the clock. Every module that serves requests receives
 //! this; none reaches into the configuration for a running part.
 
@@ -11,6 +11,7 @@ use crate::clock::{Clock, unix_seconds};
 use crate::config::HfAuthConfig;
 use crate::provider::Provider;
 use crate::session::SessionCookies;
+use crate::session::cache::OpenedSessions;
 use crate::session::codec::{Binding, KeyRing};
 use crate::session::refresh::Refresher;
 use crate::single_flight::UsedOnce;
@@ -27,6 +28,8 @@ pub(crate) struct Runtime {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) provider: Arc<Provider>,
     pub(crate) sessions: SessionCookies,
+    /// The users of session cookies opened before, by the cookies' bytes.
+    pub(crate) opened: OpenedSessions,
     pub(crate) refresher: Arc<Refresher>,
     /// Present when bearer tokens are accepted.
     pub(crate) bearer: Option<Arc<BearerValidator>>,
@@ -63,6 +66,7 @@ impl Runtime {
         Self {
             refresher: Arc::new(Refresher::new(provider.clone(), clock.clone())),
             used_states: UsedOnce::new(MAX_USED_STATES),
+            opened: OpenedSessions::new(config.session_cache_bytes),
             clock,
             provider,
             sessions,

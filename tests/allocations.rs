@@ -1,7 +1,9 @@
 //! Passing guards cost no allocation: the same request with a real session cookie goes
 //! through `HfAuthLayer` alone and through `HfAuthLayer` plus four stacked guards that
 //! all pass, and the allocations of each call are counted (allocation-counter, which
-//! counts on the current thread; the calls run on a current-thread runtime).
+//! counts on the current thread; the calls run on a current-thread runtime). And a
+//! session found in the opened-session cache costs no allocation but the user's slot in
+//! the request's extensions.
 #![allow(unreachable_pub)]
 
 mod common;
@@ -47,19 +49,24 @@ fn signed_in_layer() -> (HfAuthLayer, HeaderValue) {
     })
 }
 
-/// Allocations made by one call of `svc` with `cookie`, and the body it answered.
-fn allocations<S, B>(rt: &tokio::runtime::Runtime, svc: &S, cookie: &HeaderValue) -> (u64, String)
+/// Allocations made by one call of `svc` with `cookie` (after one call to warm up), and
+/// the body it answered.
+fn allocations<S, B>(
+    rt: &tokio::runtime::Runtime,
+    svc: &S,
+    cookie: Option<&HeaderValue>,
+) -> (u64, String)
 where
     S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible> + Clone,
     B: http_body::Body<Data = Bytes>,
     B::Error: std::fmt::Debug,
 {
     let request = || {
-        Request::get("/")
-            .header(header::ACCEPT, "text/html")
-            .header(header::COOKIE, cookie.clone())
-            .body(Full::default())
-            .unwrap()
+        let mut req = Request::get("/").header(header::ACCEPT, "text/html");
+        if let Some(cookie) = cookie {
+            req = req.header(header::COOKIE, cookie.clone());
+        }
+        req.body(Full::default()).unwrap()
     };
     let body = |res: Response<B>| {
         let bytes = rt.block_on(http_body_util::BodyExt::collect(res.into_body()));
@@ -76,21 +83,25 @@ where
     (info.count_total, answered)
 }
 
+/// Answers with the signed-in user's name.
+async fn username(req: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let name = req
+        .extensions()
+        .get::<HfUser>()
+        .map(|u| u.username().to_owned());
+    Ok(Response::new(Full::new(Bytes::from(
+        name.unwrap_or_default(),
+    ))))
+}
+
 #[test]
 fn passing_guards_allocate_nothing() {
     let (layer, cookie) = signed_in_layer();
+    let cookie = Some(&cookie);
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let inner = service_fn(|req: Request<Full<Bytes>>| async move {
-        let name = req
-            .extensions()
-            .get::<HfUser>()
-            .map(|u| u.username().to_owned());
-        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(
-            name.unwrap_or_default(),
-        ))))
-    });
+    let inner = service_fn(username);
     let plain = layer.layer(inner);
     let guarded = layer.layer(
         ServiceBuilder::new()
@@ -101,13 +112,45 @@ fn passing_guards_allocate_nothing() {
             .service(inner),
     );
 
-    let (without, answered) = allocations(&rt, &plain, &cookie);
+    let (without, answered) = allocations(&rt, &plain, cookie);
     assert_eq!(answered, "alice", "the layer alone signs alice in");
-    let (with, answered) = allocations(&rt, &guarded, &cookie);
+    let (with, answered) = allocations(&rt, &guarded, cookie);
     assert_eq!(answered, "alice", "alice passes all four guards");
     assert!(
         without > 0,
         "the counter counts: opening a session allocates"
     );
     assert_eq!(with, without, "four passing guards added allocations");
+}
+
+#[test]
+fn a_cached_session_allocates_only_the_users_extension_slot() {
+    let (layer, cookie) = signed_in_layer();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    // Answers without allocating: a static body saying who is signed in.
+    let svc = layer.layer(service_fn(|req: Request<Full<Bytes>>| async move {
+        let body: &'static str = match req.extensions().get::<HfUser>() {
+            Some(user) if user.username() == "alice" => "alice",
+            Some(_) => "someone else",
+            None => "",
+        };
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
+            body.as_bytes(),
+        ))))
+    }));
+    // The warm-up call opens the session and caches it; the counted one is a hit.
+    let (hit, answered) = allocations(&rt, &svc, Some(&cookie));
+    assert_eq!(answered, "alice");
+    let (anonymous, answered) = allocations(&rt, &svc, None);
+    assert_eq!(answered, "");
+    // The same request with no cookie makes the extensions map and the layer's context;
+    // a hit adds the box of the `HfUser` in the extensions, and nothing else: no copy of
+    // the cookie, no decryption buffer, no profile.
+    assert!(anonymous > 0, "the counter counts");
+    assert!(
+        hit <= anonymous + 1,
+        "a cache hit made {hit} allocations, a request without a cookie {anonymous}"
+    );
 }

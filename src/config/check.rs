@@ -14,6 +14,7 @@ use crate::clock::SystemClock;
 use crate::cross_origin::{Bypass, CrossOriginSettings, origin_of};
 use crate::provider::{ClientAuth, ProviderSettings};
 use crate::session::codec::secret_from_client_secret;
+use crate::session::cache::DEFAULT_SESSION_CACHE_BYTES;
 use crate::session::cookie::{CookieAttrs, SameSite};
 use crate::session::refresh::DEFAULT_REFRESH_BEFORE;
 use crate::session::{DEFAULT_PROFILE_MAX_AGE, REFRESH_GRACE, SessionTiming};
@@ -137,6 +138,9 @@ impl HfAuthConfigBuilder {
                     .map_or(DEFAULT_PROFILE_MAX_AGE, |d| d.as_secs()),
                 refresh_grace: self.refresh_grace.map_or(REFRESH_GRACE, |d| d.as_secs()),
             },
+            session_cache_bytes: self
+                .session_cache_bytes
+                .unwrap_or(DEFAULT_SESSION_CACHE_BYTES),
             token_auth: self.bearer_enabled.then_some(self.bearer),
             openid,
             iframe,

@@ -106,6 +106,8 @@ pub struct HfAuthConfig {
     pub(crate) refresh_before: u64,
     /// Profile maximum age and the refresh grace of session cookies.
     pub(crate) session_timing: SessionTiming,
+    /// The opened-session cache's memory bound in bytes; 0: no cache.
+    pub(crate) session_cache_bytes: usize,
     /// Bearer-token settings, when bearer tokens are accepted.
     pub(crate) token_auth: Option<BearerSettings>,
     /// Cookies and pages for an app shown in a cross-site iframe.

@@ -381,7 +381,7 @@ fn store(
 ) -> Result<Vec<HeaderValue>, AuthError> {
     let sessions = &runtime.sessions;
     let record = user.record();
-    let present = cookie::read_chunked(headers, &sessions.name).present;
+    let present = cookie::chunks(headers, &sessions.name).present();
     let set_cookies = sessions.save(record, present, now).map_err(|_| {
         bad(
             AuthErrorKind::SessionTooLarge,

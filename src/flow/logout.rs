@@ -17,7 +17,7 @@ pub(super) fn logout(
         return cross_site_logout(runtime, caller);
     }
     let sessions = &runtime.sessions;
-    let present = cookie::read_chunked(headers, &sessions.name).present.max(1);
+    let present = cookie::chunks(headers, &sessions.name).present().max(1);
     respond::with_cookies(
         respond::redirect(&runtime.config.post_logout_redirect),
         sessions.clear(present),

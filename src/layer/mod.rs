@@ -247,9 +247,12 @@ fn open_session<B>(
     req: &mut Request<B>,
 ) -> (bool, Option<Stale>, Vec<http::HeaderValue>) {
     let now = runtime.now();
-    let loaded = runtime
-        .sessions
-        .load(req.headers(), now, runtime.config.refresh_before);
+    let loaded = runtime.sessions.load(
+        req.headers(),
+        now,
+        runtime.config.refresh_before,
+        &runtime.opened,
+    );
     match loaded {
         Loaded::Valid(user) => (sign_in(runtime, req, user), None, Vec::new()),
         Loaded::Stale {

@@ -56,16 +56,31 @@ pub(crate) fn chunk_name(name: &str, i: usize) -> String {
     }
 }
 
-/// A chunked value as the request carries it.
-#[derive(Debug, Default)]
-pub(crate) struct Chunked {
-    /// The chunks joined, when chunk 0 is present: `name`, `name.1`, … up to the first
-    /// missing chunk.
-    pub(crate) value: Option<String>,
+/// The chunks of a value as the request carries them, borrowed from the headers: what
+/// the opened-session cache is looked up by, without copying.
+#[derive(Debug)]
+pub(crate) struct Chunks<'a> {
+    /// `name`, `name.1`, … up to the first gap; empty when chunk 0 is missing.
+    parts: [&'a str; MAX_CHUNKS],
+    /// How many of `parts` hold the value.
+    len: usize,
     /// One past the highest chunk index the request carries, 0 when it carries none:
     /// clearing (or overwriting) chunks `0..present` reaches every chunk it sent, even
-    /// past a gap (chunk `.2` with `.1` missing).
-    pub(crate) present: usize,
+    /// past a gap (chunk `.2` with `.1` missing) or without a head.
+    present: usize,
+}
+
+impl<'a> Chunks<'a> {
+    /// The value's chunks in order, when chunk 0 is present.
+    pub(crate) fn parts(&self) -> Option<&[&'a str]> {
+        (self.len > 0).then(|| &self.parts[..self.len])
+    }
+
+    /// How many chunk cookies the request carries (to clear the ones a new value
+    /// does not overwrite).
+    pub(crate) fn present(&self) -> usize {
+        self.present
+    }
 }
 
 /// The chunk index of the cookie `cookie` if it is a chunk of `name`: 0 for `name`,
@@ -83,9 +98,9 @@ fn chunk_index(cookie: &str, name: &str) -> Option<usize> {
     digits.parse().ok().filter(|i| (1..MAX_CHUNKS).contains(i))
 }
 
-/// Reads `name`, `name.1`, … (at most [`MAX_CHUNKS`]) in one pass over the `Cookie`
-/// headers. The value is joined up to the first gap; `present` counts past gaps.
-pub(crate) fn read_chunked(headers: &HeaderMap, name: &str) -> Chunked {
+/// Finds `name`, `name.1`, … up to the first gap (at most [`MAX_CHUNKS`]), in one pass
+/// over the `Cookie` headers, without allocating.
+pub(crate) fn chunks<'a>(headers: &'a HeaderMap, name: &str) -> Chunks<'a> {
     let mut parts: [Option<&str>; MAX_CHUNKS] = [None; MAX_CHUNKS];
     for (n, v) in all(headers) {
         let Some(index) = chunk_index(n, name) else {
@@ -94,21 +109,11 @@ pub(crate) fn read_chunked(headers: &HeaderMap, name: &str) -> Chunked {
         // The first cookie of a name wins, as with `get`.
         parts[index].get_or_insert(v);
     }
+    let len = parts.iter().take_while(|p| p.is_some()).count();
     let present = parts.iter().rposition(Option::is_some).map_or(0, |i| i + 1);
-    let Some(first) = parts[0] else {
-        // Orphan chunks without a head are still worth clearing.
-        return Chunked {
-            value: None,
-            present,
-        };
-    };
-    let joined = parts.iter().take_while(|p| p.is_some()).count();
-    let mut value = String::with_capacity(joined * CHUNK_LEN.min(first.len()));
-    for part in parts.iter().take(joined).flatten() {
-        value.push_str(part);
-    }
-    Chunked {
-        value: Some(value),
+    Chunks {
+        parts: parts.map(|p| p.unwrap_or_default()),
+        len,
         present,
     }
 }
@@ -224,9 +229,9 @@ mod tests {
             .map(|h| h.to_str().unwrap().split(';').next().unwrap().to_owned())
             .collect();
         let h = headers(&[&pairs.join("; ")]);
-        let read = read_chunked(&h, "s");
-        assert_eq!(read.value.as_deref(), Some(value.as_str()));
-        assert_eq!(read.present, 3);
+        let read = chunks(&h, "s");
+        assert_eq!(read.parts().map(<[&str]>::concat), Some(value));
+        assert_eq!(read.present(), 3);
         assert!(set_headers[4].to_str().unwrap().starts_with("s.4=; "));
     }
 
@@ -243,36 +248,32 @@ mod tests {
     #[test]
     fn a_chunk_past_a_gap_is_cleared() {
         let h = headers(&["s=a; s.2=c; other=1"]);
-        let read = read_chunked(&h, "s");
-        assert_eq!(
-            read.value.as_deref(),
-            Some("a"),
-            "the value stops at the gap"
-        );
-        let cleared = deleted(&remove_chunked("s", read.present, "/", &LAX));
+        let read = chunks(&h, "s");
+        assert_eq!(read.parts(), Some(&["a"][..]), "the value stops at the gap");
+        let cleared = deleted(&remove_chunked("s", read.present(), "/", &LAX));
         assert!(cleared.contains(&"s".to_owned()), "{cleared:?}");
         assert!(cleared.contains(&"s.2".to_owned()), "{cleared:?}");
         // Overwriting with a one-chunk value deletes the chunk past the gap too.
-        let written = write_chunked("s", "new", read.present, "/", None, &LAX).unwrap();
+        let written = write_chunked("s", "new", read.present(), "/", None, &LAX).unwrap();
         assert!(deleted(&written).contains(&"s.2".to_owned()), "{written:?}");
     }
 
     #[test]
     fn orphan_chunks_past_a_gap_are_cleared() {
         let h = headers(&["s.3=x"]);
-        let read = read_chunked(&h, "s");
-        assert_eq!(read.value, None);
-        assert!(deleted(&remove_chunked("s", read.present, "/", &LAX)).contains(&"s.3".to_owned()));
+        let read = chunks(&h, "s");
+        assert_eq!(read.parts(), None);
+        assert!(deleted(&remove_chunked("s", read.present(), "/", &LAX)).contains(&"s.3".to_owned()));
     }
 
     #[test]
     fn only_canonical_chunk_names_are_chunks() {
         for name in ["s.01", "s.+1", "s.", "s.1x", "s.10", "sx", "s.-1"] {
             let cookie = format!("{name}=v");
-            let read = read_chunked(&headers(&[&cookie]), "s");
-            assert_eq!(read.present, 0, "{name} is not a chunk of s");
+            let read = chunks(&headers(&[&cookie]), "s");
+            assert_eq!(read.present(), 0, "{name} is not a chunk of s");
         }
-        assert_eq!(read_chunked(&headers(&["s.9=v"]), "s").present, 10);
+        assert_eq!(chunks(&headers(&["s.9=v"]), "s").present(), 10);
     }
 
     #[test]

@@ -54,6 +54,7 @@
 //!
 //! [`HfAuthConfigBuilder::with_secret`]: crate::HfAuthConfigBuilder::with_secret
 
+pub(crate) mod cache;
 pub(crate) mod codec;
 pub(crate) mod cookie;
 pub(crate) mod record;
@@ -62,6 +63,7 @@ pub(crate) mod refresh;
 use http::{HeaderMap, HeaderValue};
 
 use crate::user::{HfUser, SessionRecord};
+use cache::OpenedSessions;
 use codec::KeyRing;
 use cookie::CookieAttrs;
 
@@ -132,6 +134,40 @@ pub(crate) const REFRESH_GRACE: u64 = 7 * 24 * 60 * 60;
 /// Default of how old a session's profile may get before it is read again: an hour.
 pub(crate) const DEFAULT_PROFILE_MAX_AGE: u64 = 60 * 60;
 
+/// What an opened session is at `now`: valid; due for new tokens (it has a refresh
+/// token, and its access token expires within `refresh_before` seconds or has
+/// expired) or for a new profile (older than `profile_max_age`); or over.
+fn classify(
+    user: HfUser,
+    present: usize,
+    now: u64,
+    refresh_before: u64,
+    profile_max_age: u64,
+) -> Loaded {
+    let record = user.record();
+    let expired = record.expires_at <= now;
+    let refreshable = record.refresh_token.is_some();
+    if expired && !refreshable {
+        return Loaded::Invalid { present };
+    }
+    let renew = if refreshable && record.expires_at <= now.saturating_add(refresh_before) {
+        Some(Renew::Tokens)
+    } else if now >= record.profile_at.saturating_add(profile_max_age) {
+        Some(Renew::Profile)
+    } else {
+        None
+    };
+    match renew {
+        None => Loaded::Valid(user),
+        Some(renew) => Loaded::Stale {
+            user,
+            present,
+            expired,
+            renew,
+        },
+    }
+}
+
 /// The session is larger than [`cookie::MAX_CHUNKS`] cookies can hold.
 #[derive(Debug)]
 pub(crate) struct TooLarge;
@@ -140,50 +176,48 @@ impl SessionCookies {
     /// Reads the session from the request's cookies; `now` in Unix seconds. A session
     /// with a refresh token is [`Loaded::Stale`] from `refresh_before` seconds before
     /// its access token expires; any session whose profile is older than the profile's
-    /// maximum age is too.
-    pub(crate) fn load(&self, headers: &HeaderMap, now: u64, refresh_before: u64) -> Loaded {
-        let chunked = cookie::read_chunked(headers, &self.name);
-        let present = chunked.present;
-        let Some(value) = chunked.value else {
+    /// maximum age is too. A cookie found in `opened` is not opened again, and
+    /// one that opens as a session is remembered there; expiry and refresh timing are
+    /// checked either way.
+    pub(crate) fn load(
+        &self,
+        headers: &HeaderMap,
+        now: u64,
+        refresh_before: u64,
+        opened: &OpenedSessions,
+    ) -> Loaded {
+        let chunks = cookie::chunks(headers, &self.name);
+        let present = chunks.present();
+        let Some(parts) = chunks.parts() else {
             return if present > 0 {
                 Loaded::Invalid { present }
             } else {
                 Loaded::Absent
             };
         };
-        let record = self
-            .keys
-            .open(&self.name, &value)
-            .and_then(|plain| record::decode(&plain));
-        let Some(record) = record else {
+        let max_age = self.timing.profile_max_age;
+        if let Some(user) = opened.get(parts) {
+            let loaded = classify(user, present, now, refresh_before, max_age);
+            if matches!(loaded, Loaded::Invalid { .. }) {
+                opened.remove(parts);
+            }
+            return loaded;
+        }
+        let ticket = opened.ticket();
+        let Some(user) = self.open(&parts.concat()) else {
             return Loaded::Invalid { present };
         };
-        let expired = record.expires_at <= now;
-        let refreshable = record.refresh_token.is_some();
-        if expired && !refreshable {
-            return Loaded::Invalid { present };
+        let loaded = classify(user, present, now, refresh_before, max_age);
+        if let Loaded::Valid(user) | Loaded::Stale { user, .. } = &loaded {
+            opened.insert(parts, user.clone(), ticket);
         }
-        let renew = if refreshable && record.expires_at <= now.saturating_add(refresh_before) {
-            Some(Renew::Tokens)
-        } else if now
-            >= record
-                .profile_at
-                .saturating_add(self.timing.profile_max_age)
-        {
-            Some(Renew::Profile)
-        } else {
-            None
-        };
-        let user = HfUser::from_record(record);
-        match renew {
-            None => Loaded::Valid(user),
-            Some(renew) => Loaded::Stale {
-                user,
-                present,
-                expired,
-                renew,
-            },
-        }
+        loaded
+    }
+
+    /// The user of a sealed session value, when it opens and decodes.
+    fn open(&self, value: &str) -> Option<HfUser> {
+        let plain = self.keys.open(&self.name, value)?;
+        record::decode(&plain).map(HfUser::from_record)
     }
 
     /// `Set-Cookie` headers storing `record`, replacing `present` old chunks.
@@ -227,15 +261,41 @@ mod tests {
     use crate::user::{Profile, Scopes};
     use http::header;
 
-    fn store() -> SessionCookies {
-        SessionCookies {
-            name: "hf_session".into(),
-            attrs: CookieAttrs {
-                secure: false,
-                same_site: cookie::SameSite::Lax,
+    /// Session cookies with their opened-session cache: every load after the first of
+    /// a cookie is a cache hit.
+    struct Store {
+        cookies: SessionCookies,
+        opened: OpenedSessions,
+    }
+
+    impl std::ops::Deref for Store {
+        type Target = SessionCookies;
+
+        fn deref(&self) -> &SessionCookies {
+            &self.cookies
+        }
+    }
+
+    impl Store {
+        fn load(&self, headers: &HeaderMap, now: u64, refresh_before: u64) -> Loaded {
+            self.cookies
+                .load(headers, now, refresh_before, &self.opened)
+        }
+    }
+
+    fn store() -> Store {
+        Store {
+            cookies: SessionCookies {
+                name: "hf_session".into(),
+                attrs: CookieAttrs {
+                    secure: false,
+                    same_site: cookie::SameSite::Lax,
+                },
+                keys: KeyRing::from_secrets(&Secret::new("x".repeat(40)), []),
             },
             keys: KeyRing::from_secrets(&Secret::new("x".repeat(40)), []),
             timing: SessionTiming::default(),
+            opened: OpenedSessions::new(1 << 20),
         }
     }
 
@@ -362,6 +422,144 @@ mod tests {
         with_refresh.refresh_token = Some(Secret::new("hf_oauth_refresh_x"));
         let set = s.save(&with_refresh, 0, 1_000).unwrap();
         assert_eq!(max_age(&set), 1_000 + REFRESH_GRACE);
+    }
+
+    /// A store with another key that shares `s`'s cache: it loads a session only from
+    /// the cache, so what it answers is what a hit answers.
+    fn hits_only(s: &Store) -> impl Fn(&HeaderMap, u64) -> Loaded + '_ {
+        let other = SessionCookies {
+            name: s.name.clone(),
+            attrs: s.attrs.clone(),
+            keys: KeyRing::random(),
+        };
+        move |headers, now| other.load(headers, now, 300, &s.opened)
+    }
+
+    #[test]
+    fn expiry_and_refresh_timing_are_checked_on_cache_hits() {
+        let s = store();
+        let hit = hits_only(&s);
+        let mut with_refresh = record(2_000, 2);
+        with_refresh.refresh_token = Some(Secret::new("hf_oauth_refresh_x"));
+        let refreshable = request_with(&s.save(&with_refresh, 0, 1_000).unwrap());
+        let plain = request_with(&s.save(&record(2_000, 2), 0, 1_000).unwrap());
+        assert!(
+            matches!(hit(&plain, 1_000), Loaded::Invalid { .. }),
+            "not opened yet"
+        );
+        assert!(matches!(s.load(&refreshable, 1_000, 300), Loaded::Valid(_)));
+        assert!(matches!(s.load(&plain, 1_000, 300), Loaded::Valid(_)));
+        assert_eq!(s.opened.len(), 2, "both sessions are remembered");
+
+        assert!(matches!(hit(&refreshable, 1_000), Loaded::Valid(u) if u.username() == "carol"));
+        assert!(matches!(
+            hit(&refreshable, 1_700),
+            Loaded::Stale { expired: false, .. }
+        ));
+        assert!(matches!(
+            hit(&refreshable, 2_000),
+            Loaded::Stale { expired: true, .. }
+        ));
+        assert!(matches!(hit(&plain, 1_999), Loaded::Valid(_)));
+        assert!(matches!(hit(&plain, 2_000), Loaded::Invalid { present: 1 }));
+        assert_eq!(s.opened.len(), 1, "the expired session is forgotten");
+        assert!(matches!(s.load(&plain, 2_000, 300), Loaded::Invalid { .. }));
+    }
+
+    #[test]
+    fn revoked_users_and_a_cleared_cache_open_afresh() {
+        let s = store();
+        let hit = hits_only(&s);
+        let headers = request_with(&s.save(&record(2_000, 2), 0, 1_000).unwrap());
+        assert!(matches!(s.load(&headers, 1_000, 300), Loaded::Valid(_)));
+        s.opened.forget_user("abc");
+        assert!(matches!(hit(&headers, 1_000), Loaded::Invalid { .. }));
+        assert!(matches!(s.load(&headers, 1_000, 300), Loaded::Valid(_)));
+        s.opened.clear();
+        assert!(matches!(hit(&headers, 1_000), Loaded::Invalid { .. }));
+    }
+
+    #[test]
+    fn cookies_that_do_not_open_are_never_cached() {
+        let s = store();
+        let set = s.save(&record(2_000, 2), 0, 1_000).unwrap();
+        let good = set[0]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let mut forged = good.clone().into_bytes();
+        let middle = forged.len() / 2;
+        forged[middle] = if forged[middle] == b'A' { b'B' } else { b'A' };
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_bytes(&forged).unwrap());
+        for _ in 0..2 {
+            assert!(matches!(
+                s.load(&headers, 1_000, 300),
+                Loaded::Invalid { present: 1 }
+            ));
+        }
+        let expired = request_with(&set);
+        assert!(matches!(
+            s.load(&expired, 2_000, 300),
+            Loaded::Invalid { .. }
+        ));
+        assert_eq!(
+            s.opened.len(),
+            0,
+            "neither a forgery nor an expired session"
+        );
+    }
+
+    /// Resident memory in bytes (Linux), from `/proc/self/statm`.
+    fn resident() -> usize {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+        pages * 4096
+    }
+
+    /// 100,000 distinct sessions (every tenth in 41 organizations, the rest in 2) open
+    /// through one cache of 16 MiB. Ignored: it takes a while and reads the process's
+    /// resident memory, which other tests running beside it would disturb. Run alone:
+    /// `cargo test --all-features --lib -- --ignored --nocapture memory_stays`.
+    #[test]
+    #[ignore = "slow; measures the whole process's memory"]
+    fn memory_stays_within_the_cache_bound_for_100k_sessions() {
+        let mut s = store();
+        s.opened = OpenedSessions::new(cache::DEFAULT_SESSION_CACHE_BYTES);
+        let small = record(2_000, 2);
+        let large = record(2_000, 41);
+        let before = resident();
+        let mut peak = before;
+        for i in 0..100_000 {
+            let mut r = if i % 10 == 0 {
+                large.clone()
+            } else {
+                small.clone()
+            };
+            r.profile.sub = format!("{i:024x}");
+            let headers = request_with(&s.save(&r, 0, 1_000).unwrap());
+            assert!(matches!(s.load(&headers, 1_000, 300), Loaded::Valid(_)));
+            if i % 1_000 == 0 {
+                peak = peak.max(resident());
+            }
+        }
+        peak = peak.max(resident());
+        let (bound, held) = (s.opened.capacity(), s.opened.bytes());
+        eprintln!(
+            "100,000 sessions: cache holds {} entries, {held} of {bound} bytes; resident \
+             memory grew by {} bytes at most ({:.2} MiB over the bound)",
+            s.opened.len(),
+            peak - before,
+            (peak - before) as f64 / f64::from(1 << 20) - bound as f64 / f64::from(1 << 20),
+        );
+        assert!(held <= bound);
+        assert!(
+            peak - before <= bound + (16 << 20),
+            "resident memory past the bound"
+        );
     }
 
     #[test]

@@ -62,6 +62,27 @@ pub(crate) fn lay_out(tokens: &[u8], profile: &[u8]) -> Option<Vec<u8>> {
 
 /// The record in `plain`, or `None` when it is not this layout.
 pub(crate) fn decode(plain: &[u8]) -> Option<SessionRecord> {
+    let layout = split(plain)?;
+    let inflated;
+    let profile = if layout.deflated {
+        inflated = inflate(layout.profile)?;
+        inflated.as_slice()
+    } else {
+        layout.profile
+    };
+    parse(layout.tokens, profile)
+}
+
+/// The parts of a record's plaintext.
+pub(crate) struct Layout<'a> {
+    pub(crate) tokens: &'a [u8],
+    pub(crate) profile: &'a [u8],
+    /// Whether `profile` is compressed.
+    pub(crate) deflated: bool,
+}
+
+/// Splits `plain` into its parts, or `None` when it is not this layout.
+pub(crate) fn split(plain: &[u8]) -> Option<Layout<'_>> {
     let (&format, rest) = plain.split_first()?;
     if !matches!(format, DEFLATED | PLAIN) || rest.len() < 2 {
         return None;
@@ -72,13 +93,22 @@ pub(crate) fn decode(plain: &[u8]) -> Option<SessionRecord> {
         return None;
     }
     let (tokens, profile) = rest.split_at(len);
+    Some(Layout {
+        tokens,
+        profile,
+        deflated: format == DEFLATED,
+    })
+}
+
+/// A compressed profile's JSON.
+pub(crate) fn inflate(profile: &[u8]) -> Option<Vec<u8>> {
+    decompress_to_vec_with_limit(profile, MAX_PROFILE).ok()
+}
+
+/// The record from its tokens JSON and its (inflated) profile JSON.
+pub(crate) fn parse(tokens: &[u8], profile: &[u8]) -> Option<SessionRecord> {
     let mut record: SessionRecord = serde_json::from_slice(tokens).ok()?;
-    record.profile = if format == DEFLATED {
-        let profile = decompress_to_vec_with_limit(profile, MAX_PROFILE).ok()?;
-        serde_json::from_slice::<Profile>(&profile).ok()?
-    } else {
-        serde_json::from_slice::<Profile>(profile).ok()?
-    };
+    record.profile = serde_json::from_slice::<Profile>(profile).ok()?;
     Some(record)
 }
 

@@ -1,0 +1,633 @@
+//! The opened-session cache: the user behind each session cookie the layer has already
+//! opened, so that a signed-in request costs a hash lookup instead of base64, AES-GCM,
+//! inflating and parsing the profile.
+//!
+//! - **Keyed by the exact bytes.** A lookup hashes the value (with a per-process random
+//!   key) and then compares it byte for byte with the stored one, so a hit proves the
+//!   request carries bytes this layer opened before. Only what opened as a session is
+//!   inserted; a tampered, unknown or expired cookie is never cached, and no negative
+//!   result is remembered (rejecting one is cheap already).
+//! - **Nothing is trusted for longer than before.** The value is the opened [`HfUser`]
+//!   (an `Arc`); the caller checks its expiry and refresh timing against the clock on
+//!   every hit, exactly as after opening it.
+//! - **Bounded in bytes, and so in entries.** Each entry costs its key, an estimate of
+//!   the user's memory and a fixed overhead; the bound
+//!   ([`with_session_cache_bytes`](crate::HfAuthConfigBuilder::with_session_cache_bytes),
+//!   default 16 MiB, 0 turns the cache off) is split over the shards. When a shard is
+//!   full, entries leave in insertion order, except that one read since the last pass
+//!   gets a second chance (the CLOCK policy), so sessions in use stay.
+//! - **No global lock and no allocation on a hit.** Entries are spread over shards by
+//!   hash, each behind its own read-write lock; a hit takes one shard's read lock,
+//!   compares bytes and clones an `Arc`.
+//! - **Invalidation.** [`clear`](OpenedSessions::clear) forgets everything (a key-ring
+//!   change), [`forget_user`](OpenedSessions::forget_user) every session of one user (a
+//!   revocation). An insert that raced with either is dropped: it holds the
+//!   [`Ticket`] taken before its session was read.
+//!
+//! The key is a list of parts (a chunked cookie's chunks) that stand for their
+//! concatenation, so a server-side store can key the same cache by its session id.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::user::HfUser;
+
+/// The default memory bound: 16 MiB.
+pub(crate) const DEFAULT_SESSION_CACHE_BYTES: usize = 16 << 20;
+/// Most shards; fewer when the bound is small, so that each can hold large sessions.
+const MAX_SHARDS: usize = 16;
+/// Least bytes per shard.
+const MIN_SHARD_BYTES: usize = 256 << 10;
+/// What an entry costs beyond its key and user: the map slot, the queue slot, the
+/// entry itself and the allocator's bookkeeping, rounded up.
+const ENTRY_OVERHEAD: usize = 160;
+/// Bytes of each part's head and tail that are hashed. A sealed cookie starts with its
+/// key id and random nonce and ends with its authentication tag, so these differ
+/// between any two sealed values; the full comparison decides in any case.
+const SAMPLE: usize = 32;
+
+/// The users of opened sessions, by the exact bytes of their key.
+pub(crate) struct OpenedSessions {
+    shards: Box<[RwLock<Shard>]>,
+    /// Bytes each shard may hold; 0: the cache is off.
+    shard_bytes: usize,
+    hasher: RandomState,
+    /// Bumped by every invalidation; inserts holding an older [`Ticket`] are dropped.
+    epoch: AtomicU64,
+}
+
+/// Taken before a session is read; an insert with it is dropped if the cache was
+/// invalidated in between (the session may have been revoked or its key retired).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ticket(u64);
+
+#[derive(Default)]
+struct Shard {
+    entries: HashMap<u64, Entry, BuildHasherDefault<Prehashed>>,
+    /// Hashes in insertion order, each tagged with its entry's `seq` (stale tags of
+    /// replaced or removed entries are skipped).
+    queue: VecDeque<(u64, u64)>,
+    bytes: usize,
+    next_seq: u64,
+}
+
+struct Entry {
+    key: Box<[u8]>,
+    user: HfUser,
+    cost: usize,
+    seq: u64,
+    /// Read since the eviction pass last saw it.
+    visited: AtomicBool,
+}
+
+/// The map's keys are hashes already.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; fold anything else in rather than panic.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+impl OpenedSessions {
+    /// A cache holding at most `bytes` bytes; 0 turns it off.
+    pub(crate) fn new(bytes: usize) -> Self {
+        let shards = (bytes / MIN_SHARD_BYTES).clamp(1, MAX_SHARDS);
+        let shards = if shards.is_power_of_two() {
+            shards
+        } else {
+            shards.next_power_of_two() / 2
+        };
+        Self {
+            shards: (0..shards).map(|_| RwLock::default()).collect(),
+            shard_bytes: bytes / shards,
+            hasher: RandomState::new(),
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    /// The user of the session stored under `parts`, if it was opened before. Takes one
+    /// shard's read lock; allocates nothing.
+    pub(crate) fn get(&self, parts: &[&str]) -> Option<HfUser> {
+        if self.shard_bytes == 0 {
+            return None;
+        }
+        let hash = self.hash(parts);
+        let shard = read(&self.shards[self.shard_of(hash)]);
+        let entry = shard.entries.get(&hash)?;
+        if !same_bytes(&entry.key, parts) {
+            return None;
+        }
+        // Written only when it changes, so hits on one entry do not contend.
+        if !entry.visited.load(Ordering::Relaxed) {
+            entry.visited.store(true, Ordering::Relaxed);
+        }
+        Some(entry.user.clone())
+    }
+
+    /// To take before reading a session that may be inserted.
+    pub(crate) fn ticket(&self) -> Ticket {
+        Ticket(self.epoch.load(Ordering::Acquire))
+    }
+
+    /// Remembers that `parts` opened as `user`, in place of what was stored under them.
+    /// When the cache was invalidated since `ticket` was taken, or the entry is larger
+    /// than a shard, nothing is stored under `parts` at all.
+    pub(crate) fn insert(&self, parts: &[&str], user: HfUser, ticket: Ticket) {
+        if self.shard_bytes == 0 {
+            return;
+        }
+        let key_len: usize = parts.iter().map(|p| p.len()).sum();
+        let cost = key_len + user_bytes(&user) + ENTRY_OVERHEAD;
+        let hash = self.hash(parts);
+        let mut shard = write(&self.shards[self.shard_of(hash)]);
+        shard.remove(hash);
+        // Checked under the shard's lock: an invalidation bumps the epoch before it
+        // takes the shard locks, so it either sees this entry or this check sees it.
+        if cost > self.shard_bytes || self.ticket() != ticket {
+            return;
+        }
+        shard.insert(hash, parts.concat().into_bytes().into(), user, cost);
+        shard.make_room(self.shard_bytes, self.max_entries());
+    }
+
+    /// Forgets the entry stored under `parts` (a session found expired on a hit).
+    pub(crate) fn remove(&self, parts: &[&str]) {
+        if self.shard_bytes == 0 {
+            return;
+        }
+        let hash = self.hash(parts);
+        let mut shard = write(&self.shards[self.shard_of(hash)]);
+        if shard
+            .entries
+            .get(&hash)
+            .is_some_and(|e| same_bytes(&e.key, parts))
+        {
+            shard.remove(hash);
+        }
+    }
+
+    /// Forgets every entry: the hook for a key-ring change, after which values sealed
+    /// under a retired key must open afresh (and fail).
+    #[allow(dead_code)] // The key ring is fixed for a layer's life today.
+    pub(crate) fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        for shard in &self.shards {
+            *write(shard) = Shard::default();
+        }
+    }
+
+    /// Forgets every session of the user with id `user_id`: the hook for a revocation
+    /// (sign out everywhere). Scans the whole cache; revocations are rare.
+    #[allow(dead_code)] // Server-side sessions will call it; cookie sessions cannot be revoked.
+    pub(crate) fn forget_user(&self, user_id: &str) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        for shard in &self.shards {
+            let mut shard = write(shard);
+            let gone: Vec<u64> = shard
+                .entries
+                .iter()
+                .filter(|(_, e)| e.user.id() == user_id)
+                .map(|(&hash, _)| hash)
+                .collect();
+            for hash in gone {
+                shard.remove(hash);
+            }
+        }
+    }
+
+    /// Bytes held, by the entries' costs.
+    pub(crate) fn bytes(&self) -> usize {
+        self.shards.iter().map(|s| read(s).bytes).sum()
+    }
+
+    /// How many entries are held.
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|s| read(s).entries.len()).sum()
+    }
+
+    /// The bound in bytes (the shards' bounds added up).
+    pub(crate) fn capacity(&self) -> usize {
+        self.shard_bytes * self.shards.len()
+    }
+
+    /// Most entries per shard: every entry costs at least its overhead.
+    fn max_entries(&self) -> usize {
+        self.shard_bytes / ENTRY_OVERHEAD
+    }
+
+    fn shard_of(&self, hash: u64) -> usize {
+        // Bits the map does not use for its buckets (low) or control bytes (top).
+        (hash >> 40) as usize & (self.shards.len() - 1)
+    }
+
+    /// The hash of the concatenation of `parts`, from each part's length, head and tail.
+    fn hash(&self, parts: &[&str]) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        for part in parts {
+            let bytes = part.as_bytes();
+            h.write_usize(bytes.len());
+            if bytes.len() <= 2 * SAMPLE {
+                h.write(bytes);
+            } else {
+                h.write(&bytes[..SAMPLE]);
+                h.write(&bytes[bytes.len() - SAMPLE..]);
+            }
+        }
+        h.finish()
+    }
+}
+
+impl std::fmt::Debug for OpenedSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Counts only: keys are cookie values, which are secrets.
+        f.debug_struct("OpenedSessions")
+            .field("entries", &self.len())
+            .field("bytes", &self.bytes())
+            .field("capacity", &self.capacity())
+            .finish()
+    }
+}
+
+impl Shard {
+    /// Adds an entry; the caller removed any with the same hash.
+    fn insert(&mut self, hash: u64, key: Box<[u8]>, user: HfUser, cost: usize) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let entry = Entry {
+            key,
+            user,
+            cost,
+            seq,
+            visited: AtomicBool::new(false),
+        };
+        self.entries.insert(hash, entry);
+        self.queue.push_back((hash, seq));
+        self.bytes += cost;
+    }
+
+    fn remove(&mut self, hash: u64) {
+        if let Some(old) = self.entries.remove(&hash) {
+            self.bytes -= old.cost;
+        }
+        if self.queue.len() > 2 * self.entries.len() + 16 {
+            let entries = &self.entries;
+            self.queue
+                .retain(|(hash, seq)| entries.get(hash).is_some_and(|e| e.seq == *seq));
+        }
+    }
+
+    /// Evicts until the shard is within `max_bytes` and `max_entries`: in insertion
+    /// order, but an entry read since the last pass goes to the back once.
+    fn make_room(&mut self, max_bytes: usize, max_entries: usize) {
+        while self.bytes > max_bytes || self.entries.len() > max_entries {
+            let Some((hash, seq)) = self.queue.pop_front() else {
+                break;
+            };
+            let Some(entry) = self.entries.get(&hash).filter(|e| e.seq == seq) else {
+                continue;
+            };
+            if entry.visited.swap(false, Ordering::Relaxed) {
+                self.queue.push_back((hash, seq));
+            } else {
+                self.remove(hash);
+            }
+        }
+    }
+}
+
+/// Whether `key` is the concatenation of `parts`.
+fn same_bytes(key: &[u8], parts: &[&str]) -> bool {
+    let mut rest = key;
+    for part in parts {
+        let Some((head, tail)) = rest.split_at_checked(part.len()) else {
+            return false;
+        };
+        if head != part.as_bytes() {
+            return false;
+        }
+        rest = tail;
+    }
+    rest.is_empty()
+}
+
+/// An estimate of the memory `user` holds, on the high side: the record, and each
+/// string with the allocator's bookkeeping.
+fn user_bytes(user: &HfUser) -> usize {
+    const PER_ALLOCATION: usize = 16;
+    let text = |s: Option<&str>| s.map_or(0, |s| s.len() + PER_ALLOCATION);
+    let record = user.record();
+    let profile = [
+        Some(user.id()),
+        Some(user.username()),
+        user.name(),
+        user.avatar_url(),
+        user.profile_url(),
+        user.website(),
+        user.email(),
+    ]
+    .into_iter()
+    .map(text)
+    .sum::<usize>();
+    let orgs = user
+        .orgs()
+        .iter()
+        .map(|org| {
+            [
+                Some(org.id()),
+                Some(org.name()),
+                org.full_name(),
+                org.avatar_url(),
+                org.plan(),
+            ]
+            .into_iter()
+            .map(text)
+            .sum::<usize>()
+                + org
+                    .security_restrictions()
+                    .iter()
+                    .map(|r| r.len() + PER_ALLOCATION + size_of::<String>())
+                    .sum::<usize>()
+                + size_of_val(org)
+        })
+        .sum::<usize>();
+    let scopes = [user.scopes(), user.asked_scopes()]
+        .into_iter()
+        .flat_map(|s| s.iter())
+        .map(|s| s.len() + PER_ALLOCATION + size_of::<String>())
+        .sum::<usize>();
+    let tokens = text(Some(user.access_token().expose()))
+        + text(record.refresh_token.as_ref().map(|t| t.expose()));
+    // The `Arc`'s counts and the record, and the orgs' and scopes' vectors.
+    let fixed = 2 * size_of::<usize>() + size_of_val(record) + 3 * PER_ALLOCATION;
+    fixed + profile + orgs + scopes + tokens
+}
+
+fn read(lock: &RwLock<Shard>) -> RwLockReadGuard<'_, Shard> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write(lock: &RwLock<Shard>) -> RwLockWriteGuard<'_, Shard> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::Secret;
+    use crate::user::{Profile, Scopes, SessionRecord};
+
+    /// A user with id `id` in `orgs` organizations.
+    fn user(id: &str, orgs: usize) -> HfUser {
+        let orgs: Vec<String> = (0..orgs)
+            .map(|i| {
+                format!(r#"{{"sub":"o{i}","preferred_username":"org-{i}","roleInOrg":"read"}}"#)
+            })
+            .collect();
+        let json = format!(
+            r#"{{"sub":"{id}","preferred_username":"user-{id}","orgs":[{}]}}"#,
+            orgs.join(",")
+        );
+        HfUser::from_record(SessionRecord {
+            profile: serde_json::from_str::<Profile>(&json).unwrap(),
+            scopes: Scopes::parse("openid profile"),
+            access_token: Secret::new(format!("hf_oauth_{id}")),
+            expires_at: 2_000,
+            refresh_token: None,
+            asked: Scopes::default(),
+        })
+    }
+
+    /// Internal consistency: each shard's byte count is its entries' costs.
+    fn assert_accounts(cache: &OpenedSessions) {
+        for shard in &cache.shards {
+            let shard = read(shard);
+            let sum: usize = shard.entries.values().map(|e| e.cost).sum();
+            assert_eq!(shard.bytes, sum);
+            assert!(shard.bytes <= cache.shard_bytes);
+            assert!(shard.entries.len() <= cache.max_entries());
+        }
+    }
+
+    #[test]
+    fn a_hit_needs_the_exact_bytes() {
+        let cache = OpenedSessions::new(1 << 20);
+        let a = "A".repeat(100) + "-middle-a-" + &"Z".repeat(100);
+        let b = "A".repeat(100) + "-middle-b-" + &"Z".repeat(100);
+        cache.insert(&[&a], user("alice", 2), cache.ticket());
+        assert_eq!(cache.get(&[&a]).unwrap().id(), "alice");
+        // Same length, head and tail (so the same hash), other middle: a miss.
+        assert!(cache.get(&[&b]).is_none());
+        assert!(cache.get(&[&a[..a.len() - 1]]).is_none(), "a prefix");
+        assert!(cache.get(&[&(a.clone() + "x")]).is_none(), "longer");
+        assert!(cache.get(&[]).is_none());
+        // The same bytes in other chunks stand for the same value: alice or a miss.
+        let (head, tail) = a.split_at(150);
+        assert!(cache.get(&[head, tail]).is_none_or(|u| u.id() == "alice"));
+    }
+
+    #[test]
+    fn chunked_keys_are_their_concatenation() {
+        let cache = OpenedSessions::new(1 << 20);
+        let parts = ["x".repeat(3800), "y".repeat(3800), "z".repeat(10)];
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+        cache.insert(&parts, user("carol", 41), cache.ticket());
+        assert_eq!(cache.get(&parts).unwrap().id(), "carol");
+        assert!(cache.get(&parts[..2]).is_none(), "a chunk missing");
+        assert!(cache.get(&[parts[0], parts[1], "zzzzzzzzzy"]).is_none());
+    }
+
+    #[test]
+    fn expired_entries_can_be_removed_and_only_by_their_own_bytes() {
+        let cache = OpenedSessions::new(1 << 20);
+        cache.insert(&["cookie-a"], user("a", 0), cache.ticket());
+        cache.remove(&["cookie-b"]);
+        assert!(cache.get(&["cookie-a"]).is_some());
+        cache.remove(&["cookie-a"]);
+        assert!(cache.get(&["cookie-a"]).is_none());
+        assert_eq!((cache.len(), cache.bytes()), (0, 0));
+    }
+
+    #[test]
+    fn clear_and_forget_user_invalidate_and_drop_racing_inserts() {
+        let cache = OpenedSessions::new(1 << 20);
+        let t = cache.ticket();
+        cache.insert(&["a1"], user("a", 0), t);
+        cache.insert(&["a2"], user("a", 0), t);
+        cache.insert(&["b1"], user("b", 0), t);
+        cache.forget_user("a");
+        assert!(cache.get(&["a1"]).is_none() && cache.get(&["a2"]).is_none());
+        assert_eq!(cache.get(&["b1"]).unwrap().id(), "b");
+        // A session read before the revocation is not remembered after it.
+        cache.insert(&["a3"], user("a", 0), t);
+        assert!(cache.get(&["a3"]).is_none());
+        let t = cache.ticket();
+        cache.clear();
+        assert!(cache.get(&["b1"]).is_none());
+        cache.insert(&["b2"], user("b", 0), t);
+        assert!(cache.get(&["b2"]).is_none(), "read under the old key ring");
+        cache.insert(&["b2"], user("b", 0), cache.ticket());
+        assert!(cache.get(&["b2"]).is_some());
+        assert_accounts(&cache);
+    }
+
+    #[test]
+    fn a_zero_bound_turns_the_cache_off() {
+        let cache = OpenedSessions::new(0);
+        cache.insert(&["a"], user("a", 0), cache.ticket());
+        assert!(cache.get(&["a"]).is_none());
+        assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn entries_larger_than_a_shard_are_not_kept() {
+        let cache = OpenedSessions::new(4 << 10);
+        cache.insert(&["big"], user("big", 100), cache.ticket());
+        assert!(cache.get(&["big"]).is_none());
+        cache.insert(&["small"], user("small", 0), cache.ticket());
+        assert!(cache.get(&["small"]).is_some());
+    }
+
+    #[test]
+    fn sessions_in_use_survive_eviction() {
+        let cache = OpenedSessions::new(64 << 10);
+        assert_eq!(cache.shards.len(), 1);
+        let keys: Vec<String> = (0..1_000).map(|i| format!("cookie-{i:04}")).collect();
+        cache.insert(&[&keys[0]], user("busy", 2), cache.ticket());
+        for (i, key) in keys.iter().enumerate().skip(1) {
+            assert!(cache.get(&[&keys[0]]).is_some(), "evicted after {i}");
+            cache.insert(&[key], user(&format!("u{i}"), 2), cache.ticket());
+        }
+        assert!(cache.get(&[&keys[1]]).is_none(), "idle ones go");
+        assert!(cache.len() < 1_000);
+        assert_accounts(&cache);
+    }
+
+    #[test]
+    fn debug_shows_counts_not_cookies() {
+        let cache = OpenedSessions::new(1 << 20);
+        cache.insert(&["secret-cookie-value"], user("a", 0), cache.ticket());
+        let debug = format!("{cache:?}");
+        assert!(!debug.contains("secret-cookie-value") && !debug.contains("hf_oauth"));
+        assert!(debug.contains("entries: 1"), "{debug}");
+    }
+
+    #[test]
+    fn concurrent_hits_and_inserts_never_mix_users() {
+        let cache = Arc::new(OpenedSessions::new(256 << 10));
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let cache = cache.clone();
+                s.spawn(move || {
+                    for round in 0..2_000 {
+                        // Half the keys share their sampled head and tail (and so their
+                        // hash) across threads; the other half differ in the head.
+                        let i = round % 50;
+                        let head = if i % 2 == 0 {
+                            String::new()
+                        } else {
+                            format!("{t}-{i}")
+                        };
+                        let key = format!("{head}{}{t}-{i}{}", "h".repeat(40), "t".repeat(40));
+                        let id = format!("{t}-{i}");
+                        match cache.get(&[&key]) {
+                            Some(found) => assert_eq!(found.id(), id),
+                            None => cache.insert(&[&key], user(&id, i % 5), cache.ticket()),
+                        }
+                        if round % 500 == 0 && t == 0 {
+                            cache.forget_user("1-1");
+                        }
+                    }
+                });
+            }
+        });
+        assert_accounts(&cache);
+        assert!(cache.len() > 0);
+    }
+
+    mod properties {
+        use std::collections::HashMap;
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Insert { key: usize, orgs: usize },
+            Get(usize),
+            Remove(usize),
+            Forget(usize),
+        }
+
+        /// Keys of which the even ones share length, head and tail, so their hashes
+        /// collide; the odd ones differ in the head.
+        fn key(i: usize) -> String {
+            let head = if i % 2 == 0 { 0 } else { i };
+            format!("{head:03}{}{i:03}{}", "k".repeat(40), "s".repeat(40))
+        }
+
+        fn op(keys: usize) -> impl Strategy<Value = Op> {
+            prop_oneof![
+                4 => (0..keys, 0..50usize).prop_map(|(key, orgs)| Op::Insert { key, orgs }),
+                4 => (0..keys).prop_map(Op::Get),
+                1 => (0..keys).prop_map(Op::Remove),
+                1 => (0..keys).prop_map(Op::Forget),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn a_hit_never_returns_another_cookies_user_and_bytes_stay_bounded(
+                bound in 0usize..200_000,
+                ops in prop::collection::vec(op(40), 1..300),
+            ) {
+                let cache = OpenedSessions::new(bound);
+                // Which user each key was last inserted with.
+                let mut model: HashMap<usize, String> = HashMap::new();
+                for op in ops {
+                    match op {
+                        Op::Insert { key: k, orgs } => {
+                            let id = format!("user-{k}-{orgs}");
+                            cache.insert(&[&key(k)], user(&id, orgs), cache.ticket());
+                            model.insert(k, id);
+                        }
+                        Op::Get(k) => {
+                            if let Some(found) = cache.get(&[&key(k)]) {
+                                prop_assert_eq!(Some(found.id()), model.get(&k).map(String::as_str));
+                            }
+                        }
+                        Op::Remove(k) => {
+                            cache.remove(&[&key(k)]);
+                            prop_assert!(cache.get(&[&key(k)]).is_none());
+                        }
+                        Op::Forget(k) => {
+                            if let Some(id) = model.get(&k) {
+                                cache.forget_user(id);
+                                prop_assert!(cache.get(&[&key(k)]).is_none());
+                            }
+                        }
+                    }
+                    prop_assert!(cache.bytes() <= bound);
+                    assert_accounts(&cache);
+                }
+            }
+        }
+    }
+}
