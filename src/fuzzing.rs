@@ -205,6 +205,7 @@ fn set_cookie_names(set_cookies: &[HeaderValue], deleting: bool) -> Vec<String> 
         }
     }
     names
+}
 
 /// The steps of opening a session cookie one at a time, so a bench can time each: what
 /// a request pays when its cookie is not in the opened-session cache.

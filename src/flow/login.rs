@@ -38,7 +38,10 @@ fn now_ns(runtime: &Runtime) -> u64 {
 /// The id of the organization called `name`, as the browser's current session knows
 /// it (Hugging Face lists every organization of the user, granted or not).
 fn org_id(runtime: &Runtime, headers: &HeaderMap, name: &str) -> Option<String> {
-    let user = match runtime.sessions.load(headers, runtime.now(), 0, &runtime.opened) {
+    let user = match runtime
+        .sessions
+        .load(headers, runtime.now(), 0, &runtime.opened)
+    {
         Loaded::Valid(user) | Loaded::Stale { user, .. } => user,
         Loaded::Absent | Loaded::Invalid { .. } => return None,
     };

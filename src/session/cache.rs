@@ -411,6 +411,7 @@ mod tests {
             expires_at: 2_000,
             refresh_token: None,
             asked: Scopes::default(),
+            profile_at: u64::MAX / 2,
         })
     }
 
@@ -579,7 +580,7 @@ mod tests {
         /// Keys of which the even ones share length, head and tail, so their hashes
         /// collide; the odd ones differ in the head.
         fn key(i: usize) -> String {
-            let head = if i % 2 == 0 { 0 } else { i };
+            let head = if i.is_multiple_of(2) { 0 } else { i };
             format!("{head:03}{}{i:03}{}", "k".repeat(40), "s".repeat(40))
         }
 

@@ -292,9 +292,8 @@ mod tests {
                     same_site: cookie::SameSite::Lax,
                 },
                 keys: KeyRing::from_secrets(&Secret::new("x".repeat(40)), []),
+                timing: SessionTiming::default(),
             },
-            keys: KeyRing::from_secrets(&Secret::new("x".repeat(40)), []),
-            timing: SessionTiming::default(),
             opened: OpenedSessions::new(1 << 20),
         }
     }
@@ -431,6 +430,7 @@ mod tests {
             name: s.name.clone(),
             attrs: s.attrs.clone(),
             keys: KeyRing::random(),
+            timing: SessionTiming::default(),
         };
         move |headers, now| other.load(headers, now, 300, &s.opened)
     }
