@@ -26,8 +26,8 @@ CONTENDERS = [
     ("bare", "bare axum route", "#7f7f7f"),
 ]
 
-W, H = 720, 420
-LEFT, RIGHT, TOP, BOTTOM = 70, 300, 30, 50
+W, H = 860, 420
+LEFT, RIGHT, TOP, BOTTOM = 70, 380, 30, 50
 
 
 def read(path):

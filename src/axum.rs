@@ -111,6 +111,10 @@ impl<S: Send + Sync> FromRequestParts<S> for HfUser {
     type Rejection = HfUserRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(user) = parts.extensions.get::<HfUser>() {
+            return Ok(user.clone());
+        }
+        // Only a refusal needs to know who is asking.
         let context = parts.extensions.get::<AuthContext>();
         let caller = context
             .and_then(|c| c.caller)
@@ -118,15 +122,13 @@ impl<S: Send + Sync> FromRequestParts<S> for HfUser {
         let Some(context) = context else {
             return Err(HfUserRejection::new(respond::missing_layer(caller)));
         };
-        parts.extensions.get::<HfUser>().cloned().ok_or_else(|| {
-            HfUserRejection::new(guard::deny(
-                context,
-                caller,
-                &parts.uri,
-                &parts.extensions,
-                Denial::NotSignedIn,
-            ))
-        })
+        Err(HfUserRejection::new(guard::deny(
+            context,
+            caller,
+            &parts.uri,
+            &parts.extensions,
+            Denial::NotSignedIn,
+        )))
     }
 }
 

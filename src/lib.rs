@@ -41,7 +41,9 @@
 //! 1. The layer answers its own routes: `GET /login?return_to=/path` (start),
 //!    `GET /login/callback` (finish), `GET`/`POST /logout` (see [`config`] to move them).
 //! 2. For any other request it opens the session cookie ([`session`]) and, when it is
-//!    valid and unexpired, inserts [`HfUser`]. It never rejects by itself.
+//!    valid and unexpired, inserts [`HfUser`]. It never rejects by itself. A cookie it
+//!    opened before is found in the opened-session cache (a hash lookup; expiry is
+//!    still checked on every request).
 //! 3. Guards ([`guard`], with a cookbook and the full answer table) turn "nobody is
 //!    signed in" or "not allowed" into the right answer for the caller ([`respond`]).
 //! 4. Handlers read `HfUser` (or `Option<HfUser>` on public routes) with the axum

@@ -331,9 +331,9 @@ impl HfAuthConfigBuilder {
         /// The cache remembers the user of each session cookie the layer has opened,
         /// keyed by the cookie's exact bytes, so a signed-in request costs a hash lookup
         /// instead of a decryption and a parse. Expiry and refresh timing are still
-        /// checked on every request; a cookie that does not open is never cached. A
-        /// 41-organization session takes about 20 KB, a small one about 4 KB (see the
-        /// [`session`](crate::session) module).
+        /// checked on every request; a cookie that does not open is never cached. 16 MiB
+        /// held about 3,900 sessions when one in ten was a user in 41 organizations (see
+        /// the [`session`](crate::session) module).
         ///
         /// ```
         /// let b = tower_hf_auth::HfAuthConfig::builder().with_session_cache_bytes(64 << 20);

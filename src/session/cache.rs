@@ -40,9 +40,10 @@ pub(crate) const DEFAULT_SESSION_CACHE_BYTES: usize = 16 << 20;
 const MAX_SHARDS: usize = 16;
 /// Least bytes per shard.
 const MIN_SHARD_BYTES: usize = 256 << 10;
-/// What an entry costs beyond its key and user: the map slot, the queue slot, the
-/// entry itself and the allocator's bookkeeping, rounded up.
-const ENTRY_OVERHEAD: usize = 160;
+/// What an entry costs beyond its key and user: the map's slot (56 bytes, up to twice
+/// over for the map's load factor and growth), the queue's tags (16 bytes, up to four
+/// times over for stale tags and growth) and the key's allocation header.
+const ENTRY_OVERHEAD: usize = 256;
 /// Bytes of each part's head and tail that are hashed. A sealed cookie starts with its
 /// key id and random nonce and ends with its authentication tag, so these differ
 /// between any two sealed values; the full comparison decides in any case.
@@ -152,7 +153,7 @@ impl OpenedSessions {
             return;
         }
         let key_len: usize = parts.iter().map(|p| p.len()).sum();
-        let cost = key_len + user_bytes(&user) + ENTRY_OVERHEAD;
+        let cost = allocation(key_len) + user_bytes(&user) + ENTRY_OVERHEAD;
         let hash = self.hash(parts);
         let mut shard = write(&self.shards[self.shard_of(hash)]);
         shard.remove(hash);
@@ -325,11 +326,17 @@ fn same_bytes(key: &[u8], parts: &[&str]) -> bool {
     rest.is_empty()
 }
 
+/// What the allocator takes for `n` bytes: glibc's chunks carry 8 bytes of header,
+/// are 16-byte aligned and at least 32 bytes.
+const fn allocation(n: usize) -> usize {
+    let chunk = (n + 8 + 15) & !15;
+    if chunk < 32 { 32 } else { chunk }
+}
+
 /// An estimate of the memory `user` holds, on the high side: the record, and each
-/// string with the allocator's bookkeeping.
+/// string as the allocator holds it.
 fn user_bytes(user: &HfUser) -> usize {
-    const PER_ALLOCATION: usize = 16;
-    let text = |s: Option<&str>| s.map_or(0, |s| s.len() + PER_ALLOCATION);
+    let text = |s: Option<&str>| s.map_or(0, |s| allocation(s.len()));
     let record = user.record();
     let profile = [
         Some(user.id()),
@@ -347,7 +354,7 @@ fn user_bytes(user: &HfUser) -> usize {
         .orgs()
         .iter()
         .map(|org| {
-            [
+            let texts = [
                 Some(org.id()),
                 Some(org.name()),
                 org.full_name(),
@@ -356,24 +363,28 @@ fn user_bytes(user: &HfUser) -> usize {
             ]
             .into_iter()
             .map(text)
-            .sum::<usize>()
-                + org
-                    .security_restrictions()
-                    .iter()
-                    .map(|r| r.len() + PER_ALLOCATION + size_of::<String>())
-                    .sum::<usize>()
-                + size_of_val(org)
+            .sum::<usize>();
+            let restrictions = org.security_restrictions();
+            let restrictions = restrictions
+                .iter()
+                .map(|r| allocation(r.len()))
+                .sum::<usize>()
+                + allocation(size_of_val(restrictions));
+            texts + restrictions
         })
         .sum::<usize>();
     let scopes = [user.scopes(), user.asked_scopes()]
         .into_iter()
-        .flat_map(|s| s.iter())
-        .map(|s| s.len() + PER_ALLOCATION + size_of::<String>())
+        .map(|s| {
+            let strings: usize = s.iter().map(|s| allocation(s.len())).sum();
+            strings + allocation(s.iter().count() * size_of::<String>())
+        })
         .sum::<usize>();
     let tokens = text(Some(user.access_token().expose()))
         + text(record.refresh_token.as_ref().map(|t| t.expose()));
-    // The `Arc`'s counts and the record, and the orgs' and scopes' vectors.
-    let fixed = 2 * size_of::<usize>() + size_of_val(record) + 3 * PER_ALLOCATION;
+    // The `Arc`'s counts with the record, and the orgs' vector.
+    let fixed = allocation(2 * size_of::<usize>() + size_of_val(record))
+        + allocation(size_of_val(user.orgs()));
     fixed + profile + orgs + scopes + tokens
 }
 
@@ -536,11 +547,11 @@ mod tests {
             for t in 0..8 {
                 let cache = cache.clone();
                 s.spawn(move || {
-                    for round in 0..2_000 {
+                    for round in 0..2_000_usize {
                         // Half the keys share their sampled head and tail (and so their
                         // hash) across threads; the other half differ in the head.
                         let i = round % 50;
-                        let head = if i % 2 == 0 {
+                        let head = if i.is_multiple_of(2) {
                             String::new()
                         } else {
                             format!("{t}-{i}")
@@ -551,7 +562,7 @@ mod tests {
                             Some(found) => assert_eq!(found.id(), id),
                             None => cache.insert(&[&key], user(&id, i % 5), cache.ticket()),
                         }
-                        if round % 500 == 0 && t == 0 {
+                        if round.is_multiple_of(500) && t == 0 {
                             cache.forget_user("1-1");
                         }
                     }
