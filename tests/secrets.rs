@@ -124,23 +124,41 @@ fn cookie_key() -> LessSafeKey {
             self.0
         }
     }
-    let prk = Salt::new(HKDF_SHA256, b"tower-hf-auth cookie keys v1").extract(SECRET.as_bytes());
+    // Format v2: the key is bound to the client id and the session cookie's name.
+    let context = framed(&[MOCK_CLIENT_ID, b"hf_auth"]);
+    let prk = Salt::new(HKDF_SHA256, b"tower-hf-auth cookie keys v2").extract(SECRET.as_bytes());
     let mut key = [0u8; 32];
-    prk.expand(&[b"aes-256-gcm"], Len(32))
+    prk.expand(&[b"aes-256-gcm", &context], Len(32))
         .unwrap()
         .fill(&mut key)
         .unwrap();
     LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).unwrap())
 }
 
-/// The plaintext of a sealed cookie: `key id (4) || nonce (12) || ciphertext || tag`.
+/// The mock's default client id, which the test app signs in with.
+const MOCK_CLIENT_ID: &[u8] = b"mock-client-id";
+
+/// `len (u32, big-endian) || bytes` for each part, as the cookie codec frames them.
+fn framed(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for part in parts {
+        out.extend_from_slice(&u32::try_from(part.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+/// The plaintext of a sealed cookie: `key id (4) || nonce (12) || ciphertext || tag`,
+/// with the client id and the cookie's name as associated data.
 fn open_sealed(name: &str, value: &str) -> Vec<u8> {
     let mut raw = URL_SAFE_NO_PAD
         .decode(value)
         .expect("a sealed cookie is base64url");
     let nonce = Nonce::try_assume_unique_for_key(&raw[4..16]).unwrap();
+    let mut aad = framed(&[MOCK_CLIENT_ID]);
+    aad.extend_from_slice(name.as_bytes());
     let plain = cookie_key()
-        .open_in_place(nonce, Aad::from(name.as_bytes()), &mut raw[16..])
+        .open_in_place(nonce, Aad::from(aad), &mut raw[16..])
         .expect("the cookie opens with the test's key");
     plain.to_vec()
 }

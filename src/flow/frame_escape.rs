@@ -37,8 +37,9 @@ pub(super) fn mark_state(runtime: &Runtime, mut state: String, retry: bool) -> S
     state
 }
 
-/// The loop breaker's answer to a failed callback, when it applies: iframe mode, and
-/// no pending sign-in cookie for the callback's state.
+/// The loop breaker's answer to a failed callback, when it applies: iframe mode, a
+/// callback not known to be a top-level page (`Sec-Fetch-Dest: document`), and no
+/// pending sign-in cookie for the callback's state.
 pub(super) fn escape(
     runtime: &Runtime,
     query: &str,
@@ -50,7 +51,11 @@ pub(super) fn escape(
         .extensions()
         .get::<AuthError>()
         .is_some_and(|e| e.kind() == AuthErrorKind::InvalidState);
-    if !config.iframe || !failed {
+    // A browser that says the callback is a top-level page is not in a frame.
+    let top_level = headers
+        .get("sec-fetch-dest")
+        .is_some_and(|v| v.as_bytes() == b"document");
+    if !config.iframe || !failed || top_level {
         return None;
     }
     let state = url::form_urlencoded::parse(query.as_bytes())
