@@ -9,7 +9,7 @@
 //! `OAUTH_CLIENT_SECRET`, `OAUTH_SCOPES`, `OPENID_PROVIDER_URL`, `SPACE_HOST`) it talks
 //! to Hugging Face. `HOST`/`PORT` (default `127.0.0.1:7860`) choose where it listens,
 //! `PUBLIC_URL` the URL people open (default `http://{HOST}:{PORT}`), `HF_AUTH_SECRET`
-//! the cookie key.
+//! the cookie key. `HF_MOCK_USERS` names a JSON file of mock users (see the README).
 
 use axum::Router;
 use axum::extract::Path;
@@ -20,7 +20,7 @@ use tower_hf_auth::badge::{account_widget, escape_html};
 use tower_hf_auth::mock::MockHfProvider;
 use tower_hf_auth::{
     HfAuthConfig, HfAuthConfigBuilder, HfAuthLayer, HfUser, OrgRole, RequireLogin, RequireOrg,
-    RequireScopes,
+    RequireScopes, scope,
 };
 
 /// The app's routes behind the sign-in layer.
@@ -36,7 +36,7 @@ pub fn app(config: HfAuthConfig) -> Router {
         // consent); if the user declines, they get a page naming the missing scope.
         .route(
             "/repos",
-            get(repos).route_layer(RequireScopes::all(["read-repos"])),
+            get(repos).route_layer(RequireScopes::all([scope::READ_REPOS])),
         )
         .route("/orgs/{org}", get(org).route_layer(RequireLogin))
         .route(
@@ -170,7 +170,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         builder.build()?
     } else {
-        let mock = MockHfProvider::start().await?;
+        // HF_MOCK_USERS: a JSON file of your own users and organizations.
+        let mut builder = MockHfProvider::builder();
+        if let Some(path) = std::env::var_os("HF_MOCK_USERS") {
+            builder = builder.add_users_from_file(path)?;
+        }
+        let mock = builder.start().await?;
         println!(
             "OAUTH_CLIENT_ID is not set: using the offline MockHfProvider at {} \
              (users: {})",

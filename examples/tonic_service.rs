@@ -49,7 +49,7 @@ use tower::{Service, service_fn};
 use tower_hf_auth::mock::MockHfProvider;
 use tower_hf_auth::tonic::HfUserExt;
 use tower_hf_auth::{
-    HfAuthConfig, HfAuthConfigBuilder, HfAuthLayer, OrgRole, RequireOrg, RequireScopes,
+    HfAuthConfig, HfAuthConfigBuilder, HfAuthLayer, OrgRole, RequireOrg, RequireScopes, scope,
 };
 
 /// `demo.Empty`
@@ -190,7 +190,7 @@ pub fn service(config: HfAuthConfig) -> Router {
         // Not signed in: `grpc-status: 16`; no `read-repos`: 7.
         .route(
             &Demo::path("ListRepos"),
-            post_service(demo).route_layer(RequireScopes::all(["read-repos"])),
+            post_service(demo).route_layer(RequireScopes::all([scope::READ_REPOS])),
         )
         // Not an admin of acme: 7.
         .route(

@@ -67,9 +67,27 @@
 //! So a route guarded by [`RequireScopes`](crate::RequireScopes) with, say,
 //! `write-repos` admits a `write` user token but no OAuth token checked at userinfo,
 //! whatever that token was granted: an API that needs scopes from OAuth clients should
-//! use [`BearerValidation::WhoAmI`] if the provider reports scopes there, or rely on
-//! organization roles instead. A whoami answer for an account that is not a user (type
-//! `org`) is a rejection.
+//! use [`BearerValidation::WhoAmI`] if the provider reports scopes there. A whoami
+//! answer for an account that is not a user (type `org`) is a rejection.
+//!
+//! # Organizations of a bearer token
+//! A token acts in fewer organizations than its user may: an OAuth app only in those
+//! the user granted it, a fine-grained token only where it holds permissions. A bearer
+//! user's [`orgs`](crate::HfUser::orgs) are therefore only those the token may act in,
+//! so [`RequireOrg`](crate::RequireOrg) and
+//! [`with_authorized_orgs`](crate::HfAuthConfigBuilder::with_authorized_orgs) refuse the
+//! rest:
+//!
+//! | token | organizations the user gets | role in each |
+//! |---|---|---|
+//! | OAuth, checked at userinfo | those userinfo lists with a `roleInOrg` (granted to the app on the consent screen) | the user's |
+//! | OAuth, checked at whoami | none (whoami does not say which organizations the app was granted) | — |
+//! | user access token, role `read` or `write` | all of the user's | the user's |
+//! | user access token, fine-grained | those with an entry in `fineGrained.scoped` that has permissions | the user's, at most `write` if a permission writes (`repo.write`, …), else at most `read` |
+//! | any other answer | none | — |
+//!
+//! An OAuth token granted only `openid`, or a fine-grained token with no organization
+//! permission, passes no organization guard.
 
 use std::fmt;
 use std::sync::Arc;
@@ -79,7 +97,7 @@ use crate::Secret;
 use crate::clock::{Clock, unix_seconds};
 use crate::provider::{Provider, ProviderError, WhoAmI, WhoAmIAuth};
 use crate::single_flight::{SingleFlight, key_of};
-use crate::user::{HfUser, Profile, Scopes, SessionRecord};
+use crate::user::{HfUser, OrgRole, Profile, Scopes, SessionRecord};
 
 /// Marks a request whose bearer token the provider rejected, so a guard's 401 says
 /// `error="invalid_token"` (RFC 6750).
@@ -328,9 +346,13 @@ impl BearerValidator {
             expires_at = expires_at.min(token_expiry);
         }
         let Found {
-            mut profile, grant, ..
+            mut profile,
+            grant,
+            reach,
+            ..
         } = found;
         profile.normalize();
+        reach.apply(&mut profile);
         let scopes = bearer_scopes(&grant, profile.email.is_some());
         let user = HfUser::from_record(SessionRecord::for_bearer(
             profile, scopes, secret, expires_at,
@@ -343,15 +365,20 @@ impl BearerValidator {
 struct Found {
     profile: Profile,
     grant: Grant,
+    /// Which of the user's organizations the token may act in.
+    reach: OrgReach,
     /// The token's own expiry, Unix seconds, when reported.
     expires_at: Option<u64>,
 }
 
 impl Found {
     fn from_userinfo(profile: Profile) -> Option<Self> {
+        // Userinfo answers OAuth tokens: their app may act only in the organizations
+        // the user granted it, which userinfo lists with a role.
         Some(Self {
             profile,
             grant: Grant::Unreported,
+            reach: OrgReach::Granted,
             expires_at: None,
         })
     }
@@ -361,26 +388,91 @@ impl Found {
         if who.kind.as_deref().is_some_and(|kind| kind != "user") {
             return None;
         }
-        let (grant, expires_at) = match who.auth {
-            WhoAmIAuth::OAuth { expires_at, scope } => {
-                (scope.map_or(Grant::Unreported, Grant::Reported), expires_at)
-            }
+        let (grant, reach, expires_at) = match who.auth {
+            // Whoami does not say which organizations an OAuth app was granted.
+            WhoAmIAuth::OAuth { expires_at, scope } => (
+                scope.map_or(Grant::Unreported, Grant::Reported),
+                OrgReach::Nothing,
+                expires_at,
+            ),
             WhoAmIAuth::AccessToken {
-                fine_grained: true, ..
-            } => (Grant::FineGrained, None),
-            WhoAmIAuth::AccessToken { role, .. } => match role.as_deref() {
-                Some("read") => (Grant::Read, None),
-                Some("write") => (Grant::Write, None),
-                Some("fineGrained") => (Grant::FineGrained, None),
-                _ => (Grant::Unreported, None),
+                role,
+                fine_grained,
+                org_permissions,
+            } => match (fine_grained, role.as_deref()) {
+                (true, _) | (_, Some("fineGrained")) => (
+                    Grant::FineGrained,
+                    OrgReach::fine_grained(org_permissions),
+                    None,
+                ),
+                (_, Some("read")) => (Grant::Read, OrgReach::AsUser, None),
+                (_, Some("write")) => (Grant::Write, OrgReach::AsUser, None),
+                _ => (Grant::Unreported, OrgReach::Nothing, None),
             },
-            WhoAmIAuth::Other => (Grant::Unreported, None),
+            WhoAmIAuth::Other => (Grant::Unreported, OrgReach::Nothing, None),
         };
         Some(Self {
             profile: who.profile,
             grant,
+            reach,
             expires_at,
         })
+    }
+}
+
+/// Which of its user's organizations a bearer token may act in: the table in this
+/// module's documentation. Organizations out of reach are left out of the token's
+/// user, so organization guards refuse them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum OrgReach {
+    /// Every organization, with the user's role: classic `read` and `write` user tokens.
+    AsUser,
+    /// The organizations the user granted the OAuth app (listed with a role).
+    Granted,
+    /// These organizations only, each with at most this role: a fine-grained token's
+    /// per-organization permissions.
+    Listed(Vec<(String, OrgRole)>),
+    /// None: the provider does not say (an OAuth token checked at whoami, an unknown
+    /// kind of token).
+    Nothing,
+}
+
+impl OrgReach {
+    /// A fine-grained token's reach: organizations it holds permissions for; a role of
+    /// at most `write` where a permission writes (`repo.write`, `org.write`, …), else
+    /// at most `read`.
+    fn fine_grained(org_permissions: Vec<(String, Vec<String>)>) -> Self {
+        let listed = org_permissions
+            .into_iter()
+            .filter(|(_, permissions)| !permissions.is_empty())
+            .map(|(org, permissions)| {
+                let writes = permissions.iter().any(|p| p.contains("write"));
+                (
+                    org,
+                    if writes {
+                        OrgRole::Write
+                    } else {
+                        OrgRole::Read
+                    },
+                )
+            })
+            .collect();
+        Self::Listed(listed)
+    }
+
+    fn apply(&self, profile: &mut Profile) {
+        match self {
+            Self::AsUser => {}
+            Self::Granted => profile.orgs.retain(|org| org.role().is_some()),
+            Self::Nothing => profile.orgs.clear(),
+            Self::Listed(listed) => profile.orgs.retain_mut(|org| {
+                let cap = listed.iter().find(|(name, _)| name == org.name());
+                if let Some((_, cap)) = cap {
+                    org.cap_role(*cap);
+                }
+                cap.is_some()
+            }),
+        }
     }
 }
 
@@ -670,6 +762,11 @@ mod tests {
                 avatar.starts_with(&format!("{}/avatars/", mock.issuer())),
                 "{avatar}"
             );
+            if role == "fineGrained" {
+                // No organization permission: the token acts in no organization.
+                assert!(user.orgs().is_empty(), "{:?}", user.orgs());
+                continue;
+            }
             let acme = user.org("acme").unwrap();
             assert_eq!(acme.role(), Some(OrgRole::Admin));
             assert_eq!(acme.full_name(), Some("ACME Corp"));

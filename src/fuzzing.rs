@@ -5,7 +5,9 @@
 //! semver. Each function takes arbitrary bytes, runs the crate's own parser on them
 //! exactly as a request or a provider answer would reach it, and panics only when an
 //! invariant the crate promises is broken (a forged cookie opening, an off-site return
-//! path, a header value that could not be sent). Any other panic is a bug too.
+//! path, a header value that could not be sent, a token verifying that should not).
+//! Each invariant is checked against code written here, not by asking the crate's own
+//! functions again. Any other panic is a bug too.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -14,12 +16,18 @@ use http::header::{COOKIE, HeaderMap, HeaderValue};
 use url::Url;
 
 use crate::Secret;
-use crate::id_token::{self, Expectations, KeySet};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::KeyPair as RsaKeyPair;
+use aws_lc_rs::signature::{self, KeyPair as _};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD};
+
+use crate::id_token::{self, Expectations, IdTokenClaims, KeySet};
 use crate::provider::http::parse_json;
 use crate::provider::{ProviderMetadata, TokenResponse, WhoAmI};
 use crate::session::codec::KeyRing;
 use crate::session::cookie::{CookieAttrs, SameSite};
-use crate::session::{Loaded, SessionCookies};
+use crate::session::{Loaded, SessionCookies, SessionTiming};
 use crate::user::{HfUser, Profile, Scopes, SessionRecord};
 
 const COOKIE_NAME: &str = "hf_auth";
@@ -40,6 +48,7 @@ fn sessions() -> &'static SessionCookies {
             &Secret::from("the fuzzing secret, thirty-two characters or more"),
             [],
         ),
+        timing: SessionTiming::default(),
     })
 }
 
@@ -63,14 +72,51 @@ pub fn session_cookie(data: &[u8]) {
                 headers.append(COOKIE, value);
             }
         }
+        let chunks = chunks_sent(&headers);
         let loaded = sessions.load(&headers, NOW, 0);
         assert!(
             !matches!(loaded, Loaded::Valid(_) | Loaded::Stale { .. }),
             "a cookie not sealed by this crate opened as a session"
         );
-        if let Loaded::Invalid { present } = loaded {
-            let cleared = sessions.clear(present);
-            assert_eq!(cleared.len(), present.max(1), "every chunk is cleared");
+        let present = match loaded {
+            Loaded::Invalid { present } => present,
+            _ => {
+                assert!(
+                    chunks.is_empty(),
+                    "session chunks {chunks:?} read as no session"
+                );
+                return;
+            }
+        };
+        assert!(
+            !chunks.is_empty(),
+            "no session chunk read as an invalid session"
+        );
+        // Signing out, or an invalid session, clears every chunk the browser sent...
+        let cleared = set_cookie_names(&sessions.clear(present), true);
+        for chunk in &chunks {
+            assert!(cleared.contains(chunk), "chunk {chunk} is not cleared");
+        }
+        // ... and so does a new session written over it: each chunk is overwritten or
+        // deleted.
+        let record = SessionRecord {
+            profile: Profile::default(),
+            scopes: Scopes::parse("openid"),
+            access_token: Secret::from("hf_oauth_fuzz"),
+            expires_at: NOW + 3600,
+            refresh_token: None,
+            asked: Scopes::default(),
+            profile_at: NOW,
+        };
+        let written = sessions
+            .save(&record, present, NOW)
+            .expect("a small session fits");
+        let written = set_cookie_names(&written, false);
+        for chunk in &chunks {
+            assert!(
+                written.contains(chunk),
+                "chunk {chunk} survives a new session"
+            );
         }
     } else {
         let plain = if mode % 3 == 1 {
@@ -106,6 +152,48 @@ pub fn session_cookie(data: &[u8]) {
     }
 }
 
+/// The session chunks (`hf_auth`, `hf_auth.1` … `hf_auth.9`) the `Cookie` headers
+/// carry, found without the crate's cookie reader: every readable header, split on
+/// `;`, names trimmed. Headers that are not visible ASCII are ignored, as the crate
+/// ignores them.
+fn chunks_sent(headers: &HeaderMap) -> Vec<String> {
+    let mut chunks = Vec::new();
+    for value in headers.get_all(COOKIE) {
+        let Ok(value) = value.to_str() else {
+            continue;
+        };
+        for pair in value.split(';') {
+            let Some((name, _)) = pair.split_once('=') else {
+                continue;
+            };
+            let name = name.trim();
+            let is_chunk = name == COOKIE_NAME
+                || (1..crate::session::cookie::MAX_CHUNKS)
+                    .any(|i| name == format!("{COOKIE_NAME}.{i}"));
+            if is_chunk && !chunks.iter().any(|c| c == name) {
+                chunks.push(name.to_owned());
+            }
+        }
+    }
+    chunks
+}
+
+/// The cookie names `Set-Cookie` headers write (`deleting: false`) or delete
+/// (`deleting: true`, `Max-Age=0`). Panics on a header that is neither.
+fn set_cookie_names(set_cookies: &[HeaderValue], deleting: bool) -> Vec<String> {
+    let mut names = Vec::new();
+    for header in set_cookies {
+        let header = header.to_str().expect("a Set-Cookie header is ASCII");
+        let (name, _) = header
+            .split_once('=')
+            .expect("a Set-Cookie header names a cookie");
+        if !deleting || header.contains("; Max-Age=0;") {
+            names.push(name.to_owned());
+        }
+    }
+    names
+}
+
 /// Reads every field of a user, as handlers and guards do.
 fn touch_user(user: &HfUser) {
     let _ = (user.id(), user.username(), user.name(), user.email());
@@ -119,7 +207,12 @@ fn touch_user(user: &HfUser) {
     let _ = format!("{user:?}");
 }
 
-/// The callback's query string, as the layer receives it in a request URI.
+/// The callback's query string, as the layer receives it in a request URI. The
+/// parser's rules, checked against a decoder written here: the query is refused exactly
+/// when one of `state`, `code`, `iss`, `error`, `error_description` appears more than
+/// once (after decoding names); otherwise each field is the decoded value of its single
+/// occurrence, or absent. Provider text shown to users has no control characters and
+/// at most 200 characters, all taken from the original in order.
 pub fn callback_query(data: &[u8]) {
     let Ok(query) = std::str::from_utf8(data) else {
         return;
@@ -128,10 +221,73 @@ pub fn callback_query(data: &[u8]) {
         return;
     };
     let query = uri.query().unwrap_or("");
-    if let Ok(params) = crate::flow::callback::CallbackParams::parse(query) {
-        let _ = (params.state, params.code, params.iss, params.error);
-        let _ = crate::flow::callback::tame(params.error_description.as_deref().unwrap_or(""));
+    let mut expected: [(&str, Vec<String>); 5] = [
+        ("state", Vec::new()),
+        ("code", Vec::new()),
+        ("iss", Vec::new()),
+        ("error", Vec::new()),
+        ("error_description", Vec::new()),
+    ];
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = form_decode(name);
+        if let Some((_, values)) = expected.iter_mut().find(|(n, _)| *n == name) {
+            values.push(form_decode(value));
+        }
     }
+    let repeated = expected.iter().any(|(_, values)| values.len() > 1);
+    match crate::flow::callback::CallbackParams::parse(query) {
+        Err(_) => assert!(repeated, "a query without repeated parameters is refused"),
+        Ok(params) => {
+            assert!(!repeated, "a repeated parameter is accepted");
+            let got = [
+                params.state,
+                params.code,
+                params.iss,
+                params.error,
+                params.error_description.clone(),
+            ];
+            for ((name, values), got) in expected.iter().zip(got) {
+                assert_eq!(got.as_ref(), values.first(), "the parameter {name}");
+            }
+            let text = params.error_description.unwrap_or_default();
+            let tamed = crate::flow::callback::tame(&text);
+            assert!(
+                !tamed.chars().any(char::is_control),
+                "tamed text has controls"
+            );
+            assert!(tamed.chars().count() <= 200, "tamed text is bounded");
+            let mut original = text.chars();
+            assert!(
+                tamed.chars().all(|c| original.any(|o| o == c)),
+                "tamed text comes from the original, in order"
+            );
+        }
+    }
+}
+
+/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte (an
+/// invalid escape stays as it is), then UTF-8 with replacement characters.
+fn form_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(hi), Some(lo)) => {
+                    out.push(u8::try_from(hi * 16 + lo).expect("two hex digits"));
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The post-login return path. Whatever comes in, what goes out is a same-site path
@@ -141,27 +297,83 @@ pub fn return_to(data: &[u8]) {
     crate::flow::return_to::assert_stays_on_site(&crate::flow::return_to::sanitize(&raw));
 }
 
-fn key_set() -> &'static KeySet {
-    static KEYS: OnceLock<KeySet> = OnceLock::new();
+/// The fuzz harness's RS256 signing key (PKCS#8 DER, base64), made for this file and
+/// used nowhere else: with it the harness signs tokens, so "verifies" is reachable.
+const SIGNING_KEY_PKCS8: &str = concat!(
+    "MIIEvAIBADANBgkqhkiG9w0BAQEFAASCBKYwggSiAgEAAoIBAQCYKNoOmtPLRHdpQttnPPobLJcy",
+    "RHJarJjkfX8EAvGHBBRlr4M1KPyDPExv9GU2Mhlt9k4cPhBXbOnpCj3orprzjL6gsCdrRJDxnlA6",
+    "P9URyj3nNfdzreZEijEXwcOAfwvdiU4Fy9h+3m11adcMi/ySzPMlNwjrHXmSdaVgMUpoNgLRx9Cz",
+    "wrMGsLwpeJoAV0lSKC28aOWPKIF9cYAYc42HExJQcfhYGl90K8Cj2ntuk5mEhtJlH4ErEGgB5rTo",
+    "cSCIY0G02A1BP9DSpBxrgegQZUHdpGigMwtb/czDfUyCeeSk3pvi0ctmmQDGqR5jevx7l9dYQyiZ",
+    "a2p0zEid7s6/AgMBAAECggEAC3UwDl98SVcrgsKlEN4Xm0o9TGy5C7jpfnMwyFWMaHVXL90KjUs7",
+    "0IoO23NU18LoBU7BzQCjbGHoL0M1LDtRsbtMc38wSLSOEZOxSOGbos5O4QVAT/atW0XosnhFx3xJ",
+    "oXIAbRFPiSYoqenBZtF3wHosaQX+5u1+RRgUzuyHRNeGmmfj8cdOwG4x+ylKT4qjqBzZlPTpS7Bq",
+    "D8EK9AsHWPS1R+e6dPfOThXo//LT2Yegc72PJZQlUI1/xL9Nrm/IbGL5MB5I0RSy8JqXUVA97Az2",
+    "kvJksyBcpu9OPRhB7GUQv39kHBNkQNd/Q+Pu6wEbhdo/wrwSpC+JcJ79VkR6IQKBgQDMtjUpZio2",
+    "i8EyvwdDh8mcbH2UkXEfCFSRFMxwhbSvOwBr+QOyILSt+dHsklV4/qLgbHC/NNYC2+gTpR11zA4s",
+    "ezVcGuX32nmiqmyxQzzZkh5l/54cb9KnPWsyMRaLbCnpqhD/esaO7MdtpFLgglg7Pmpl5I7FdE7l",
+    "eYy/GPu9zwKBgQC+SA4zObb1+8tb50pNw8YaumB8VfI2O6AGmi3rq/Ub0ipKzabm/aW+c8BudDGN",
+    "22Y4Ks/yWFGkqPYzxcautMTzhiE1sMw3+5MvzSZAkspp1C/LUvN8TSnh84TmZDUcCnxTWCt42Sfn",
+    "2020XZEuUgNX76MdQr5ucK7gYDmtdHaMEQKBgArqwKUHjMLB6ziwlUuVpzvPUVcl9nloMVJXYJuz",
+    "lbIunFQlwHu0YM5SX06VczdzpO4A+nZH9A3M+nBpwstwaWUX4P2bdZ4lKY1yNz+wzULxFuvrmNv9",
+    "XqeKj/fqRECFMSsD5coqGwKuP+hp9f2BFgF6z6PFb5O6Iyb7t3TNeUdjAoGAYFyTPGPdAQNrv/YI",
+    "jgs39u8tz6miyM43Q0CvQqtJrLYpDsrI3C/V0PZDnGwhcEqMoKMlvf/2EKI0VJGzBWSsXPsvNEZ9",
+    "lVhE+K820PrFoQSA08IFZoyZSkENq7NRpgq1XWvIUCIA8I0B8/ZygHeuE8la3IWhdMKB/UUd0Har",
+    "VlECgYAFWiLaLYTivwKIythY025TtHIX4wlpSffKR0BrImjIm9FJAiL2uqnqdbknhRsTh+JJs6pj",
+    "ZHz/sOWgiAEfPwHHkF5V/yrzkG4sZQdtdCZoAoMdTsat0CGimtjyTwQrpRacSHxoV6zEBHAe+zWx",
+    "1DcGt3MMYPcqT0sl+4BhyEqE5g==",
+);
+
+/// The signing key, and the key set the tokens are verified against: that key under
+/// `kid` "k1", plus two well-formed keys nobody holds (one named "k0", one without a
+/// `kid`) for the key selection paths.
+fn keys() -> &'static (RsaKeyPair, KeySet) {
+    static KEYS: OnceLock<(RsaKeyPair, KeySet)> = OnceLock::new();
     KEYS.get_or_init(|| {
-        // Two well-formed 2048-bit RSA public keys, one with a `kid` and one without:
-        // enough for the key selection paths; no fuzzed signature verifies anyway.
-        let n = base64::Engine::encode(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-            [0xC3u8; 256],
-        );
+        let der = B64.decode(SIGNING_KEY_PKCS8).expect("the key is base64");
+        let pair = RsaKeyPair::from_pkcs8(&der).expect("the key is PKCS#8 RSA");
+        let public = pair.public_key();
+        let n = URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero());
+        let e = URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero());
+        let decoy = URL_SAFE_NO_PAD.encode([0xC3u8; 256]);
         let jwks = format!(
-            r#"{{"keys":[{{"kty":"RSA","kid":"k1","n":"{n}","e":"AQAB"}},{{"kty":"RSA","n":"{n}","e":"AQAB"}}]}}"#
+            r#"{{"keys":[{{"kty":"RSA","kid":"k1","n":"{n}","e":"{e}"}},{{"kty":"RSA","kid":"k0","n":"{decoy}","e":"AQAB"}},{{"kty":"RSA","n":"{decoy}","e":"AQAB"}}]}}"#
         );
-        KeySet::from_jwks_json(jwks.as_bytes()).expect("a valid key set")
+        let set = KeySet::from_jwks_json(jwks.as_bytes()).expect("a valid key set");
+        (pair, set)
     })
 }
 
-/// ID token parsing. The first byte picks what the rest is:
-/// - even: a whole compact JWT, verified against a fixed key set (header, key
-///   selection, signature);
-/// - odd: `header JSON \n claims JSON`: the header is checked as in a token and the
-///   claims go through the same parsing and checks a verified token's do.
+/// `header.claims.signature` with both parts base64url-encoded as given and an RS256
+/// signature by the harness's key.
+fn sign(header: &[u8], claims: &[u8]) -> String {
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(claims)
+    );
+    let (pair, _) = keys();
+    let mut signature = vec![0; pair.public_modulus_len()];
+    pair.sign(
+        &signature::RSA_PKCS1_SHA256,
+        &SystemRandom::new(),
+        input.as_bytes(),
+        &mut signature,
+    )
+    .expect("RS256 signing");
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+/// ID token verification. The first byte picks what the rest is:
+/// - even: a whole compact JWT, verified against the key set;
+/// - odd: `header JSON \n claims JSON`, signed with the harness's key and verified,
+///   so every claim rule is reached behind a valid signature.
+///
+/// Whenever a token verifies, this checks, without the crate's code, that it should
+/// have: its header's `alg` is exactly `RS256` without `crit`, its signature verifies
+/// with the harness's public key, and its claims pass every rule of the module docs
+/// (`iss`, `aud`, `azp`, `exp` and `iat` with the leeway, `nonce`, `sub`), and that the
+/// claims returned are the token's.
 pub fn id_token(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
@@ -170,37 +382,197 @@ pub fn id_token(data: &[u8]) {
         issuer: ISSUER,
         client_id: CLIENT_ID,
         nonce: NONCE,
-        leeway: Duration::from_secs(60),
+        leeway: Duration::from_secs(LEEWAY),
         now: NOW,
     };
-    if mode % 2 == 0 {
-        let token = String::from_utf8_lossy(rest);
-        let verified = id_token::verify(&token, key_set(), &expect);
-        assert!(verified.is_err(), "a fuzzed token verified");
-        if let Err(err) = verified {
-            let _ = err.to_string();
-        }
+    let token = if mode % 2 == 0 {
+        String::from_utf8_lossy(rest).into_owned()
     } else {
         let mut parts = rest.splitn(2, |&b| b == b'\n');
         let header = parts.next().unwrap_or_default();
         let claims = parts.next().unwrap_or_default();
-        let b64 = |bytes: &[u8]| {
-            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes)
-        };
-        let token = format!("{}.{}.c2ln", b64(header), b64(claims));
-        let _ = id_token::check_header(&token).map_err(|err| err.to_string());
-        match id_token::parse_claims(claims, &expect) {
-            Ok(verified) => {
-                assert_eq!(verified.iss, ISSUER);
-                assert!(verified.aud.iter().any(|a| a == CLIENT_ID));
-                assert_eq!(verified.nonce.as_deref(), Some(NONCE));
-                assert!(!verified.sub.is_empty());
+        let signed = sign(header, claims);
+        // Behind a plain header naming the harness's key, verification is exactly the
+        // claim checks (which the fuzzing-only parser runs alone): it must accept the
+        // same tokens, so a rule that refuses good tokens fails here too.
+        if is_plain_header(header) {
+            let parsed = id_token::parse_claims(claims, &expect);
+            let verified = id_token::verify(&signed, &keys().1, &expect);
+            if is_plain_claims(claims) {
+                let raw = serde_json::from_slice(claims).expect("plain claims are JSON");
+                let rules = claim_rules(&raw);
+                assert_eq!(
+                    verified.is_ok(),
+                    rules.is_ok(),
+                    "a signed token with plain claims is judged by the rules: \
+                     verification says {verified:?}, the rules say {rules:?}"
+                );
             }
-            Err(err) => {
-                let _ = err.to_string();
-            }
+            assert_eq!(
+                parsed.map_err(|e| e.to_string()),
+                verified.map_err(|e| e.to_string()),
+                "a signed token and its claims alone are judged differently"
+            );
+        }
+        signed
+    };
+    match id_token::verify(&token, &keys().1, &expect) {
+        Ok(claims) => assert_should_verify(&token, &claims),
+        Err(err) => {
+            let _ = err.to_string();
         }
     }
+}
+
+/// Whether `header` is a canonical JSON object (as serde_json writes it: sorted keys,
+/// no spaces) of `alg` "RS256", optionally `typ` (a string) and `kid` "k1".
+fn is_plain_header(header: &[u8]) -> bool {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(header) else {
+        return false;
+    };
+    let canonical = serde_json::to_vec(&fields).is_ok_and(|bytes| bytes == header);
+    canonical
+        && fields.get("alg").is_some_and(|alg| alg == "RS256")
+        && fields.get("kid").is_none_or(|kid| kid == "k1")
+        && fields.get("typ").is_none_or(serde_json::Value::is_string)
+        && fields
+            .keys()
+            .all(|k| ["alg", "kid", "typ"].contains(&k.as_str()))
+}
+
+/// The leeway the fuzzed tokens are checked with, in seconds.
+const LEEWAY: u64 = 60;
+
+/// Panics unless `token` is one the module's rules accept, and `claims` are its claims.
+fn assert_should_verify(token: &str, claims: &IdTokenClaims) {
+    let decode = |part: &str| {
+        URL_SAFE_NO_PAD
+            .decode(part.trim_end_matches('='))
+            .expect("a verified token's parts are base64url")
+    };
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "a verified token has three parts");
+    let header: serde_json::Value =
+        serde_json::from_slice(&decode(parts[0])).expect("a verified token's header is JSON");
+    assert_eq!(
+        header["alg"], "RS256",
+        "a token verified with alg {}",
+        header["alg"]
+    );
+    assert!(header.get("crit").is_none(), "a token with crit verified");
+    let public = keys().0.public_key().as_ref().to_vec();
+    let signing_input = &token[..parts[0].len() + 1 + parts[1].len()];
+    signature::UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, public)
+        .verify(signing_input.as_bytes(), &decode(parts[2]))
+        .expect("a verified token is signed by the only key anyone holds");
+
+    let raw: serde_json::Value =
+        serde_json::from_slice(&decode(parts[1])).expect("a verified token's claims are JSON");
+    if let Err(rule) = claim_rules(&raw) {
+        panic!("a token verified that breaks the rule on {rule}");
+    }
+    assert_eq!(
+        (
+            claims.iss.as_str(),
+            Some(claims.sub.as_str()),
+            claims.exp,
+            claims.iat
+        ),
+        (
+            ISSUER,
+            raw["sub"].as_str(),
+            date(&raw, "exp").unwrap_or(0),
+            date(&raw, "iat").unwrap_or(0)
+        ),
+        "the claims returned are the token's"
+    );
+    assert_eq!(claims.nonce.as_deref(), Some(NONCE));
+}
+
+/// A `NumericDate` claim: a non-negative JSON number, fractions truncated.
+fn date(raw: &serde_json::Value, name: &str) -> Option<u64> {
+    let number = raw.get(name).and_then(serde_json::Value::as_number)?;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    number
+        .as_u64()
+        .or_else(|| number.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+}
+
+/// The claim rules of `src/id_token.rs`'s module docs, written again here: the first
+/// one `raw` breaks, by the claim it is about.
+fn claim_rules(raw: &serde_json::Value) -> Result<(), &'static str> {
+    let string = |name: &str| raw.get(name).and_then(serde_json::Value::as_str);
+    if string("iss") != Some(ISSUER) {
+        return Err("iss");
+    }
+    let audiences: Vec<&str> = match raw.get("aud") {
+        Some(serde_json::Value::String(aud)) => vec![aud.as_str()],
+        Some(serde_json::Value::Array(aud)) => aud.iter().filter_map(|a| a.as_str()).collect(),
+        _ => return Err("aud"),
+    };
+    if !audiences.contains(&CLIENT_ID) {
+        return Err("aud");
+    }
+    match string("azp") {
+        Some(azp) if azp != CLIENT_ID => return Err("azp"),
+        None if audiences.len() > 1 => return Err("azp"),
+        _ => {}
+    }
+    match date(raw, "exp") {
+        Some(exp) if exp.saturating_add(LEEWAY) > NOW => {}
+        _ => return Err("exp"),
+    }
+    match date(raw, "iat") {
+        Some(iat) if iat <= NOW + LEEWAY => {}
+        _ => return Err("iat"),
+    }
+    if string("nonce") != Some(NONCE) {
+        return Err("nonce");
+    }
+    if string("sub").is_none_or(str::is_empty) {
+        return Err("sub");
+    }
+    Ok(())
+}
+
+/// Whether `claims` is canonical JSON (as serde_json writes it, so no key is repeated)
+/// whose standard claims all have the types the crate reads them as: then
+/// verification succeeds exactly when [`claim_rules`] pass.
+fn is_plain_claims(claims: &[u8]) -> bool {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(claims) else {
+        return false;
+    };
+    if serde_json::to_vec(&fields).ok().as_deref() != Some(claims) {
+        return false;
+    }
+    let is = |name: &str, ok: fn(&serde_json::Value) -> bool| {
+        fields.get(name).is_none_or(|v| v.is_null() || ok(v))
+    };
+    let strings = [
+        "iss",
+        "sub",
+        "azp",
+        "nonce",
+        "name",
+        "preferred_username",
+        "picture",
+        "profile",
+        "website",
+        "email",
+    ];
+    let is_date = |v: &serde_json::Value| v.as_f64().is_some_and(|f| f >= 0.0) || v.is_u64();
+    strings
+        .iter()
+        .all(|name| is(name, serde_json::Value::is_string))
+        && is("email_verified", serde_json::Value::is_boolean)
+        && ["exp", "iat", "auth_time"]
+            .iter()
+            .all(|name| is(name, is_date))
+        && is("aud", |v| {
+            v.is_string()
+                || v.as_array()
+                    .is_some_and(|a| a.iter().all(serde_json::Value::is_string))
+        })
 }
 
 /// The provider's JSON answers: userinfo, `/api/whoami-v2`, the token endpoint,
@@ -217,6 +589,7 @@ pub fn provider_json(data: &[u8]) {
             expires_at: NOW + 3600,
             refresh_token: None,
             asked: Scopes::default(),
+            profile_at: NOW,
         };
         touch_user(&HfUser::from_record(record));
     }

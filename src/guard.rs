@@ -13,7 +13,7 @@
 //! ```
 //! # #[cfg(feature = "axum")] {
 //! use axum::{Router, routing::get};
-//! use tower_hf_auth::{OrgRole, RequireLogin, RequireOrg, RequireScopes, RequireUser};
+//! use tower_hf_auth::{OrgRole, RequireLogin, RequireOrg, RequireScopes, RequireUser, scope};
 //!
 //! async fn page() -> &'static str { "ok" }
 //!
@@ -21,9 +21,9 @@
 //!     // Anyone signed in.
 //!     .route("/me", get(page).route_layer(RequireLogin))
 //!     // Granted `read-repos` (and, with `all`, every other scope listed).
-//!     .route("/repos", get(page).route_layer(RequireScopes::all(["read-repos"])))
+//!     .route("/repos", get(page).route_layer(RequireScopes::all([scope::READ_REPOS])))
 //!     // Granted at least one of these.
-//!     .route("/edit", get(page).route_layer(RequireScopes::any(["write-repos", "manage-repos"])))
+//!     .route("/edit", get(page).route_layer(RequireScopes::any([scope::WRITE_REPOS, scope::MANAGE_REPOS])))
 //!     // A member of `acme`, in any role.
 //!     .route("/acme", get(page).route_layer(RequireOrg::member("acme")))
 //!     // `write` or `admin` in `acme` (roles: read < contributor < write < admin).
@@ -40,13 +40,13 @@
 //! ```
 //! # #[cfg(feature = "axum")] {
 //! use axum::{Router, routing::get};
-//! use tower_hf_auth::{OrgRole, RequireOrg, RequireScopes};
+//! use tower_hf_auth::{OrgRole, RequireOrg, RequireScopes, scope};
 //!
 //! let admin: Router = Router::new()
 //!     .route("/users", get(|| async { "users" }))
 //!     .route("/repos", get(|| async { "repos" }))
 //!     // Both: an acme admin who granted `read-repos`.
-//!     .route_layer(RequireScopes::all(["read-repos"]))
+//!     .route_layer(RequireScopes::all([scope::READ_REPOS]))
 //!     .route_layer(RequireOrg::role("acme", OrgRole::Admin));
 //! let app: Router = Router::new().nest("/admin", admin);
 //! # }
@@ -95,7 +95,7 @@ use tower_service::Service;
 
 use crate::flow::return_to;
 use crate::layer::{AuthBody, AuthContext, ResponseFuture};
-use crate::respond::{self, Caller, Denial};
+use crate::respond::{self, Caller, Denial, OrgShortfall};
 use crate::{HfUser, OrgRole};
 
 /// What a guard asks of the user. Implemented by each guard type.
@@ -127,9 +127,9 @@ impl Requirement for RequireLogin {
 /// Requires granted scopes: all of a list, or any one of it.
 ///
 /// ```
-/// use tower_hf_auth::RequireScopes;
-/// let repos = RequireScopes::all(["read-repos"]);
-/// let either = RequireScopes::any(["write-repos", "manage-repos"]);
+/// use tower_hf_auth::{RequireScopes, scope};
+/// let repos = RequireScopes::all([scope::READ_REPOS]);
+/// let either = RequireScopes::any([scope::WRITE_REPOS, scope::MANAGE_REPOS]);
 /// ```
 #[derive(Debug, Clone)]
 #[must_use]
@@ -139,20 +139,22 @@ pub struct RequireScopes {
 }
 
 impl RequireScopes {
-    /// Every one of `scopes` must be granted.
+    /// Every one of `scopes` must be granted. A scope Hugging Face does not document
+    /// (see [`scope`](crate::scope)) is logged once, here, as a warning.
     pub fn all<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Self {
-        Self {
-            scopes: scopes.into_iter().map(Into::into).collect(),
-            all: true,
-        }
+        Self::new(scopes, true)
     }
 
-    /// At least one of `scopes` must be granted.
+    /// At least one of `scopes` must be granted. A scope Hugging Face does not
+    /// document is logged once, here, as a warning.
     pub fn any<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Self {
-        Self {
-            scopes: scopes.into_iter().map(Into::into).collect(),
-            all: false,
-        }
+        Self::new(scopes, false)
+    }
+
+    fn new<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I, all: bool) -> Self {
+        let scopes: Arc<[String]> = scopes.into_iter().map(Into::into).collect();
+        crate::scope::warn_unknown(scopes.iter().map(String::as_str), "RequireScopes");
+        Self { scopes, all }
     }
 }
 
@@ -181,7 +183,11 @@ impl Requirement for RequireScopes {
 /// (`Read < Contributor < Write < Admin`).
 ///
 /// A role is only known for organizations the user granted the app access to on the
-/// consent screen; membership alone is known for all.
+/// consent screen; membership alone is known for all. A member with the `no_access`
+/// role, or with security restrictions of the organization they have not met (SSO,
+/// two-factor authentication, allowed networks, token policy), is refused, with a page
+/// or message saying what to do. The denial links to `/login?org=<name>`, which asks
+/// Hugging Face for access to the organization (`orgIds`).
 ///
 /// ```
 /// use tower_hf_auth::{OrgRole, RequireOrg};
@@ -216,16 +222,26 @@ impl RequireOrg {
 impl Requirement for RequireOrg {
     fn check(&self, user: Option<&HfUser>) -> Result<(), Denial> {
         let user = user.ok_or(Denial::NotSignedIn)?;
-        let pass = user
-            .org(&self.org)
-            .is_some_and(|org| self.role.is_none() || org.role() >= self.role);
-        if pass {
-            Ok(())
-        } else {
-            Err(Denial::Org {
+        let shortfall = match user.org(&self.org) {
+            None => Some(OrgShortfall::NotMember),
+            Some(org) if org.role() == Some(OrgRole::NoAccess) => Some(OrgShortfall::NotMember),
+            Some(org) if !org.security_restrictions().is_empty() => Some(OrgShortfall::Restricted(
+                org.security_restrictions().to_vec(),
+            )),
+            Some(org) => match (self.role, org.role()) {
+                (None, _) => None,
+                (Some(_), None) => Some(OrgShortfall::NotGranted),
+                (Some(need), Some(have)) if have >= need => None,
+                (Some(_), Some(have)) => Some(OrgShortfall::RoleTooLow(have)),
+            },
+        };
+        match shortfall {
+            None => Ok(()),
+            Some(why) => Err(Denial::Org {
                 org: self.org.clone(),
                 role: self.role,
-            })
+                why,
+            }),
         }
     }
 }
@@ -288,9 +304,9 @@ impl<F: Fn(&HfUser) -> bool> Requirement for RequireUser<F> {
 /// looks like. Made by the guards' `for_api()`, `for_grpc()` and `for_browser()`.
 ///
 /// ```
-/// use tower_hf_auth::RequireScopes;
+/// use tower_hf_auth::{RequireScopes, scope};
 /// // A JSON API: never redirect, even when a request accepts HTML.
-/// let guard = RequireScopes::all(["read-repos"]).for_api();
+/// let guard = RequireScopes::all([scope::READ_REPOS]).for_api();
 /// ```
 #[derive(Debug, Clone)]
 #[must_use]
@@ -404,7 +420,23 @@ pub(crate) fn deny(
     extensions: &http::Extensions,
     denial: Denial,
 ) -> Response<respond::Body> {
+    // Under axum's `Router::nest` the URI a guard sees lacks the prefix: the links take
+    // the request's original URI.
+    let uri = original_uri(extensions).unwrap_or(uri);
     let here = return_to::sanitize(uri.path_and_query().map_or("/", |pq| pq.as_str()));
     let res = respond::deny(&context.runtime, caller, &here, extensions, denial);
     respond::own_page(res, &context.runtime.config.frame_policy)
+}
+
+/// The URI the request arrived with, when a router rewrote it (axum's `OriginalUri`).
+#[cfg(feature = "axum")]
+fn original_uri(extensions: &http::Extensions) -> Option<&http::Uri> {
+    extensions
+        .get::<axum::extract::OriginalUri>()
+        .map(|original| &original.0)
+}
+
+#[cfg(not(feature = "axum"))]
+fn original_uri(_: &http::Extensions) -> Option<&http::Uri> {
+    None
 }

@@ -488,7 +488,7 @@ pub(crate) fn verify(
 }
 
 /// Parses a claims JSON object and checks it, as [`verify`] does once the signature
-/// holds. For the fuzz targets, which cannot sign.
+/// holds. For the fuzz targets, which compare it with the verification of a signed token.
 #[cfg(feature = "fuzzing")]
 pub(crate) fn parse_claims(
     json: &[u8],
@@ -815,6 +815,38 @@ pub(crate) mod tests {
                 "{token:.40}"
             );
         }
+    }
+
+    /// The 64 KiB cap alone: a well-signed token with good claims, padded with an
+    /// unknown claim, verifies at the cap and is refused one padding step past it.
+    #[test]
+    fn tokens_past_64_kib_are_refused_for_their_length_alone() {
+        let claims = |len: usize| with(good_claims(), "padding", json!("x".repeat(len)));
+        let padded = |len: usize| token_with(claims(len));
+        // Base64 grows in steps of 4 characters per 3 bytes: find the longest padding
+        // that fits, then the next one (lengths computed, not signed, in the search).
+        let base = padded(0).len();
+        let unpadded_claims = claims(0).to_string().len();
+        let length = |len: usize| base + (unpadded_claims + len) * 4 / 3 - unpadded_claims * 4 / 3;
+        let mut len = 0;
+        while length(len + 1) <= MAX_TOKEN_LEN + 1 {
+            len += 1;
+        }
+        while padded(len).len() > MAX_TOKEN_LEN {
+            len -= 1;
+        }
+        while padded(len + 1).len() <= MAX_TOKEN_LEN {
+            len += 1;
+        }
+        let at_cap = padded(len);
+        let past_cap = padded(len + 1);
+        assert!(at_cap.len() <= MAX_TOKEN_LEN && past_cap.len() > MAX_TOKEN_LEN);
+        assert!(past_cap.len() - at_cap.len() <= 4);
+        assert!(verify(&at_cap, &one_key(), &expect()).is_ok());
+        assert_eq!(
+            verify(&past_cap, &one_key(), &expect()),
+            Err(IdTokenError::Malformed("the token is too long"))
+        );
     }
 
     #[test]

@@ -104,6 +104,7 @@ pub mod mock;
 mod provider;
 pub mod respond;
 mod runtime;
+pub mod scope;
 mod secret;
 pub mod session;
 mod single_flight;

@@ -58,6 +58,7 @@ impl Runtime {
                     cookie_name: &config.cookie_name,
                 },
             ),
+            timing: config.session_timing,
         };
         Self {
             refresher: Arc::new(Refresher::new(provider.clone(), clock.clone())),

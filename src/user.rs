@@ -27,10 +27,15 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::Secret;
 
-/// A role in a Hugging Face organization, ordered `Read < Contributor < Write < Admin`.
+/// A role in a Hugging Face organization, ordered
+/// `NoAccess < Read < Contributor < Write < Admin`.
+///
+/// `NoAccess` (`no_access`) is a member whom the organization gives no access: it never
+/// satisfies a [`RequireOrg`](crate::RequireOrg) guard, not even `member`.
 ///
 /// ```
 /// use tower_hf_auth::OrgRole;
+/// assert!(OrgRole::NoAccess < OrgRole::Read);
 /// assert!(OrgRole::Read < OrgRole::Contributor);
 /// assert!(OrgRole::Write < OrgRole::Admin);
 /// assert_eq!("write".parse::<OrgRole>(), Ok(OrgRole::Write));
@@ -39,6 +44,9 @@ use crate::Secret;
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum OrgRole {
+    /// A member the organization gives no access (`no_access`).
+    #[serde(rename = "no_access")]
+    NoAccess,
     /// Can read the organization's private repositories.
     Read,
     /// Can open pull requests and discussions.
@@ -50,10 +58,12 @@ pub enum OrgRole {
 }
 
 impl OrgRole {
-    /// The role as Hugging Face spells it (`read`, `contributor`, `write`, `admin`).
+    /// The role as Hugging Face spells it (`no_access`, `read`, `contributor`, `write`,
+    /// `admin`).
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::NoAccess => "no_access",
             Self::Read => "read",
             Self::Contributor => "contributor",
             Self::Write => "write",
@@ -73,6 +83,7 @@ impl std::str::FromStr for OrgRole {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
+            "no_access" => Ok(Self::NoAccess),
             "read" => Ok(Self::Read),
             "contributor" => Ok(Self::Contributor),
             "write" => Ok(Self::Write),
@@ -82,7 +93,7 @@ impl std::str::FromStr for OrgRole {
     }
 }
 
-/// A role name that is not one of `read`, `contributor`, `write`, `admin`.
+/// A role name that is not one of `no_access`, `read`, `contributor`, `write`, `admin`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnknownRole;
 
@@ -191,11 +202,26 @@ impl HfOrg {
         self.can_pay
     }
 
-    /// Security restrictions the organization imposes on this user (`mfa`, `sso`, `ip`,
-    /// `token-policy`).
+    /// Security restrictions the organization imposes on this user and that they have
+    /// not met yet (`mfa`, `sso`, `ip`, `token-policy`): until they are met, the user may
+    /// not access the organization, and org guards refuse them.
     #[must_use]
     pub fn security_restrictions(&self) -> &[String] {
         &self.security_restrictions
+    }
+
+    /// Whether the user may act in this organization at all: their role is not
+    /// [`OrgRole::NoAccess`] and no security restriction is unmet.
+    #[must_use]
+    pub fn grants_access(&self) -> bool {
+        self.role != Some(OrgRole::NoAccess) && self.security_restrictions.is_empty()
+    }
+
+    /// Lowers the role to at most `cap` (a bearer token that may do less than its user).
+    pub(crate) fn cap_role(&mut self, cap: OrgRole) {
+        if let Some(role) = self.role {
+            self.role = Some(role.min(cap));
+        }
     }
 
     fn normalize(&mut self) {
@@ -343,6 +369,10 @@ pub(crate) struct SessionRecord {
     /// The scopes asked for at sign-in, to tell "declined" from "never asked".
     #[serde(default)]
     pub(crate) asked: Scopes,
+    /// When the profile was read from the provider, Unix seconds (0 in cookies made
+    /// before this was recorded: re-read at once).
+    #[serde(default)]
+    pub(crate) profile_at: u64,
 }
 
 /// The signed-in Hugging Face user, inserted into request extensions by
@@ -554,6 +584,7 @@ mod tests {
             expires_at: 10,
             refresh_token: Some(Secret::new("refresh_secret_value")),
             asked: Scopes::parse("openid profile"),
+            profile_at: u64::MAX / 2,
         };
         let user = HfUser::from_record(record);
         let json = serde_json::to_string(&user).unwrap();

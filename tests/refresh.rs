@@ -125,19 +125,32 @@ async fn expired_session_with_a_refresh_token_is_refreshed() {
     assert_eq!(token_calls(&app), 2, "the new session is used from then on");
 }
 
+/// Fifty requests with one expired session, sent at once on two worker threads, while
+/// the provider takes 500 ms over the refresh: without single flight several would
+/// reach the token endpoint during those 500 ms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_share_one_refresh() {
+    const REQUESTS: usize = 50;
     let (app, browser) = signed_in_app(true).await;
     let cookie = cookie_header(&app, &browser);
-    app.clock.advance(Duration::from_secs(400));
+    // Expired, so every request waits for the refresh instead of being served its
+    // old session after a second.
+    app.clock.advance(LIFETIME + Duration::from_secs(60));
+    app.mock.add_fault(MockFault::Delay {
+        endpoint: MockEndpoint::Token,
+        delay: Duration::from_millis(500),
+    });
     let client = reqwest::Client::new();
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(REQUESTS));
     let mut requests = tokio::task::JoinSet::new();
-    for _ in 0..50 {
+    for _ in 0..REQUESTS {
         let request = client
             .get(format!("{}/me", app.base))
             .header(header::ACCEPT, "application/json")
             .header(header::COOKIE, &cookie);
+        let start = start.clone();
         requests.spawn(async move {
+            start.wait().await;
             let res = request.send().await.unwrap();
             let status = res.status();
             let fresh = sets_session(
@@ -157,7 +170,11 @@ async fn concurrent_requests_share_one_refresh() {
         assert_eq!(user.as_deref(), Some("alice"));
         assert!(fresh, "every request gets the refreshed session's cookie");
     }
-    assert_eq!(token_calls(&app), 2, "exactly one refresh for 50 requests");
+    assert_eq!(
+        token_calls(&app),
+        2,
+        "exactly one refresh for {REQUESTS} requests"
+    );
 }
 
 #[tokio::test]
@@ -250,7 +267,13 @@ async fn provider_down_serves_until_expiry_and_recovers() {
 
 #[tokio::test]
 async fn sessions_without_a_refresh_token_end_at_expiry() {
-    let (app, browser) = signed_in_app(false).await;
+    let mock = mock_with(|b| b.with_token_lifetime(LIFETIME).with_refresh_tokens(false)).await;
+    let app = app_with(mock, |b| b).await;
+    // Frozen from before the sign-in: one second before the expiry stays one second
+    // before it however long the steps take.
+    app.clock.freeze();
+    let browser = Browser::new();
+    signed_in(&app, &browser, "alice").await;
     app.clock.advance(Duration::from_secs(400));
     assert_eq!(whoami(&app, &browser).await.as_deref(), Some("alice"));
     app.clock.advance(Duration::from_secs(199));
@@ -260,32 +283,42 @@ async fn sessions_without_a_refresh_token_end_at_expiry() {
     assert_eq!(token_calls(&app), 1, "no refresh was tried");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_dropped_during_a_refresh_does_not_lose_the_rotated_token() {
-    let (app, browser) = signed_in_app(true).await;
+    let mock = mock_with(|b| b.with_token_lifetime(LIFETIME).with_refresh_tokens(true)).await;
+    // A provider timeout well past the provider's delay below.
+    let app = app_with(mock, |b| b.with_timeout(Duration::from_secs(30))).await;
+    let browser = Browser::new();
+    signed_in(&app, &browser, "alice").await;
     let cookie = cookie_header(&app, &browser);
     app.mock.add_fault(MockFault::Delay {
         endpoint: MockEndpoint::Token,
-        delay: Duration::from_millis(800),
+        delay: Duration::from_secs(6),
     });
-    app.clock.advance(Duration::from_secs(400));
-    let gone = reqwest::Client::new()
+    // Expired: a request waits for the refresh (not at most a second).
+    app.clock.advance(LIFETIME + Duration::from_secs(60));
+    let request = reqwest::Client::new()
         .get(format!("{}/me", app.base))
         .header(header::COOKIE, &cookie)
-        .timeout(Duration::from_millis(200))
-        .send()
-        .await;
-    assert!(gone.is_err(), "the client gave up during the refresh");
-    app.mock.clear_faults();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(token_calls(&app), 2);
+        .send();
+    let request = tokio::spawn(request);
+    wait_until("the refresh to reach the provider", || {
+        token_calls(&app) == 2
+    })
+    .await;
+    // The client gives up while the provider is still answering (it waits 6 s).
+    request.abort();
+    assert!(request.await.unwrap_err().is_cancelled());
+
+    // The refresh finished anyway: the next request joins it or finds it remembered,
+    // and does not spend the rotated-away refresh token again.
     let (user, set_cookies) = me_with(&app, &cookie).await;
     assert_eq!(
         user.as_deref(),
         Some("alice"),
         "the refresh finished anyway"
     );
-    assert!(sets_session(&set_cookies));
+    assert!(sets_session(&set_cookies), "{set_cookies:?}");
     assert_eq!(token_calls(&app), 2, "and was remembered");
 }
 
@@ -298,22 +331,25 @@ async fn a_slow_provider_does_not_hold_up_a_still_valid_session() {
     let cookie = cookie_header(&app, &browser);
     app.mock.add_fault(MockFault::Delay {
         endpoint: MockEndpoint::Token,
-        delay: Duration::from_secs(3),
+        delay: Duration::from_secs(8),
     });
     app.clock.advance(Duration::from_secs(400));
 
+    // Served after the one-second wait, far from the provider's 8 s (with a ceiling
+    // generous for a loaded machine).
     let started = std::time::Instant::now();
     let (user, set_cookies) = me_with(&app, &cookie).await;
     assert!(
-        started.elapsed() < Duration::from_millis(2500),
-        "served after {:?}, without waiting for the provider's 3 s",
+        started.elapsed() < Duration::from_secs(5),
+        "served after {:?}, without waiting for the provider's 8 s",
         started.elapsed()
     );
     assert_eq!(user.as_deref(), Some("alice"), "the session it has");
     assert!(set_cookies.is_empty(), "{set_cookies:?}");
+    assert_eq!(token_calls(&app), 2, "the refresh is under way");
 
     // The refresh went on in the background; a later request gets its cookie.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + WAIT_CEILING;
     loop {
         let (user, set_cookies) = me_with(&app, &cookie).await;
         assert_eq!(user.as_deref(), Some("alice"));
@@ -324,7 +360,7 @@ async fn a_slow_provider_does_not_hold_up_a_still_valid_session() {
             std::time::Instant::now() < deadline,
             "the refresh never landed"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(token_calls(&app), 2, "one refresh for all those requests");
 }

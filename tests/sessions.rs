@@ -110,6 +110,9 @@ async fn sessions_end_when_the_token_expires() {
     .await;
     let app = app_with(mock, |b| b).await;
     let browser = Browser::new();
+    // Frozen from before the sign-in: one second before the expiry stays one second
+    // before it however long the steps take.
+    app.clock.freeze();
     signed_in(&app, &browser, "alice").await;
     app.clock.advance(Duration::from_secs(599));
     assert_eq!(whoami(&app, &browser).await.as_deref(), Some("alice"));
@@ -173,4 +176,51 @@ async fn pending_logins_expire_after_ten_minutes() {
     app.clock.advance(Duration::from_secs(601));
     let res = browser.get(&callback).await;
     assert_rejected(&app, &browser, res, StatusCode::BAD_REQUEST, "10 minutes").await;
+}
+
+/// Every chunk a browser holds is cleared, even past a missing chunk (`hf_auth.1` gone,
+/// `hf_auth.2` left): by an invalid session, by signing out and by a new session.
+#[tokio::test]
+async fn a_chunk_past_a_missing_one_is_cleared() {
+    let app = app().await;
+    let url = format!("{}/", app.base);
+    let chunks = |browser: &Browser| -> Vec<String> {
+        let mut names: Vec<String> = browser
+            .cookies(&url)
+            .split("; ")
+            .filter_map(|pair| pair.split_once('=').map(|(name, _)| name.to_owned()))
+            .filter(|name| name.starts_with("hf_auth"))
+            .collect();
+        names.sort();
+        names
+    };
+    let plant = |browser: &Browser| {
+        browser.set_cookie(&url, "hf_auth=broken; Path=/");
+        browser.set_cookie(&url, "hf_auth.2=left-over; Path=/");
+        assert_eq!(chunks(browser), ["hf_auth", "hf_auth.2"]);
+    };
+
+    let browser = Browser::new();
+    plant(&browser);
+    assert_eq!(whoami(&app, &browser).await, None);
+    assert!(
+        chunks(&browser).is_empty(),
+        "an invalid session: {:?}",
+        chunks(&browser)
+    );
+
+    plant(&browser);
+    let res = browser.get(&format!("{}/logout", app.base)).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(
+        chunks(&browser).is_empty(),
+        "signing out: {:?}",
+        chunks(&browser)
+    );
+
+    plant(&browser);
+    let res = sign_in(&app, &browser, "alice", "/").await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(chunks(&browser), ["hf_auth"], "a new session");
+    assert_eq!(whoami(&app, &browser).await.as_deref(), Some("alice"));
 }

@@ -2,8 +2,12 @@
 //! served by tonic's server with bearer tokens on, against `MockHfProvider`, called by
 //! tonic's client. Per-method guards answer `Unauthenticated` (16) and
 //! `PermissionDenied` (7) with a message saying why.
-#![cfg(all(feature = "tonic", feature = "mock"))]
 #![allow(unreachable_pub)]
+
+#[cfg(not(all(feature = "tonic", feature = "mock")))]
+compile_error!(
+    "tests/tonic.rs needs the `tonic` and `mock` features: run `cargo test --all-features`"
+);
 
 #[path = "../examples/tonic_service.rs"]
 #[allow(dead_code, unreachable_pub)]
@@ -45,7 +49,7 @@ where
     let addr = listener.local_addr().unwrap();
     let config = example::mock_config(&mock, &format!("http://{addr}"))
         .with_secret(SECRET)
-        .with_timeout(Duration::from_secs(2))
+        .with_timeout(Duration::from_secs(30))
         .build()
         .expect("test config is valid");
     let running = serve(listener, config);

@@ -46,6 +46,8 @@ pub struct HfAuthConfigBuilder {
     pub(super) jwks_min_refresh_interval: Option<Duration>,
     pub(super) max_pending_logins: Option<usize>,
     pub(super) refresh_before: Option<Duration>,
+    pub(super) profile_max_age: Option<Duration>,
+    pub(super) refresh_grace: Option<Duration>,
     pub(super) clock: Option<Arc<dyn Clock>>,
 }
 
@@ -288,6 +290,38 @@ impl HfAuthConfigBuilder {
         ///     .with_refresh_before(Duration::from_secs(10 * 60));
         /// ```
         with_refresh_before, refresh_before, Duration
+    );
+    setter!(
+        /// How old a session's profile (name, organizations and roles) may get before it
+        /// is read again from the provider's userinfo endpoint with the session's access
+        /// token. Default 1 hour. A removal from an organization or a demotion takes
+        /// effect within this time (and at every token refresh, which reads the profile
+        /// too). Like a refresh, a request waits at most a second for it, and a provider
+        /// that cannot answer never ends the session: the old profile is served and read
+        /// again on a later request.
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// let b = tower_hf_auth::HfAuthConfig::builder()
+        ///     .with_profile_max_age(Duration::from_secs(10 * 60));
+        /// ```
+        with_profile_max_age, profile_max_age, Duration
+    );
+    setter!(
+        /// How long the browser keeps a session that holds a refresh token past its
+        /// access token's expiry, so a user who comes back later is refreshed rather than
+        /// signed out. Default 7 days. Hugging Face does not document how long its
+        /// refresh tokens live; a refused refresh clears the cookie, so a longer grace
+        /// costs nothing but a cookie that the next request drops. Sessions without a
+        /// refresh token always end with their access token (8 hours on Hugging Face by
+        /// default; a Space's `hf_oauth_expiration_minutes`).
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// let b = tower_hf_auth::HfAuthConfig::builder()
+        ///     .with_refresh_grace(Duration::from_secs(30 * 24 * 60 * 60));
+        /// ```
+        with_refresh_grace, refresh_grace, Duration
     );
     setter!(
         /// The clock used for every expiry decision. Default: the system clock.

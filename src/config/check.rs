@@ -16,6 +16,7 @@ use crate::provider::{ClientAuth, ProviderSettings};
 use crate::session::codec::secret_from_client_secret;
 use crate::session::cookie::{CookieAttrs, SameSite};
 use crate::session::refresh::DEFAULT_REFRESH_BEFORE;
+use crate::session::{DEFAULT_PROFILE_MAX_AGE, REFRESH_GRACE, SessionTiming};
 use crate::user::Scopes;
 
 use super::DEFAULT_PROVIDER_URL;
@@ -130,6 +131,12 @@ impl HfAuthConfigBuilder {
                 .refresh_before
                 .unwrap_or(DEFAULT_REFRESH_BEFORE)
                 .as_secs(),
+            session_timing: SessionTiming {
+                profile_max_age: self
+                    .profile_max_age
+                    .map_or(DEFAULT_PROFILE_MAX_AGE, |d| d.as_secs()),
+                refresh_grace: self.refresh_grace.map_or(REFRESH_GRACE, |d| d.as_secs()),
+            },
             token_auth: self.bearer_enabled.then_some(self.bearer),
             openid,
             iframe,

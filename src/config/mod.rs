@@ -37,8 +37,9 @@ use crate::Secret;
 use crate::bearer::BearerSettings;
 use crate::cross_origin::CrossOriginSettings;
 use crate::provider::ProviderSettings;
+use crate::session::SessionTiming;
 use crate::session::cookie::CookieAttrs;
-use crate::user::{HfUser, Scopes};
+use crate::user::{HfOrg, HfUser, Scopes};
 
 /// The issuer used when `OPENID_PROVIDER_URL` is not set.
 pub const DEFAULT_PROVIDER_URL: &str = "https://huggingface.co";
@@ -103,6 +104,8 @@ pub struct HfAuthConfig {
     pub(crate) ephemeral_keys: bool,
     /// Sessions are refreshed from this many seconds before their access token expires.
     pub(crate) refresh_before: u64,
+    /// Profile maximum age and the refresh grace of session cookies.
+    pub(crate) session_timing: SessionTiming,
     /// Bearer-token settings, when bearer tokens are accepted.
     pub(crate) token_auth: Option<BearerSettings>,
     /// Cookies and pages for an app shown in a cross-site iframe.
@@ -159,14 +162,16 @@ impl HfAuthConfig {
     }
 
     /// Whether `user` may use the app at all (see
-    /// [`with_authorized_orgs`](HfAuthConfigBuilder::with_authorized_orgs)).
+    /// [`with_authorized_orgs`](HfAuthConfigBuilder::with_authorized_orgs)): with
+    /// authorized organizations, the user must be in one of them with access (a role
+    /// other than `no_access`, no unmet security restriction).
     #[must_use]
     pub fn is_authorized(&self, user: &HfUser) -> bool {
         self.authorized_orgs.is_empty()
             || self
                 .authorized_orgs
                 .iter()
-                .any(|org| user.org(org).is_some())
+                .any(|org| user.org(org).is_some_and(HfOrg::grants_access))
     }
 
     /// Whether the app is set up to be shown in a cross-site iframe (on a Space):

@@ -341,9 +341,22 @@ fn admit(runtime: &Runtime, user: &HfUser) -> Result<(), AuthError> {
     if runtime.admits(user) {
         return Ok(());
     }
-    let orgs = runtime
-        .config
-        .authorized_orgs
+    let authorized = &runtime.config.authorized_orgs;
+    // A member held back by the organization's security restrictions is told what to do.
+    let restricted = authorized.iter().find_map(|name| {
+        let org = user.org(name)?;
+        let list = org.security_restrictions();
+        (!list.is_empty()).then(|| (name, respond::restriction_advice(name, list)))
+    });
+    if let Some((org, advice)) = restricted {
+        return Err(bad(
+            AuthErrorKind::OrgRestricted,
+            format!(
+                "This app is for members of `{org}`, which asks more of you first: {advice}. Then sign in again."
+            ),
+        ));
+    }
+    let orgs = authorized
         .iter()
         .map(|o| format!("`{o}`"))
         .collect::<Vec<_>>()
@@ -352,7 +365,9 @@ fn admit(runtime: &Runtime, user: &HfUser) -> Result<(), AuthError> {
         AuthErrorKind::OrgRequired,
         format!(
             "This app is only for members of {orgs}. If you are one, sign in again and grant \
-             access to the organization on Hugging Face's consent screen."
+             access to the organization on Hugging Face's consent screen (if it does not ask, \
+             remove this app at {} first).",
+            respond::CONNECTED_APPS
         ),
     ))
 }

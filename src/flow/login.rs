@@ -1,5 +1,7 @@
-//! `/login?return_to=…&scope=…`: remember a pending sign-in and send the browser to
-//! the provider's authorize endpoint.
+//! `/login?return_to=…&scope=…&org=…`: remember a pending sign-in and send the
+//! browser to the provider's authorize endpoint. `scope` adds scopes to ask for
+//! (incremental consent); `org` asks for access to an organization of the signed-in
+//! user (`orgIds` with its id, which Hugging Face's consent screen then offers).
 
 use aws_lc_rs::digest::{SHA256, digest};
 use base64::Engine;
@@ -12,6 +14,7 @@ use super::pending::{self, PendingLogin};
 use super::return_to;
 use crate::respond::{self, Caller};
 use crate::runtime::Runtime;
+use crate::session::Loaded;
 
 /// A scope as RFC 6749 §3.3 allows it, short enough to be one.
 fn is_scope_token(s: &str) -> bool {
@@ -32,6 +35,18 @@ fn now_ns(runtime: &Runtime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
+/// The id of the organization called `name`, as the browser's current session knows
+/// it (Hugging Face lists every organization of the user, granted or not).
+fn org_id(runtime: &Runtime, headers: &HeaderMap, name: &str) -> Option<String> {
+    let user = match runtime.sessions.load(headers, runtime.now(), 0) {
+        Loaded::Valid(user) | Loaded::Stale { user, .. } => user,
+        Loaded::Absent | Loaded::Invalid { .. } => return None,
+    };
+    let id = user.org(name)?.id();
+    let plain = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric());
+    plain.then(|| id.to_owned())
+}
+
 /// `/login`: remember a pending sign-in and send the browser to the provider.
 pub(super) async fn start(
     runtime: &Runtime,
@@ -42,9 +57,16 @@ pub(super) async fn start(
     let config = &runtime.config;
     let mut return_to = "/".to_owned();
     let mut scopes = config.scopes.clone();
+    let mut org_ids = config.org_ids.clone();
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
         match &*k {
             "return_to" => return_to = return_to::sanitize(&v),
+            // Ask for access to an organization on the spot (a guard's denial links here).
+            "org" => {
+                if let Some(id) = org_id(runtime, headers, &v).filter(|id| !org_ids.contains(id)) {
+                    org_ids.push(id);
+                }
+            }
             // Incremental consent: the guards ask for the scopes a route is missing.
             "scope" => {
                 scopes = scopes
@@ -86,8 +108,8 @@ pub(super) async fn start(
             .append_pair("nonce", &pending.nonce)
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256");
-        if !config.org_ids.is_empty() {
-            q.append_pair("orgIds", &config.org_ids.join(","));
+        if !org_ids.is_empty() {
+            q.append_pair("orgIds", &org_ids.join(","));
         }
     }
     respond::with_cookies(respond::redirect(url.as_str()), set_cookies)

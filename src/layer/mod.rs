@@ -45,8 +45,8 @@ use crate::config::HfAuthConfig;
 use crate::flow::{self, Answer};
 use crate::respond::{self, Caller};
 use crate::runtime::Runtime;
-use crate::session::Loaded;
 use crate::session::refresh::settle;
+use crate::session::{Loaded, Renew};
 
 /// Put into every request's extensions by the layer, so guards and extractors reach the
 /// running parts (and know that the layer is there at all).
@@ -150,6 +150,7 @@ struct Stale {
     user: HfUser,
     present: usize,
     expired: bool,
+    renew: Renew,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for HfAuth<S>
@@ -193,7 +194,7 @@ where
             return ResponseFuture::step(async move {
                 let outcome = runtime
                     .refresher
-                    .refresh_for_request(&stale.user, stale.expired)
+                    .refresh_for_request(&stale.user, stale.renew, stale.expired)
                     .await;
                 let now = runtime.now();
                 let (user, set_cookies) = settle(
@@ -255,7 +256,8 @@ fn open_session<B>(
             user,
             present,
             expired,
-        } => match runtime.refresher.remembered(&user) {
+            renew,
+        } => match runtime.refresher.remembered(&user, renew) {
             Some(outcome) => {
                 let (user, set_cookies) =
                     settle(&runtime.sessions, outcome, user, present, expired, now);
@@ -267,6 +269,7 @@ fn open_session<B>(
                     user,
                     present,
                     expired,
+                    renew,
                 };
                 (false, Some(stale), Vec::new())
             }

@@ -48,7 +48,7 @@ pub(super) fn authorize(shared: &Shared, faults: &[MockFault], query: Option<&st
     let back = Redirect {
         redirect_uri,
         state: param("state"),
-        iss: fault_iss(faults).unwrap_or(&config.issuer),
+        iss: fault_iss(faults).or(config.strict.iss.then_some(config.issuer.as_str())),
     };
 
     if let Some(error) = faults.iter().rev().find_map(|f| match f {
@@ -57,9 +57,9 @@ pub(super) fn authorize(shared: &Shared, faults: &[MockFault], query: Option<&st
     }) {
         return back.error(error, "mock fault: authorize error");
     }
-    let (code_challenge, requested) = match checked_request(&params) {
+    let (code_challenge, requested) = match checked_request(config, &params) {
         Ok(checked) => checked,
-        Err((error, description)) => return back.error(error, description),
+        Err((error, description)) => return back.error(error, &description),
     };
     if param("mock_deny") == Some("1") {
         return back.error("access_denied", "The user denied the request");
@@ -76,20 +76,48 @@ pub(super) fn authorize(shared: &Shared, faults: &[MockFault], query: Option<&st
         );
     };
 
-    let scopes = config.users[user].grant(requested.split(' ').filter(|s| !s.is_empty()));
-    let code = shared.lock().insert_code(CodeGrant {
-        client_id: config.client_id.clone(),
-        redirect_uri: redirect_uri.to_owned(),
-        code_challenge: code_challenge.to_owned(),
-        nonce: param("nonce").map(str::to_owned),
+    let grant = Consent {
         user,
+        redirect_uri,
+        code_challenge,
+        requested,
+        nonce: param("nonce"),
+        org_ids: param("orgIds").unwrap_or(""),
+    };
+    let code = consent(shared, grant);
+    back.to(&[("code", &code)])
+}
+
+/// What the user approved on the consent screen.
+struct Consent<'a> {
+    user: usize,
+    redirect_uri: &'a str,
+    code_challenge: Option<&'a str>,
+    requested: &'a str,
+    nonce: Option<&'a str>,
+    /// Comma-separated ids of organizations asked for (`orgIds`).
+    org_ids: &'a str,
+}
+
+/// Grants what was asked (scopes the user allows, organizations asked for) and issues a
+/// code for it.
+fn consent(shared: &Shared, grant: Consent<'_>) -> String {
+    let mut state = shared.lock();
+    let user = &mut state.users[grant.user];
+    user.grant_orgs(grant.org_ids.split(',').filter(|id| !id.is_empty()));
+    let scopes = user.grant(grant.requested.split(' ').filter(|s| !s.is_empty()));
+    state.insert_code(CodeGrant {
+        client_id: shared.config.client_id.clone(),
+        redirect_uri: grant.redirect_uri.to_owned(),
+        code_challenge: grant.code_challenge.map(str::to_owned),
+        nonce: grant.nonce.map(str::to_owned),
+        user: grant.user,
         scopes,
         auth_time: unix_now(),
         expires_at: Instant::now() + CODE_LIFETIME,
         used: false,
         issued: Vec::new(),
-    });
-    back.to(&[("code", &code)])
+    })
 }
 
 /// The `iss` a [`MockFault::AuthorizeIss`] puts on the way back, if any.
@@ -100,30 +128,57 @@ fn fault_iss(faults: &[MockFault]) -> Option<&str> {
     })
 }
 
-/// The checks whose failure goes back to the client as an `error`: code flow, PKCE
-/// S256, `openid`. The code challenge and the requested scopes when they pass.
-fn checked_request(
-    params: &HashMap<String, String>,
-) -> Result<(&str, &str), (&'static str, &'static str)> {
+/// The checks whose failure goes back to the client as an `error`: code flow; PKCE
+/// S256 when a challenge is sent, and always for public clients (or in strict mode);
+/// `openid` only in strict mode; scopes within the app's allowed set. The code
+/// challenge and the requested scopes when they pass.
+fn checked_request<'a>(
+    config: &Config,
+    params: &'a HashMap<String, String>,
+) -> Result<(Option<&'a str>, &'a str), (&'static str, String)> {
     let param = |name: &str| params.get(name).map(String::as_str);
+    let fail = |error, description: &str| Err((error, description.to_owned()));
     if param("response_type") != Some("code") {
-        return Err((
+        return fail(
             "unsupported_response_type",
             "only response_type=code is supported",
-        ));
+        );
     }
-    let Some(code_challenge) = param("code_challenge") else {
-        return Err(("invalid_request", "code_challenge is required (PKCE)"));
-    };
-    if param("code_challenge_method") != Some("S256") {
-        return Err(("invalid_request", "code_challenge_method must be S256"));
-    }
-    if !is_s256_challenge(code_challenge) {
-        return Err(("invalid_request", "code_challenge is not a S256 challenge"));
+    let code_challenge = param("code_challenge");
+    let pkce_required = config.strict.pkce || config.client_secret.is_none();
+    match code_challenge {
+        None if pkce_required => {
+            return fail("invalid_request", "code_challenge is required (PKCE)");
+        }
+        None => {}
+        Some(_) if param("code_challenge_method") != Some("S256") => {
+            return fail("invalid_request", "code_challenge_method must be S256");
+        }
+        Some(challenge) if !is_s256_challenge(challenge) => {
+            return fail("invalid_request", "code_challenge is not a S256 challenge");
+        }
+        Some(_) => {}
     }
     let requested = param("scope").unwrap_or("");
-    if !requested.split(' ').any(|s| s == "openid") {
-        return Err(("invalid_scope", "the openid scope is required"));
+    if config.strict.openid && !requested.split(' ').any(|s| s == "openid") {
+        return fail("invalid_scope", "the openid scope is required");
+    }
+    if let Some(allowed) = &config.allowed_scopes {
+        let refused = requested
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .find(|s| !allowed.iter().any(|a| a == s));
+        if let Some(scope) = refused {
+            let scope: String = scope
+                .chars()
+                .filter(char::is_ascii_graphic)
+                .take(64)
+                .collect();
+            return Err((
+                "invalid_scope",
+                format!("the scope {scope} is not allowed for this app"),
+            ));
+        }
     }
     Ok((code_challenge, requested))
 }
@@ -132,7 +187,8 @@ fn checked_request(
 struct Redirect<'a> {
     redirect_uri: &'a str,
     state: Option<&'a str>,
-    iss: &'a str,
+    /// RFC 9207 `iss`: sent in strict mode (huggingface.co sends none) or by a fault.
+    iss: Option<&'a str>,
 }
 
 impl Redirect<'_> {
@@ -147,7 +203,9 @@ impl Redirect<'_> {
             if let Some(state) = self.state {
                 query.append_pair("state", state);
             }
-            query.append_pair("iss", self.iss);
+            if let Some(iss) = self.iss {
+                query.append_pair("iss", iss);
+            }
         }
         let mut response = empty(StatusCode::FOUND);
         match HeaderValue::from_str(url.as_str()) {
@@ -173,6 +231,13 @@ fn redirect_uri_allowed(config: &Config, uri: &str) -> bool {
     };
     if url.fragment().is_some() {
         return false;
+    }
+    // On a Space, any redirect URI that targets the Space is accepted.
+    if let Some(host) = &config.space_host
+        && url.scheme() == "https"
+        && url.host_str() == Some(host.as_str())
+    {
+        return true;
     }
     if config.redirect_uris.is_empty() {
         return url.scheme() == "http"

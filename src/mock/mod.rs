@@ -39,6 +39,7 @@
 //! ```
 
 mod authorize;
+mod file;
 mod jwt;
 mod server;
 mod state;
@@ -56,13 +57,14 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::TcpSocket;
 use tokio::task::JoinHandle;
 
+pub use file::MockUsersError;
 pub use users::{MockOrg, MockUser};
 
 use jwt::SigningKey;
-use state::{AccessToken, Config, Shared, TokenKind};
+use state::{AccessToken, Config, Shared, Strictness, TokenKind};
 
 /// A running offline Hugging Face provider.
 ///
@@ -167,6 +169,28 @@ impl MockHfProvider {
         let kind = TokenKind::User {
             role: role.to_owned(),
             display_name: format!("mock {role} token"),
+            org_permissions: Vec::new(),
+        };
+        self.issue_token("hf_", username, Vec::new(), None, kind)
+    }
+
+    /// Issues a fine-grained user access token holding `permissions` in each listed
+    /// organization (by name), e.g. `[("acme", &["repo.content.read"])]`: whoami reports
+    /// them as `fineGrained.scoped` entries.
+    ///
+    /// # Panics
+    /// If `username` is not one of the provider's [`users`](Self::users).
+    pub fn issue_fine_grained_token(&self, username: &str, orgs: &[(&str, &[&str])]) -> String {
+        let kind = TokenKind::User {
+            role: "fineGrained".to_owned(),
+            display_name: "mock fine-grained token".to_owned(),
+            org_permissions: orgs
+                .iter()
+                .map(|(org, perms)| {
+                    let perms = perms.iter().map(|p| (*p).to_owned()).collect();
+                    ((*org).to_owned(), perms)
+                })
+                .collect(),
         };
         self.issue_token("hf_", username, Vec::new(), None, kind)
     }
@@ -204,6 +228,18 @@ impl MockHfProvider {
     /// working until they expire.
     pub fn revoke_refresh_tokens(&self) {
         self.shared.lock().refresh_tokens.clear();
+    }
+
+    /// Replaces the user with `user`'s username by `user` (organizations, roles,
+    /// restrictions, …), as if they changed on Hugging Face: tokens already issued now
+    /// describe the new user. Returns `false` if the mock has no such user.
+    pub fn update_user(&self, user: MockUser) -> bool {
+        let mut state = self.shared.lock();
+        let Some(slot) = state.users.iter_mut().find(|u| u.username == user.username) else {
+            return false;
+        };
+        *slot = user;
+        true
     }
 
     /// The usernames of the provider's users.
@@ -277,6 +313,10 @@ pub struct MockHfProviderBuilder {
     id_token_lifetime: Duration,
     auto_approve: Option<String>,
     refresh_tokens: bool,
+    strict: Strictness,
+    allowed_scopes: Option<Vec<String>>,
+    space_host: Option<String>,
+    whoami_limit: Option<(u32, Duration)>,
 }
 
 impl Default for MockHfProviderBuilder {
@@ -291,6 +331,10 @@ impl Default for MockHfProviderBuilder {
             id_token_lifetime: Duration::from_secs(60 * 60),
             auto_approve: None,
             refresh_tokens: true,
+            strict: Strictness::default(),
+            allowed_scopes: None,
+            space_host: None,
+            whoami_limit: None,
         }
     }
 }
@@ -310,6 +354,10 @@ impl fmt::Debug for MockHfProviderBuilder {
             .field("id_token_lifetime", &self.id_token_lifetime)
             .field("auto_approve", &self.auto_approve)
             .field("refresh_tokens", &self.refresh_tokens)
+            .field("strict", &self.strict)
+            .field("allowed_scopes", &self.allowed_scopes)
+            .field("space_host", &self.space_host)
+            .field("whoami_limit", &self.whoami_limit)
             .finish()
     }
 }
@@ -353,6 +401,40 @@ impl MockHfProviderBuilder {
         self
     }
 
+    /// Adds the users of a JSON users file
+    /// (`{"users": [{"username": …, "orgs": [{"name": …, "role": …}]}]}`; every field in
+    /// the README), for
+    /// development and tests with your own users and organizations. The example app
+    /// reads the file named by `HF_MOCK_USERS`.
+    ///
+    /// # Errors
+    /// A [`MockUsersError`] naming the file, the field (`users[0].orgs[1].role`) and
+    /// what is wrong, when the file cannot be read or used.
+    pub fn add_users_from_file(
+        mut self,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<Self, MockUsersError> {
+        self.users.extend(file::read(path.as_ref())?);
+        Ok(self)
+    }
+
+    /// Adds the users of a users file's JSON text (see
+    /// [`add_users_from_file`](Self::add_users_from_file)).
+    ///
+    /// # Errors
+    /// A [`MockUsersError`] naming the field and what is wrong.
+    ///
+    /// ```
+    /// let b = tower_hf_auth::mock::MockHfProvider::builder()
+    ///     .add_users_from_json(r#"{"users": [{"username": "dora",
+    ///         "orgs": [{"name": "maps", "role": "admin"}]}]}"#)?;
+    /// # Ok::<(), tower_hf_auth::mock::MockUsersError>(())
+    /// ```
+    pub fn add_users_from_json(mut self, json: &str) -> Result<Self, MockUsersError> {
+        self.users.extend(file::parse(json, "the users JSON")?);
+        Ok(self)
+    }
+
     /// Access token lifetime (`expires_in`). Default: 8 hours.
     pub fn with_token_lifetime(mut self, lifetime: Duration) -> Self {
         self.token_lifetime = lifetime;
@@ -379,6 +461,68 @@ impl MockHfProviderBuilder {
         self
     }
 
+    /// Checks stricter than huggingface.co's, all at once: RFC 9207 `iss` advertised and
+    /// sent on every callback, PKCE required of every client, `openid` required in every
+    /// authorize request. Default: off, like huggingface.co, which sends no `iss`, lets
+    /// confidential clients skip PKCE (but checks the verifier when a challenge was
+    /// sent) and issues no ID token without `openid`. Turn it on in a suite that must
+    /// show a client always sends PKCE and `openid` and checks `iss`.
+    pub fn strict(self) -> Self {
+        self.with_iss_parameter(true)
+            .with_pkce_required(true)
+            .with_openid_required(true)
+    }
+
+    /// Whether discovery advertises `authorization_response_iss_parameter_supported`
+    /// and callbacks carry `iss` (RFC 9207). Default: `false`, like huggingface.co.
+    pub fn with_iss_parameter(mut self, enabled: bool) -> Self {
+        self.strict.iss = enabled;
+        self
+    }
+
+    /// Whether every client must send a PKCE challenge. Default: `false`: public
+    /// clients must, confidential ones may (a challenge sent is always checked), like
+    /// huggingface.co.
+    pub fn with_pkce_required(mut self, required: bool) -> Self {
+        self.strict.pkce = required;
+        self
+    }
+
+    /// Whether every authorize request must ask for `openid`. Default: `false`: without
+    /// it, the token response has no ID token, like huggingface.co.
+    pub fn with_openid_required(mut self, required: bool) -> Self {
+        self.strict.openid = required;
+        self
+    }
+
+    /// The scopes this app may ask for, like the scopes of an OAuth app's settings (or a
+    /// Space's `hf_oauth_scopes` plus `openid profile`): asking for another one is
+    /// answered `invalid_scope` on the way back. Default: any scope.
+    pub fn with_allowed_scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.allowed_scopes = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// A Space's host (`SPACE_HOST`): like huggingface.co for a Space's OAuth app, any
+    /// `https://{host}/…` redirect URI is accepted, besides the registered ones.
+    /// Default: none.
+    pub fn with_space_host(mut self, host: impl Into<String>) -> Self {
+        self.space_host = Some(host.into());
+        self
+    }
+
+    /// Rate-limits `/api/whoami-v2` as huggingface.co does (per IP there; for every
+    /// caller here): at most `limit` calls per `window`, then `429` with `Retry-After`
+    /// until the window ends. Default: no limit.
+    pub fn with_whoami_rate_limit(mut self, limit: u32, window: Duration) -> Self {
+        self.whoami_limit = Some((limit, window));
+        self
+    }
+
     /// Binds `127.0.0.1` on a free port and starts serving on the current tokio runtime.
     ///
     /// # Errors
@@ -398,7 +542,11 @@ impl MockHfProviderBuilder {
                 format!("auto-approve user {name:?} is not a mock user"),
             ));
         }
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        // A deep accept queue: load tests open a thousand connections at once, and a
+        // full queue drops connection attempts until the client times out.
+        let socket = TcpSocket::new_v4()?;
+        socket.bind((Ipv4Addr::LOCALHOST, 0).into())?;
+        let listener = socket.listen(4096)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(Config {
             issuer: format!("http://{addr}"),
@@ -411,6 +559,10 @@ impl MockHfProviderBuilder {
             id_token_lifetime: self.id_token_lifetime,
             auto_approve: self.auto_approve,
             refresh_tokens: self.refresh_tokens,
+            strict: self.strict,
+            allowed_scopes: self.allowed_scopes,
+            space_host: self.space_host,
+            whoami_limit: self.whoami_limit,
         }));
         let task = tokio::spawn(server::serve(listener, Arc::clone(&shared)));
         Ok(MockHfProvider { shared, addr, task })

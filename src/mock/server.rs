@@ -256,7 +256,7 @@ fn discovery(shared: &Shared, faults: &[MockFault]) -> Resp {
                 "preferred_username", "picture", "profile", "website", "email",
                 "email_verified", "isPro", "canPay", "orgs",
             ],
-            "authorization_response_iss_parameter_supported": true,
+            "authorization_response_iss_parameter_supported": shared.config.strict.iss,
         }),
     )
 }

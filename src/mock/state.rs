@@ -34,6 +34,24 @@ pub(crate) struct Config {
     pub(crate) id_token_lifetime: Duration,
     pub(crate) auto_approve: Option<String>,
     pub(crate) refresh_tokens: bool,
+    pub(crate) strict: Strictness,
+    /// Scopes this app may ask for; `None`: any the user grants.
+    pub(crate) allowed_scopes: Option<Vec<String>>,
+    /// A Space's host: every `https://{host}/…` redirect URI is accepted.
+    pub(crate) space_host: Option<String>,
+    /// At most this many whoami calls per window, then 429 with `Retry-After`.
+    pub(crate) whoami_limit: Option<(u32, Duration)>,
+}
+
+/// Checks stricter than huggingface.co's, for suites that rely on them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Strictness {
+    /// Advertise and send RFC 9207 `iss` on callbacks.
+    pub(crate) iss: bool,
+    /// PKCE for every client, not only public ones.
+    pub(crate) pkce: bool,
+    /// `openid` in every authorize request.
+    pub(crate) openid: bool,
 }
 
 impl Config {
@@ -52,6 +70,11 @@ pub(crate) struct State {
     pub(crate) codes: HashMap<String, CodeGrant>,
     pub(crate) access_tokens: HashMap<String, AccessToken>,
     pub(crate) refresh_tokens: HashMap<String, RefreshGrant>,
+    /// The users as they are now (indexes as in `Config::users`): tests change them
+    /// with `MockHfProvider::update_user`, and consent grants organizations.
+    pub(crate) users: Vec<MockUser>,
+    /// The whoami rate limit's window: when it started and the calls in it.
+    pub(crate) whoami_window: Option<(Instant, u32)>,
 }
 
 /// An authorization code and everything it was issued for.
@@ -59,7 +82,8 @@ pub(crate) struct State {
 pub(crate) struct CodeGrant {
     pub(crate) client_id: String,
     pub(crate) redirect_uri: String,
-    pub(crate) code_challenge: String,
+    /// The PKCE challenge, when the client sent one.
+    pub(crate) code_challenge: Option<String>,
     pub(crate) nonce: Option<String>,
     pub(crate) user: usize,
     pub(crate) scopes: Vec<String>,
@@ -92,7 +116,12 @@ pub(crate) enum TokenKind {
     /// `hf_oauth_…`, from the token endpoint.
     OAuth,
     /// `hf_…`, from [`MockHfProvider::issue_user_token`](super::MockHfProvider::issue_user_token).
-    User { role: String, display_name: String },
+    User {
+        role: String,
+        display_name: String,
+        /// A fine-grained token's permissions per organization (by name).
+        org_permissions: Vec<(String, Vec<String>)>,
+    },
 }
 
 /// A refresh token, valid for one use.
@@ -106,6 +135,7 @@ pub(crate) struct RefreshGrant {
 
 impl Shared {
     pub(crate) fn new(config: Config) -> Self {
+        let users = config.users.clone();
         Self {
             config,
             state: Mutex::new(State {
@@ -115,12 +145,19 @@ impl Shared {
                 codes: HashMap::new(),
                 access_tokens: HashMap::new(),
                 refresh_tokens: HashMap::new(),
+                users,
+                whoami_window: None,
             }),
             counters: Default::default(),
         }
     }
 
     /// Locks the state; a panic elsewhere while it was held does not make it unusable.
+    /// The user at `index` as they are now.
+    pub(crate) fn user(&self, index: usize) -> MockUser {
+        self.lock().users[index].clone()
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -166,7 +166,7 @@ async fn verify_id_token(provider: &MockHfProvider, id_token: &str) -> (Value, V
 
 #[tokio::test]
 async fn discovery_has_hugging_face_shape() {
-    let provider = MockHfProvider::start().await.unwrap();
+    let provider = MockHfProvider::builder().strict().start().await.unwrap();
     let issuer = provider.issuer();
     assert!(issuer.starts_with("http://127.0.0.1:") && !issuer.ends_with('/'));
     let (status, doc) = json(
@@ -201,7 +201,7 @@ async fn discovery_has_hugging_face_shape() {
 
 #[tokio::test]
 async fn code_flow_with_basic_auth_reaches_userinfo_and_whoami() {
-    let provider = MockHfProvider::start().await.unwrap();
+    let provider = MockHfProvider::builder().strict().start().await.unwrap();
     let pkce = pkce();
     let params = set(
         authorize_params(&provider, &pkce),
@@ -410,7 +410,7 @@ async fn authorize_never_redirects_to_an_unregistered_uri() {
 
 #[tokio::test]
 async fn authorize_requires_s256_pkce_and_openid() {
-    let provider = MockHfProvider::start().await.unwrap();
+    let provider = MockHfProvider::builder().strict().start().await.unwrap();
     let pkce = pkce();
     let base = set(
         authorize_params(&provider, &pkce),

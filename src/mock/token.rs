@@ -229,13 +229,14 @@ fn authorization_code_grant(
         grant.issued.extend(refresh_token.clone());
     }
     let key = Arc::clone(&state.key);
+    let user = state.users[user].clone();
     drop(state);
     token_response(
         shared,
         faults,
         &key,
         Issued {
-            user: &config.users[user],
+            user: &user,
             scopes: &scopes,
             nonce: nonce.as_deref(),
             auth_time,
@@ -261,11 +262,14 @@ fn redeemable(
     if params.get("redirect_uri") != Some(&grant.redirect_uri) {
         return Err("redirect_uri does not match the authorization request");
     }
-    let Some(verifier) = params.get("code_verifier") else {
-        return Err("code_verifier is required (PKCE)");
-    };
-    if !pkce_matches(verifier, &grant.code_challenge) {
-        return Err("code_verifier does not match the code_challenge");
+    // PKCE binds the code to the client that asked for it, when it sent a challenge.
+    if let Some(challenge) = &grant.code_challenge {
+        let Some(verifier) = params.get("code_verifier") else {
+            return Err("code_verifier is required (PKCE)");
+        };
+        if !pkce_matches(verifier, challenge) {
+            return Err("code_verifier does not match the code_challenge");
+        }
     }
     Ok(())
 }
@@ -342,13 +346,14 @@ fn refresh_token_grant(
         auth_time,
     });
     let key = Arc::clone(&state.key);
+    let user = state.users[user].clone();
     drop(state);
     token_response(
         shared,
         faults,
         &key,
         Issued {
-            user: &config.users[user],
+            user: &user,
             scopes: &scopes,
             // OpenID Connect Core 12.2: no nonce in an ID token from a refresh.
             nonce: None,
@@ -391,7 +396,9 @@ fn token_response(
         "expires_in": config.token_lifetime.as_secs(),
         "scope": issued.scopes.join(" "),
     });
-    if !faults.contains(&MockFault::MissingIdToken) {
+    // An ID token only when `openid` was granted, as OpenID Connect has it.
+    let openid = issued.scopes.iter().any(|s| s == "openid");
+    if openid && !faults.contains(&MockFault::MissingIdToken) {
         body["id_token"] = json!(id_token(shared, faults, key, &issued));
     }
     if let Some(refresh_token) = issued.refresh_token {

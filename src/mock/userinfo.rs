@@ -1,6 +1,6 @@
 //! The endpoints that take a bearer token: `/oauth/userinfo` and `/api/whoami-v2`.
 
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -24,7 +24,7 @@ pub(super) fn userinfo(shared: &Shared, faults: &[MockFault], headers: &HeaderMa
         }
         _ => return bearer_challenge(Some("The access token is invalid")),
     };
-    let mut info = shared.config.users[token.user].userinfo(&token.scopes);
+    let mut info = shared.user(token.user).userinfo(&token.scopes);
     if let Some(sub) = faults.iter().rev().find_map(|f| match f {
         MockFault::UserinfoSub(sub) => Some(sub),
         _ => None,
@@ -57,6 +57,15 @@ fn bearer_challenge(invalid: Option<&str>) -> Resp {
 
 /// `/api/whoami-v2`: OAuth access tokens and user access tokens.
 pub(super) fn whoami(shared: &Shared, headers: &HeaderMap) -> Resp {
+    if let Some(retry_after) = rate_limited(shared) {
+        let mut res = json_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            &json!({"error": "You have exceeded the rate limit for whoami-v2"}),
+        );
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        return res;
+    }
     let found =
         bearer_token(headers).and_then(|token| shared.lock().access_tokens.get(token).cloned());
     let Some(token) = found.filter(|t| !t.is_expired(SystemTime::now())) else {
@@ -65,7 +74,7 @@ pub(super) fn whoami(shared: &Shared, headers: &HeaderMap) -> Resp {
             &json!({"error": "Invalid credentials in Authorization header"}),
         );
     };
-    let user = &shared.config.users[token.user];
+    let user = &shared.user(token.user);
     let (auth, show_email) = match &token.kind {
         TokenKind::OAuth => (
             json!({
@@ -74,11 +83,24 @@ pub(super) fn whoami(shared: &Shared, headers: &HeaderMap) -> Resp {
             }),
             token.scopes.iter().any(|s| s == "email"),
         ),
-        TokenKind::User { role, display_name } => {
+        TokenKind::User {
+            role,
+            display_name,
+            org_permissions,
+        } => {
             let mut access_token = json!({"displayName": display_name, "role": role});
             if role == "fineGrained" {
+                let scoped: Vec<Value> = org_permissions
+                    .iter()
+                    .map(|(org, permissions)| {
+                        json!({
+                            "entity": {"type": "org", "name": org},
+                            "permissions": permissions,
+                        })
+                    })
+                    .collect();
                 access_token["fineGrained"] =
-                    json!({"canReadGatedRepos": false, "global": [], "scoped": []});
+                    json!({"canReadGatedRepos": false, "global": [], "scoped": scoped});
             }
             (
                 json!({"type": "access_token", "accessToken": access_token}),
@@ -87,6 +109,23 @@ pub(super) fn whoami(shared: &Shared, headers: &HeaderMap) -> Resp {
         }
     };
     json_response(StatusCode::OK, &user.whoami(show_email, auth))
+}
+
+/// Counts a whoami call against the rate limit; `Some(seconds to wait)` past it.
+fn rate_limited(shared: &Shared) -> Option<u64> {
+    let (limit, window) = shared.config.whoami_limit?;
+    let now = Instant::now();
+    let mut state = shared.lock();
+    let (start, count) = state.whoami_window.get_or_insert((now, 0));
+    if now.duration_since(*start) >= window {
+        (*start, *count) = (now, 0);
+    }
+    if *count >= limit {
+        let left = window.saturating_sub(now.duration_since(*start));
+        return Some(left.as_secs().max(1));
+    }
+    *count += 1;
+    None
 }
 
 /// The token of an `Authorization: Bearer` header.

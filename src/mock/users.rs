@@ -149,6 +149,15 @@ impl MockUser {
 
     /// The scopes granted when `requested` is asked for: in request order, without
     /// duplicates, limited by [`with_granted_scopes`](Self::with_granted_scopes).
+    /// Grants apps access to the organizations with these ids (the consent screen).
+    pub(crate) fn grant_orgs<'a>(&mut self, ids: impl Iterator<Item = &'a str>) {
+        for id in ids {
+            if let Some(org) = self.orgs.iter_mut().find(|o| o.sub == id) {
+                org.granted = true;
+            }
+        }
+    }
+
     pub(crate) fn grant<'a>(&self, requested: impl Iterator<Item = &'a str>) -> Vec<String> {
         let mut granted: Vec<String> = Vec::new();
         for scope in requested {
@@ -249,6 +258,8 @@ pub struct MockOrg {
     pub(crate) role: Option<String>,
     pub(crate) plan: Option<String>,
     pub(crate) security_restrictions: Vec<String>,
+    /// Whether the user granted apps access to this organization on the consent screen.
+    pub(crate) granted: bool,
 }
 
 impl MockOrg {
@@ -263,8 +274,19 @@ impl MockOrg {
             role: Some("read".to_owned()),
             plan: None,
             security_restrictions: Vec::new(),
+            granted: true,
             name,
         }
+    }
+
+    /// Whether the user granted apps access to this organization on the consent screen.
+    /// Default: `true`. When `false`, userinfo lists the organization without the
+    /// user's role, `canPay` or security restrictions, as Hugging Face does, until a
+    /// sign-in asks for it (`orgIds` with its id) and the user consents.
+    #[must_use]
+    pub fn with_granted(mut self, granted: bool) -> Self {
+        self.granted = granted;
+        self
     }
 
     /// The organization id (`sub`, what `orgIds` takes). Default: derived from the name.
@@ -332,6 +354,10 @@ impl MockOrg {
             "preferred_username": self.name,
             "picture": format!("{HUB}{}", self.avatar_path()),
         });
+        if !self.granted {
+            // Hugging Face says no more about an organization the app was not granted.
+            return org;
+        }
         if let Some(role) = &self.role {
             org["roleInOrg"] = json!(role);
         }

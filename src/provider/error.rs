@@ -124,6 +124,12 @@ impl ProviderError {
         matches!(self, Self::Timeout { .. })
     }
 
+    /// Whether the provider refused the token it was given (401).
+    #[must_use]
+    pub(crate) fn is_unauthorized(&self) -> bool {
+        matches!(self, Self::Unauthorized { .. })
+    }
+
     /// Whether the provider answered with this OAuth error code (such as `invalid_grant`,
     /// which means the user must sign in again).
     #[must_use]

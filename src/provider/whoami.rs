@@ -51,6 +51,9 @@ pub(crate) enum WhoAmIAuth {
         role: Option<String>,
         /// Whether the token carries fine-grained permissions.
         fine_grained: bool,
+        /// A fine-grained token's permissions per organization (`fineGrained.scoped`
+        /// entries whose entity is an org): the org's name and its permission strings.
+        org_permissions: Vec<(String, Vec<String>)>,
     },
     /// An OAuth access token (`hf_oauth_…`).
     OAuth {
@@ -184,12 +187,11 @@ fn auth_from_json(auth: &Value) -> WhoAmIAuth {
     match auth.get("type").and_then(Value::as_str) {
         Some("access_token") => {
             let token = auth.get("accessToken");
-            let fine_grained = token
-                .and_then(|t| t.get("fineGrained"))
-                .is_some_and(|f| !f.is_null());
+            let fine = token.and_then(|t| t.get("fineGrained"));
             WhoAmIAuth::AccessToken {
                 role: text(token.and_then(|t| t.get("role"))),
-                fine_grained,
+                fine_grained: fine.is_some_and(|f| !f.is_null()),
+                org_permissions: fine.map(org_permissions).unwrap_or_default(),
             }
         }
         Some("oauth") => {
@@ -205,6 +207,35 @@ fn auth_from_json(auth: &Value) -> WhoAmIAuth {
         }
         _ => WhoAmIAuth::Other,
     }
+}
+
+/// A fine-grained token's per-organization permissions: its `scoped` entries whose
+/// entity is an org (`{"entity": {"type": "org", "name": …}, "permissions": […]}`).
+fn org_permissions(fine: &Value) -> Vec<(String, Vec<String>)> {
+    let Some(scoped) = fine.get("scoped").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    scoped
+        .iter()
+        .filter_map(|entry| {
+            let entity = entry.get("entity")?;
+            if entity.get("type").and_then(Value::as_str) != Some("org") {
+                return None;
+            }
+            let name = entity.get("name").and_then(Value::as_str)?.to_owned();
+            let permissions = entry
+                .get("permissions")
+                .and_then(Value::as_array)
+                .map(|list| {
+                    list.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some((name, permissions))
+        })
+        .collect()
 }
 
 /// `{issuer}/{username}`, the username as one (escaped) path segment.
@@ -282,7 +313,8 @@ mod tests {
             who.auth,
             WhoAmIAuth::AccessToken {
                 role: Some("write".into()),
-                fine_grained: false
+                fine_grained: false,
+                org_permissions: Vec::new()
             }
         );
     }
@@ -331,7 +363,8 @@ mod tests {
             who.auth,
             WhoAmIAuth::AccessToken {
                 role: Some("fineGrained".into()),
-                fine_grained: true
+                fine_grained: true,
+                org_permissions: Vec::new()
             }
         );
         let who = parse("https://huggingface.co", &json!({"id": "x"}));

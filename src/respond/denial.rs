@@ -21,13 +21,71 @@ pub(crate) enum Denial {
     NotSignedIn,
     /// The user did not grant these scopes.
     MissingScopes(Vec<String>),
-    /// The user is not in the organization, or their role there is too low.
+    /// The user may not act in the organization, for `why`.
     Org {
         org: Arc<str>,
         role: Option<OrgRole>,
+        why: OrgShortfall,
     },
     /// A predicate guard said no.
     Predicate(Arc<str>),
+}
+
+/// What an organization guard found missing.
+#[derive(Debug)]
+pub(crate) enum OrgShortfall {
+    /// Not a member (not listed, or listed with the `no_access` role).
+    NotMember,
+    /// A member whose organization was not granted to this app on the consent screen,
+    /// so Hugging Face does not say their role.
+    NotGranted,
+    /// A member whose role is below the one needed.
+    RoleTooLow(OrgRole),
+    /// Security restrictions of the organization the user has not met.
+    Restricted(Vec<String>),
+}
+
+/// Where a user revokes an app's access, so the next sign-in shows the consent
+/// screen again.
+pub(crate) const CONNECTED_APPS: &str = "https://huggingface.co/settings/connected-applications";
+
+/// `{login path}?return_to=…&org=…`: sign in again asking for access to `org`.
+pub(crate) fn org_consent_href(runtime: &Runtime, return_to: &str, org: &str) -> String {
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("return_to", return_to)
+        .append_pair("org", org)
+        .finish();
+    format!("{}?{query}", runtime.config.login_path)
+}
+
+/// What to do about unmet security restrictions, one sentence each.
+pub(crate) fn restriction_advice(org: &str, restrictions: &[String]) -> String {
+    restrictions
+        .iter()
+        .map(|r| match r.as_str() {
+            "mfa" => "enable two-factor authentication on your Hugging Face account \
+                      (https://huggingface.co/settings/authentication)"
+                .to_owned(),
+            "sso" => format!(
+                "sign in with the single sign-on of `{org}` (open https://huggingface.co/{org} \
+                 and follow its SSO prompt)"
+            ),
+            "ip" => format!("connect from a network that `{org}` allows"),
+            "token-policy" => format!(
+                "use an access token that meets the token policy of `{org}` \
+                 (https://huggingface.co/settings/tokens)"
+            ),
+            other => format!(
+                "meet the organization's `{}` requirement",
+                other
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(40)
+                    .collect::<String>()
+            ),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// `{login path}?return_to=…` for a sign-in or retry link.
@@ -107,25 +165,61 @@ pub(crate) fn deny(
         Denial::MissingScopes(missing) => {
             missing_scopes(runtime, caller, here, extensions.get::<HfUser>(), &missing)
         }
-        Denial::Org { org, role } => {
-            let needed = role.map_or_else(
-                || format!("membership of the organization `{org}`"),
-                |r| format!("the `{r}` role (or higher) in the organization `{org}`"),
-            );
-            let err = AuthError::new(
-                AuthErrorKind::OrgRequired,
-                format!(
-                    "This needs {needed}. Access to an organization is granted on Hugging \
-                     Face's consent screen: sign in again and grant it."
-                ),
-            );
-            error(caller, err, Some(&login_href(runtime, here)))
-        }
+        Denial::Org { org, role, why } => org_denied(runtime, caller, here, &org, role, why),
         Denial::Predicate(name) => {
             let err = AuthError::new(AuthErrorKind::Forbidden, format!("This needs {name}."));
             error(caller, err, None)
         }
     }
+}
+
+fn org_denied(
+    runtime: &Runtime,
+    caller: Caller,
+    here: &str,
+    org: &str,
+    role: Option<OrgRole>,
+    why: OrgShortfall,
+) -> Response<Body> {
+    let needed = role.map_or_else(
+        || format!("membership of the organization `{org}`"),
+        |r| format!("the `{r}` role (or higher) in the organization `{org}`"),
+    );
+    let (kind, detail) = match why {
+        OrgShortfall::NotMember => (
+            AuthErrorKind::OrgRequired,
+            format!(
+                "Hugging Face does not list you as a member of `{org}` with access. If you \
+                 joined since, sign in again: access to an organization is granted on \
+                 Hugging Face's consent screen."
+            ),
+        ),
+        OrgShortfall::NotGranted => (
+            AuthErrorKind::OrgRequired,
+            format!(
+                "You are a member of `{org}`, but this app was not granted access to it on \
+                 Hugging Face's consent screen: sign in again and grant it. If Hugging Face \
+                 signs you in without asking, it is remembering your earlier choice: remove \
+                 this app at {CONNECTED_APPS}, then sign in again."
+            ),
+        ),
+        OrgShortfall::RoleTooLow(have) => (
+            AuthErrorKind::OrgRequired,
+            format!(
+                "Your role in `{org}` is `{have}`. If it changed since, sign in again \
+                 (access to an organization is granted on Hugging Face's consent screen)."
+            ),
+        ),
+        OrgShortfall::Restricted(restrictions) => (
+            AuthErrorKind::OrgRestricted,
+            format!(
+                "`{org}` asks more of you before you may access it: {}. Then sign in again.",
+                restriction_advice(org, &restrictions)
+            ),
+        ),
+    };
+    let err = AuthError::new(kind, format!("This needs {needed}. {detail}"));
+    error(caller, err, Some(&org_consent_href(runtime, here, org)))
 }
 
 fn not_signed_in(

@@ -73,6 +73,9 @@ pub enum AuthErrorKind {
     /// The user is not in the organization, or their role there is too low; also a
     /// sign-in refused because the app is restricted to organizations (`403`).
     OrgRequired,
+    /// The user is in the organization but has not met its security restrictions
+    /// (SSO, two-factor authentication, allowed networks, token policy) (`403`).
+    OrgRestricted,
     /// A [`RequireUser`](crate::RequireUser) condition is false (`403`).
     Forbidden,
     /// A malformed sign-in response, such as a repeated parameter or no code (`400`).
@@ -118,6 +121,7 @@ impl AuthErrorKind {
             Self::Unauthenticated => "unauthenticated",
             Self::InsufficientScope => "insufficient_scope",
             Self::OrgRequired => "org_required",
+            Self::OrgRestricted => "org_restricted",
             Self::Forbidden => "forbidden",
             Self::InvalidRequest => "invalid_request",
             Self::InvalidState => "invalid_state",
@@ -143,6 +147,7 @@ impl AuthErrorKind {
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::InsufficientScope
             | Self::OrgRequired
+            | Self::OrgRestricted
             | Self::Forbidden
             | Self::AccessDenied
             | Self::CrossSiteLogout
@@ -250,7 +255,8 @@ impl std::error::Error for AuthError {}
 pub(crate) type Body = Full<Bytes>;
 
 pub(crate) use denial::{
-    Denial, deny, login_href, missing_layer, missing_layer_error, not_signed_in_message,
+    CONNECTED_APPS, Denial, OrgShortfall, deny, login_href, missing_layer, missing_layer_error,
+    not_signed_in_message, restriction_advice,
 };
 pub(crate) use frame::{own_page, top_level_escape};
 pub(crate) use page::html_escape;

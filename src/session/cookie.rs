@@ -59,43 +59,52 @@ pub(crate) fn chunk_name(name: &str, i: usize) -> String {
 /// A chunked value as the request carries it.
 #[derive(Debug, Default)]
 pub(crate) struct Chunked {
-    /// The chunks joined, when chunk 0 is present.
+    /// The chunks joined, when chunk 0 is present: `name`, `name.1`, … up to the first
+    /// missing chunk.
     pub(crate) value: Option<String>,
-    /// How many chunk cookies the request carries (to clear the ones a new value
-    /// does not overwrite).
+    /// One past the highest chunk index the request carries, 0 when it carries none:
+    /// clearing (or overwriting) chunks `0..present` reaches every chunk it sent, even
+    /// past a gap (chunk `.2` with `.1` missing).
     pub(crate) present: usize,
 }
 
-/// Reads `name`, `name.1`, … up to the first gap (at most [`MAX_CHUNKS`]), in one
-/// pass over the `Cookie` headers.
+/// The chunk index of the cookie `cookie` if it is a chunk of `name`: 0 for `name`,
+/// `i` for exactly `name.i` (no sign, no leading zero), below [`MAX_CHUNKS`]. Only the
+/// names [`chunk_name`] writes count, so that what is read is what can be cleared.
+fn chunk_index(cookie: &str, name: &str) -> Option<usize> {
+    let rest = cookie.strip_prefix(name)?;
+    if rest.is_empty() {
+        return Some(0);
+    }
+    let digits = rest.strip_prefix('.')?;
+    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().filter(|i| (1..MAX_CHUNKS).contains(i))
+}
+
+/// Reads `name`, `name.1`, … (at most [`MAX_CHUNKS`]) in one pass over the `Cookie`
+/// headers. The value is joined up to the first gap; `present` counts past gaps.
 pub(crate) fn read_chunked(headers: &HeaderMap, name: &str) -> Chunked {
     let mut parts: [Option<&str>; MAX_CHUNKS] = [None; MAX_CHUNKS];
     for (n, v) in all(headers) {
-        let Some(rest) = n.strip_prefix(name) else {
+        let Some(index) = chunk_index(n, name) else {
             continue;
-        };
-        let index = if rest.is_empty() {
-            0
-        } else {
-            match rest.strip_prefix('.').and_then(|i| i.parse::<usize>().ok()) {
-                Some(i) if (1..MAX_CHUNKS).contains(&i) => i,
-                _ => continue,
-            }
         };
         // The first cookie of a name wins, as with `get`.
         parts[index].get_or_insert(v);
     }
-    let present = parts.iter().take_while(|p| p.is_some()).count();
+    let present = parts.iter().rposition(Option::is_some).map_or(0, |i| i + 1);
     let Some(first) = parts[0] else {
         // Orphan chunks without a head are still worth clearing.
-        let orphans = parts[1..].iter().take_while(|p| p.is_some()).count();
         return Chunked {
             value: None,
-            present: if orphans > 0 { orphans + 1 } else { 0 },
+            present,
         };
     };
-    let mut value = String::with_capacity(present * CHUNK_LEN.min(first.len()));
-    for part in parts.iter().take(present).flatten() {
+    let joined = parts.iter().take_while(|p| p.is_some()).count();
+    let mut value = String::with_capacity(joined * CHUNK_LEN.min(first.len()));
+    for part in parts.iter().take(joined).flatten() {
         value.push_str(part);
     }
     Chunked {
@@ -167,7 +176,7 @@ pub(crate) fn write_chunked(
     Some(out)
 }
 
-/// `Set-Cookie` headers deleting `present` chunks of `name`.
+/// `Set-Cookie` headers deleting chunks `0..present` of `name`.
 pub(crate) fn remove_chunked(
     name: &str,
     present: usize,
@@ -219,6 +228,51 @@ mod tests {
         assert_eq!(read.value.as_deref(), Some(value.as_str()));
         assert_eq!(read.present, 3);
         assert!(set_headers[4].to_str().unwrap().starts_with("s.4=; "));
+    }
+
+    /// The chunk names a `Set-Cookie` list deletes.
+    fn deleted(set_cookies: &[HeaderValue]) -> Vec<String> {
+        set_cookies
+            .iter()
+            .map(|h| h.to_str().unwrap())
+            .filter(|h| h.contains("; Max-Age=0"))
+            .map(|h| h.split('=').next().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_chunk_past_a_gap_is_cleared() {
+        let h = headers(&["s=a; s.2=c; other=1"]);
+        let read = read_chunked(&h, "s");
+        assert_eq!(
+            read.value.as_deref(),
+            Some("a"),
+            "the value stops at the gap"
+        );
+        let cleared = deleted(&remove_chunked("s", read.present, "/", &LAX));
+        assert!(cleared.contains(&"s".to_owned()), "{cleared:?}");
+        assert!(cleared.contains(&"s.2".to_owned()), "{cleared:?}");
+        // Overwriting with a one-chunk value deletes the chunk past the gap too.
+        let written = write_chunked("s", "new", read.present, "/", None, &LAX).unwrap();
+        assert!(deleted(&written).contains(&"s.2".to_owned()), "{written:?}");
+    }
+
+    #[test]
+    fn orphan_chunks_past_a_gap_are_cleared() {
+        let h = headers(&["s.3=x"]);
+        let read = read_chunked(&h, "s");
+        assert_eq!(read.value, None);
+        assert!(deleted(&remove_chunked("s", read.present, "/", &LAX)).contains(&"s.3".to_owned()));
+    }
+
+    #[test]
+    fn only_canonical_chunk_names_are_chunks() {
+        for name in ["s.01", "s.+1", "s.", "s.1x", "s.10", "sx", "s.-1"] {
+            let cookie = format!("{name}=v");
+            let read = read_chunked(&headers(&[&cookie]), "s");
+            assert_eq!(read.present, 0, "{name} is not a chunk of s");
+        }
+        assert_eq!(read_chunked(&headers(&["s.9=v"]), "s").present, 10);
     }
 
     #[test]

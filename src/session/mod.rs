@@ -70,20 +70,50 @@ use cookie::CookieAttrs;
 pub(crate) enum Loaded {
     /// No session cookie.
     Absent,
-    /// A valid session: unexpired, and not due for a refresh (far from expiry, or
-    /// without a refresh token).
+    /// A valid session: unexpired, with a fresh enough profile, and not due for a token
+    /// refresh (far from expiry, or without a refresh token).
     Valid(HfUser),
-    /// A session with a refresh token whose access token expires within the refresh
-    /// window (`expired: false`) or already has (`expired: true`): refresh it.
+    /// A session to renew first: its tokens (it has a refresh token, and its access
+    /// token expires within the refresh window, `expired: false`, or already has,
+    /// `expired: true`), or only its profile (older than the profile's maximum age).
     /// `present` is how many cookie chunks carry it.
     Stale {
         user: HfUser,
         present: usize,
         expired: bool,
+        renew: Renew,
     },
     /// A cookie that does not open, does not parse or has expired without a refresh
     /// token: clear it.
     Invalid { present: usize },
+}
+
+/// What a stale session needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Renew {
+    /// New tokens (refresh grant), then a new profile.
+    Tokens,
+    /// A new profile (userinfo) with the access token it has.
+    Profile,
+}
+
+/// How long the parts of a session stay good.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SessionTiming {
+    /// A profile older than this many seconds is read again from the provider.
+    pub(crate) profile_max_age: u64,
+    /// How long past its access token's expiry the browser keeps a session that holds a
+    /// refresh token (seconds).
+    pub(crate) refresh_grace: u64,
+}
+
+impl Default for SessionTiming {
+    fn default() -> Self {
+        Self {
+            profile_max_age: DEFAULT_PROFILE_MAX_AGE,
+            refresh_grace: REFRESH_GRACE,
+        }
+    }
 }
 
 /// Reads and writes the session cookie.
@@ -92,11 +122,15 @@ pub(crate) struct SessionCookies {
     pub(crate) name: String,
     pub(crate) attrs: CookieAttrs,
     pub(crate) keys: KeyRing,
+    pub(crate) timing: SessionTiming,
 }
 
-/// How long past its access token's expiry the browser keeps a session that holds a
-/// refresh token (seconds): a week.
+/// Default of how long past its access token's expiry the browser keeps a session that
+/// holds a refresh token (seconds): a week.
 pub(crate) const REFRESH_GRACE: u64 = 7 * 24 * 60 * 60;
+
+/// Default of how old a session's profile may get before it is read again: an hour.
+pub(crate) const DEFAULT_PROFILE_MAX_AGE: u64 = 60 * 60;
 
 /// The session is larger than [`cookie::MAX_CHUNKS`] cookies can hold.
 #[derive(Debug)]
@@ -105,7 +139,8 @@ pub(crate) struct TooLarge;
 impl SessionCookies {
     /// Reads the session from the request's cookies; `now` in Unix seconds. A session
     /// with a refresh token is [`Loaded::Stale`] from `refresh_before` seconds before
-    /// its access token expires.
+    /// its access token expires; any session whose profile is older than the profile's
+    /// maximum age is too.
     pub(crate) fn load(&self, headers: &HeaderMap, now: u64, refresh_before: u64) -> Loaded {
         let chunked = cookie::read_chunked(headers, &self.name);
         let present = chunked.present;
@@ -120,22 +155,34 @@ impl SessionCookies {
             .keys
             .open(&self.name, &value)
             .and_then(|plain| record::decode(&plain));
-        match record {
-            Some(record) if record.refresh_token.is_some() => {
-                let expired = record.expires_at <= now;
-                let user = HfUser::from_record(record);
-                if expired || user.record().expires_at <= now.saturating_add(refresh_before) {
-                    Loaded::Stale {
-                        user,
-                        present,
-                        expired,
-                    }
-                } else {
-                    Loaded::Valid(user)
-                }
-            }
-            Some(record) if record.expires_at > now => Loaded::Valid(HfUser::from_record(record)),
-            _ => Loaded::Invalid { present },
+        let Some(record) = record else {
+            return Loaded::Invalid { present };
+        };
+        let expired = record.expires_at <= now;
+        let refreshable = record.refresh_token.is_some();
+        if expired && !refreshable {
+            return Loaded::Invalid { present };
+        }
+        let renew = if refreshable && record.expires_at <= now.saturating_add(refresh_before) {
+            Some(Renew::Tokens)
+        } else if now
+            >= record
+                .profile_at
+                .saturating_add(self.timing.profile_max_age)
+        {
+            Some(Renew::Profile)
+        } else {
+            None
+        };
+        let user = HfUser::from_record(record);
+        match renew {
+            None => Loaded::Valid(user),
+            Some(renew) => Loaded::Stale {
+                user,
+                present,
+                expired,
+                renew,
+            },
         }
     }
 
@@ -151,7 +198,7 @@ impl SessionCookies {
         // A session that can be refreshed outlives its access token in the browser, so
         // a user who comes back after it expired is refreshed, not signed out.
         let grace = if record.refresh_token.is_some() {
-            REFRESH_GRACE
+            self.timing.refresh_grace
         } else {
             0
         };
@@ -188,6 +235,7 @@ mod tests {
                 same_site: cookie::SameSite::Lax,
             },
             keys: KeyRing::from_secrets(&Secret::new("x".repeat(40)), []),
+            timing: SessionTiming::default(),
         }
     }
 
@@ -221,6 +269,7 @@ mod tests {
             expires_at,
             refresh_token: None,
             asked: Scopes::default(),
+            profile_at: u64::MAX / 2,
         }
     }
 

@@ -104,12 +104,13 @@ impl SessionRecord {
             expires_at: now.saturating_add(tokens.expires_in.unwrap_or(3600).max(1)),
             refresh_token: tokens.refresh_token,
             asked,
+            profile_at: now,
         }
     }
 
     /// This session after a refresh answered with `tokens` at `now`: the new access
     /// token and expiry; the new refresh token, else the old one; the answer's scopes,
-    /// else the old ones; the same profile and asked scopes.
+    /// else the old ones; the same profile (and its age) and asked scopes.
     pub(crate) fn refreshed(&self, tokens: TokenResponse, now: u64) -> Self {
         let mut record = Self::from_tokens(
             self.profile.clone(),
@@ -121,7 +122,17 @@ impl SessionRecord {
         if record.refresh_token.is_none() {
             record.refresh_token = self.refresh_token.clone();
         }
+        record.profile_at = self.profile_at;
         record
+    }
+
+    /// This session with `profile`, read from the provider at `now`.
+    pub(crate) fn with_profile(&self, profile: Profile, now: u64) -> Self {
+        Self {
+            profile,
+            profile_at: now,
+            ..self.clone()
+        }
     }
 
     /// The record of a request signed in with a bearer token: the token's user and
@@ -139,6 +150,7 @@ impl SessionRecord {
             expires_at,
             refresh_token: None,
             asked: Scopes::default(),
+            profile_at: expires_at,
         }
     }
 }
@@ -167,6 +179,7 @@ mod tests {
             expires_at: 1_700_000_000,
             refresh_token: Some(Secret::new("hf_oauth_refresh")),
             asked: Scopes::parse("openid profile read-repos"),
+            profile_at: u64::MAX / 2,
         }
     }
 
@@ -209,6 +222,32 @@ mod tests {
         let profile = decompress_to_vec_with_limit(&plain[3 + len..], MAX_PROFILE).unwrap();
         let profile = String::from_utf8(profile).unwrap();
         assert!(profile.contains("carol") && !profile.contains("hf_oauth"));
+    }
+
+    /// A compressed profile inflating to exactly 256 KiB decodes; one byte more does not.
+    #[test]
+    fn profiles_inflating_past_256_kib_are_refused() {
+        let tokens = serde_json::to_vec(&record(0)).unwrap();
+        let profile = |len: usize| {
+            let head = r#"{"sub":"abc","preferred_username":"carol","name":""#;
+            let tail = r#""}"#;
+            format!("{head}{}{tail}", "x".repeat(len - head.len() - tail.len())).into_bytes()
+        };
+        let at_cap = lay_out(&tokens, &profile(MAX_PROFILE)).unwrap();
+        let past_cap = lay_out(&tokens, &profile(MAX_PROFILE + 1)).unwrap();
+        assert_eq!((at_cap[0], past_cap[0]), (DEFLATED, DEFLATED));
+        assert!(
+            past_cap.len() < 2048,
+            "a small cookie inflates past the cap"
+        );
+        let decoded = decode(&at_cap).expect("a profile at the cap decodes");
+        let name_len = decoded.profile.name.as_deref().map(str::len);
+        assert_eq!(
+            name_len,
+            Some(MAX_PROFILE - 52),
+            "the whole profile was read"
+        );
+        assert!(decode(&past_cap).is_none(), "one byte past the cap");
     }
 
     #[test]

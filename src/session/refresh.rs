@@ -13,13 +13,12 @@ use std::time::Duration;
 
 use http::HeaderValue;
 
-use super::SessionCookies;
+use super::{Renew, SessionCookies};
 use crate::HfUser;
-use crate::Secret;
 use crate::clock::{Clock, unix_seconds};
 use crate::provider::{Provider, ProviderError};
-use crate::single_flight::{SingleFlight, key_of};
-use crate::user::SessionRecord;
+use crate::single_flight::{Key, SingleFlight, key_of};
+use crate::user::{Profile, SessionRecord};
 
 /// How long a refreshed session is handed to requests that still carry the old cookie.
 const REMEMBER: u64 = 120;
@@ -84,23 +83,33 @@ impl Refresher {
         unix_seconds(&*self.clock)
     }
 
-    /// Synchronous fast path: the remembered outcome of refreshing `user`'s session.
-    pub(crate) fn remembered(&self, user: &HfUser) -> Option<Outcome> {
-        let token = user.record().refresh_token.as_ref()?;
-        self.outcomes.cached(&key_of(token.expose()), self.now())
+    /// The single-flight key of renewing `user`'s session: the refresh token's digest
+    /// for new tokens, the access token's (under its own label) for a new profile.
+    fn key(user: &HfUser, renew: Renew) -> Option<Key> {
+        let record = user.record();
+        match renew {
+            Renew::Tokens => Some(key_of(record.refresh_token.as_ref()?.expose())),
+            Renew::Profile => Some(key_of(&format!("profile:{}", record.access_token.expose()))),
+        }
     }
 
-    /// Refreshes `user`'s session, or hands out the remembered outcome. A session
-    /// without a refresh token cannot be refreshed: [`Outcome::Refused`].
+    /// Synchronous fast path: the remembered outcome of renewing `user`'s session.
+    pub(crate) fn remembered(&self, user: &HfUser, renew: Renew) -> Option<Outcome> {
+        self.outcomes.cached(&Self::key(user, renew)?, self.now())
+    }
+
+    /// Renews `user`'s session (new tokens and profile, or a new profile only), or hands
+    /// out the remembered outcome. A session without a refresh token cannot get new
+    /// tokens: [`Outcome::Refused`].
     ///
     /// The work runs in a task of its own, so a caller that goes away (a browser that
     /// navigates elsewhere) does not cancel a refresh the provider may already have
     /// carried out: its outcome, and the rotated refresh token, are still remembered
     /// for the requests that follow.
-    pub(crate) async fn refresh(self: &Arc<Self>, user: &HfUser) -> Outcome {
+    pub(crate) async fn refresh(self: &Arc<Self>, user: &HfUser, renew: Renew) -> Outcome {
         let this = Arc::clone(self);
         let user = user.clone();
-        tokio::spawn(async move { this.refresh_here(&user).await })
+        tokio::spawn(async move { this.refresh_here(&user, renew).await })
             .await
             .unwrap_or(Outcome::Unavailable)
     }
@@ -112,38 +121,55 @@ impl Refresher {
     pub(crate) async fn refresh_for_request(
         self: &Arc<Self>,
         user: &HfUser,
+        renew: Renew,
         expired: bool,
     ) -> Outcome {
         if expired {
-            self.refresh(user).await
+            self.refresh(user, renew).await
         } else {
-            tokio::time::timeout(REFRESH_WAIT, self.refresh(user))
+            tokio::time::timeout(REFRESH_WAIT, self.refresh(user, renew))
                 .await
                 .unwrap_or(Outcome::Unavailable)
         }
     }
 
-    async fn refresh_here(&self, user: &HfUser) -> Outcome {
-        let Some(token) = user.record().refresh_token.as_ref() else {
+    async fn refresh_here(&self, user: &HfUser, renew: Renew) -> Outcome {
+        let Some(key) = Self::key(user, renew) else {
             return Outcome::Refused;
         };
+        let old = user.record();
         self.outcomes
             .run(
-                key_of(token.expose()),
+                key,
                 || self.now(),
-                || self.ask(user.record(), token),
+                || async {
+                    match renew {
+                        Renew::Tokens => self.new_tokens(old).await,
+                        Renew::Profile => self.new_profile(old).await,
+                    }
+                },
             )
             .await
     }
 
-    /// Asks the provider; returns the outcome and until when to remember it.
-    async fn ask(&self, old: &SessionRecord, token: &Secret) -> (Outcome, Option<u64>) {
+    /// Asks the provider for new tokens, then for the profile with the new access
+    /// token; returns the outcome and until when to remember it.
+    async fn new_tokens(&self, old: &SessionRecord) -> (Outcome, Option<u64>) {
+        let Some(token) = old.refresh_token.as_ref() else {
+            return (Outcome::Refused, None);
+        };
         let answer = self.provider.refresh(token).await;
         let now = self.now();
         let user = old.profile.preferred_username.as_str();
         match answer {
             Ok(tokens) => {
-                let record = old.refreshed(tokens, now);
+                let mut record = old.refreshed(tokens, now);
+                // The profile too, so org changes show; if it cannot be read now, the
+                // old one stays (and is read again on a later request).
+                match self.read_profile(&record).await {
+                    ProfileRead::Read(profile) => record = record.with_profile(profile, now),
+                    ProfileRead::Unavailable | ProfileRead::Refused => {}
+                }
                 tracing::debug!(user, "session refreshed");
                 // Never remembered past the new access token's own expiry.
                 let until = now.saturating_add(REMEMBER).min(record.expires_at);
@@ -168,6 +194,59 @@ impl Refresher {
             }
         }
     }
+
+    /// Reads the profile again with the session's access token.
+    async fn new_profile(&self, old: &SessionRecord) -> (Outcome, Option<u64>) {
+        let now = self.now();
+        match self.read_profile(old).await {
+            ProfileRead::Read(profile) => {
+                let record = old.with_profile(profile, now);
+                let until = now.saturating_add(REMEMBER).min(record.expires_at);
+                (Outcome::Refreshed(HfUser::from_record(record)), Some(until))
+            }
+            ProfileRead::Unavailable => (Outcome::Unavailable, None),
+            // The token no longer reads the profile: treated like a refused refresh.
+            ProfileRead::Refused => {
+                let until = old.expires_at.max(now).saturating_add(REMEMBER);
+                (Outcome::Refused, Some(until))
+            }
+        }
+    }
+
+    /// Userinfo with `record`'s access token: the same user's profile, or why not.
+    async fn read_profile(&self, record: &SessionRecord) -> ProfileRead {
+        let user = record.profile.preferred_username.as_str();
+        match self
+            .provider
+            .userinfo::<Profile>(&record.access_token)
+            .await
+        {
+            Ok(mut profile) if profile.sub == record.profile.sub => {
+                profile.normalize();
+                tracing::debug!(user, "profile read again");
+                ProfileRead::Read(profile)
+            }
+            Ok(_) => {
+                tracing::warn!(user, "userinfo now describes another user; not trusted");
+                ProfileRead::Refused
+            }
+            Err(err) if err.is_unauthorized() => {
+                tracing::warn!(user, error = %err, "the provider no longer accepts the session's access token");
+                ProfileRead::Refused
+            }
+            Err(err) => {
+                tracing::warn!(user, error = %err, "cannot read the profile again");
+                ProfileRead::Unavailable
+            }
+        }
+    }
+}
+
+/// What reading the profile again came to.
+enum ProfileRead {
+    Read(Profile),
+    Unavailable,
+    Refused,
 }
 
 /// How long a request whose session is still valid waits for its refresh before it is
@@ -211,6 +290,7 @@ fn is_refused(err: &ProviderError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Secret;
     use crate::provider::TokenResponse;
     use crate::user::Scopes;
     use http::StatusCode;
@@ -223,6 +303,7 @@ mod tests {
             expires_at: 1_100,
             refresh_token: Some(Secret::new("hf_oauth_refresh_old")),
             asked: Scopes::parse("openid profile read-repos"),
+            profile_at: u64::MAX / 2,
         }
     }
 

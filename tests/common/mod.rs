@@ -2,6 +2,11 @@
 //! a browser-like client: a cookie jar, redirects not followed.
 #![allow(dead_code)]
 
+#[cfg(not(all(feature = "axum", feature = "mock")))]
+compile_error!(
+    "the integration tests need the `axum` and `mock` features: run `cargo test --all-features`"
+);
+
 #[path = "../../examples/axum_app.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod example;
@@ -9,7 +14,7 @@ mod example;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::cookie::{CookieStore, Jar};
 use reqwest::{Response, StatusCode, Url, header};
@@ -18,19 +23,37 @@ use tower_hf_auth::{Clock, HfAuthConfigBuilder};
 
 pub const SECRET: &str = "test secret: thirty-two characters or more, really";
 
-/// A clock tests can move forward.
+/// A clock tests can move forward. It follows real time (the mock provider's clock)
+/// plus what tests [`advance`](Self::advance) it by, until [`freeze`](Self::freeze)
+/// stops it: from then on only `advance` moves it, so a test can step to one second
+/// before an expiry however slowly the machine runs.
 #[derive(Debug, Default)]
-pub struct TestClock(AtomicU64);
+pub struct TestClock {
+    offset: AtomicU64,
+    /// Unix seconds at the freeze; 0 while the clock follows real time.
+    frozen_at: AtomicU64,
+}
 
 impl TestClock {
     pub fn advance(&self, by: Duration) {
-        self.0.fetch_add(by.as_secs(), Ordering::SeqCst);
+        self.offset.fetch_add(by.as_secs(), Ordering::SeqCst);
+    }
+
+    /// Stops following real time (see the type's docs).
+    pub fn freeze(&self) {
+        let now = self.now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        self.offset.store(0, Ordering::SeqCst);
+        self.frozen_at.store(now, Ordering::SeqCst);
     }
 }
 
 impl Clock for TestClock {
     fn now(&self) -> SystemTime {
-        SystemTime::now() + Duration::from_secs(self.0.load(Ordering::SeqCst))
+        let offset = Duration::from_secs(self.offset.load(Ordering::SeqCst));
+        match self.frozen_at.load(Ordering::SeqCst) {
+            0 => SystemTime::now() + offset,
+            frozen_at => UNIX_EPOCH + Duration::from_secs(frozen_at) + offset,
+        }
     }
 }
 
@@ -52,7 +75,18 @@ pub async fn mock() -> Arc<MockHfProvider> {
     mock_with(|b| b).await
 }
 
+/// A mock in strict mode (RFC 9207 `iss`, PKCE and `openid` required), which the
+/// suites rely on to show the crate always sends PKCE and `openid` and checks `iss`;
+/// `f` customizes it further.
 pub async fn mock_with(
+    f: impl FnOnce(MockHfProviderBuilder) -> MockHfProviderBuilder,
+) -> Arc<MockHfProvider> {
+    faithful_mock_with(|b| f(b.strict())).await
+}
+
+/// A mock in its default mode, which behaves like huggingface.co (no `iss` on
+/// callbacks, PKCE optional for confidential clients, `openid` optional).
+pub async fn faithful_mock_with(
     f: impl FnOnce(MockHfProviderBuilder) -> MockHfProviderBuilder,
 ) -> Arc<MockHfProvider> {
     Arc::new(
@@ -77,14 +111,20 @@ pub async fn serve(
     customize: impl FnOnce(HfAuthConfigBuilder) -> HfAuthConfigBuilder,
     router: impl FnOnce(tower_hf_auth::HfAuthConfig) -> axum::Router,
 ) -> TestApp {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // A deep accept queue, as the mock's: tests/load.rs opens a thousand connections at
+    // once, and a full queue drops connection attempts until the client times out.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(4096).unwrap();
     let addr = listener.local_addr().unwrap();
     let base = format!("http://{addr}");
     let clock = Arc::new(TestClock::default());
     let builder = example::mock_config(&mock, &base)
         .with_secret(SECRET)
         .with_clock(clock.clone())
-        .with_timeout(Duration::from_secs(2))
+        // A ceiling, not a test: on a busy two-core machine a provider call on loopback
+        // can take seconds. Tests of timeouts set their own.
+        .with_timeout(Duration::from_secs(30))
         .with_jwks_min_refresh_interval(Duration::ZERO);
     let config = customize(builder).build().expect("test config is valid");
     let router = router(config);
@@ -306,4 +346,20 @@ pub fn with_param(url: &str, name: &str, value: Option<&str>) -> String {
     }
     url.query_pairs_mut().clear().extend_pairs(&pairs);
     url.to_string()
+}
+
+/// The ceiling of [`wait_until`]: far more than anything takes on a loaded machine, so
+/// reaching it means the awaited thing never happens.
+pub const WAIT_CEILING: Duration = Duration::from_secs(30);
+
+/// Polls `done` every 10 ms until it holds; panics naming `what` after [`WAIT_CEILING`].
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT_CEILING;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {WAIT_CEILING:?} for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
