@@ -172,10 +172,10 @@ pub(crate) fn space_vars(
     ]
 }
 
-/// A mock provider with a Space's redirect rule: `https://{SPACE_HOST}/…` only.
-pub(crate) async fn space_mock(front: &TlsFront) -> tower_hf_auth::mock::MockHfProvider {
+/// A mock provider with a Space's redirect rule: `https://localhost/…` (any port) only.
+pub(crate) async fn space_mock() -> tower_hf_auth::mock::MockHfProvider {
     tower_hf_auth::mock::MockHfProvider::builder()
-        .with_space_host(format!("localhost:{}", front.port))
+        .with_space_host("localhost")
         .start()
         .await
         .expect("mock provider starts")
