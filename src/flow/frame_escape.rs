@@ -5,10 +5,12 @@
 //!
 //! In iframe mode, a callback that finds no pending sign-in cookie answers with a page
 //! that says why and links (`target="_top"`) to the app's own public URL, where its
-//! cookies are first-party, as Hugging Face's Spaces OAuth guide asks of sign-in from
-//! an iframe. After the first such failure the page also offers to try again in the
+//! cookies are first-party: sign-in outside the iframe, as Hugging Face's own clients
+//! do it (huggingface.js opens a new window when called in a frame; gradio breaks out
+//! to the top-level `*.hf.space` URL). After the first such failure the page also offers to try again in the
 //! frame; that retry's `state` is marked, so after a second failure the page navigates
-//! at the top level itself (where the browser allows a frame to; the link stays).
+//! at the top level itself where the browser allows a frame to (Chromium does not
+//! without a click, so there the page's one remaining link does it).
 
 use http::{HeaderMap, Response};
 
