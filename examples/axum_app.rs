@@ -189,8 +189,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     if config.has_ephemeral_keys() {
         eprintln!(
-            "warning: HF_AUTH_SECRET is not set; a random cookie key is used and sessions \
-             will not survive a restart"
+            "warning: neither HF_AUTH_SECRET nor OAUTH_CLIENT_SECRET is set; a random cookie \
+             key is used and sessions will not survive a restart"
         );
     }
     println!("tower-hf-auth demo listening on http://{bound}");

@@ -6,8 +6,8 @@
 //! `https://huggingface.co/datasets/huggingface/badges/resolve/main/`. The link goes to
 //! the app's `/login?return_to=…` (the return path made safe). For an app shown in an
 //! iframe (on a Space) the link opens the app's own public URL at the top level
-//! (`target="_top"`): Hugging Face's sign-in page cannot run inside the frame, and the
-//! app's cookies are first-party there.
+//! (`target="_top"`): sign-in happens outside the frame, as Hugging Face's own clients
+//! do it, and the app's cookies are first-party there.
 //!
 //! ```
 //! use tower_hf_auth::badge::{BadgeSize, SignInBadge};

@@ -237,7 +237,7 @@ impl Drop for Stage {
 impl Stage {
     async fn start() -> Self {
         let mut front = TlsFront::bind().await;
-        let mock = web::space_mock(&front).await;
+        let mock = web::space_mock().await;
         let other_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let other = format!("http://{}", other_listener.local_addr().unwrap());
         let mut builder = HfAuthConfig::builder()

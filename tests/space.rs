@@ -39,7 +39,7 @@ async fn page(http: &reqwest::Client, url: &str) -> (StatusCode, String) {
 #[tokio::test]
 async fn the_space_template_signs_in_with_only_space_variables_and_survives_a_restart() {
     let mut front = TlsFront::bind().await;
-    let mock = space_mock(&front).await;
+    let mock = space_mock().await;
     let vars = space_vars(&mock, front.port);
     let space = start_space(&vars).await;
     front.forward_to(space.addr);

@@ -9,7 +9,7 @@
 //! | `OPENID_PROVIDER_URL` | the provider's issuer URL | `https://huggingface.co` |
 //! | `SPACE_HOST` | on a Space: public URL `https://{first host}`, cookies for the iframe | unset |
 //! | `PUBLIC_URL` | the URL people open the app at, when not on a Space | required off Spaces |
-//! | `HF_AUTH_SECRET` | key material for the session cookies, at least 32 characters | a random key (sessions end at restart) |
+//! | `HF_AUTH_SECRET` | key material for the session cookies, at least 32 characters | derived from `OAUTH_CLIENT_SECRET`; a random key (sessions end at restart) only without either |
 //! | `HF_AUTH_OLD_SECRETS` | comma-separated older secrets that still open cookies | unset |
 //!
 //! ```

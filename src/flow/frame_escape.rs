@@ -5,10 +5,12 @@
 //!
 //! In iframe mode, a callback that finds no pending sign-in cookie answers with a page
 //! that says why and links (`target="_top"`) to the app's own public URL, where its
-//! cookies are first-party, as Hugging Face's Spaces OAuth guide asks of sign-in from
-//! an iframe. After the first such failure the page also offers to try again in the
+//! cookies are first-party: sign-in outside the iframe, as Hugging Face's own clients
+//! do it (huggingface.js opens a new window when called in a frame; gradio breaks out
+//! to the top-level `*.hf.space` URL). After the first such failure the page also offers to try again in the
 //! frame; that retry's `state` is marked, so after a second failure the page navigates
-//! at the top level itself (where the browser allows a frame to; the link stays).
+//! at the top level itself where the browser allows a frame to (Chromium does not
+//! without a click, so there the page's one remaining link does it).
 
 use http::{HeaderMap, Response};
 
@@ -37,8 +39,9 @@ pub(super) fn mark_state(runtime: &Runtime, mut state: String, retry: bool) -> S
     state
 }
 
-/// The loop breaker's answer to a failed callback, when it applies: iframe mode, and
-/// no pending sign-in cookie for the callback's state.
+/// The loop breaker's answer to a failed callback, when it applies: iframe mode, a
+/// callback not known to be a top-level page (`Sec-Fetch-Dest: document`), and no
+/// pending sign-in cookie for the callback's state.
 pub(super) fn escape(
     runtime: &Runtime,
     query: &str,
@@ -50,7 +53,11 @@ pub(super) fn escape(
         .extensions()
         .get::<AuthError>()
         .is_some_and(|e| e.kind() == AuthErrorKind::InvalidState);
-    if !config.iframe || !failed {
+    // A browser that says the callback is a top-level page is not in a frame.
+    let top_level = headers
+        .get("sec-fetch-dest")
+        .is_some_and(|v| v.as_bytes() == b"document");
+    if !config.iframe || !failed || top_level {
         return None;
     }
     let state = url::form_urlencoded::parse(query.as_bytes())

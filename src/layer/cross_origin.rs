@@ -17,7 +17,7 @@ pub(super) fn refuse<B>(
 ) -> Option<Response<respond::Body>> {
     let config = &runtime.config;
     let headers = req.headers();
-    let has_session = cookie::get(headers, &runtime.sessions.name).is_some();
+    let has_session = || cookie::get(headers, &runtime.sessions.name).is_some();
     let why = config
         .cross_origin
         .check(req.method(), req.uri().path(), headers, has_session)

@@ -172,10 +172,10 @@ pub(crate) fn space_vars(
     ]
 }
 
-/// A mock provider whose only registered redirect URI is the Space's, as on a Space.
-pub(crate) async fn space_mock(front: &TlsFront) -> tower_hf_auth::mock::MockHfProvider {
+/// A mock provider with a Space's redirect rule: `https://localhost/…` (any port) only.
+pub(crate) async fn space_mock() -> tower_hf_auth::mock::MockHfProvider {
     tower_hf_auth::mock::MockHfProvider::builder()
-        .add_redirect_uri(format!("{}/login/callback", front.origin()))
+        .with_space_host("localhost")
         .start()
         .await
         .expect("mock provider starts")
