@@ -9,8 +9,6 @@ use crate::bearer::{BearerSettings, BearerValidation};
 use crate::clock::Clock;
 use crate::provider::ClientAuth;
 
-use super::ConfigError;
-
 /// Builds an [`HfAuthConfig`](super::HfAuthConfig). Every setting has a secure default; see each method.
 #[derive(Debug, Default)]
 #[must_use]
@@ -63,52 +61,6 @@ macro_rules! setter {
 }
 
 impl HfAuthConfigBuilder {
-    /// Reads the Spaces variables and the crate's own (see the [module docs](crate::config)).
-    /// Unset variables leave the builder's defaults; call further builder methods to
-    /// override, then [`build`](Self::build).
-    ///
-    /// # Errors
-    /// When a variable that is set has an unusable value (e.g. `HF_AUTH_SECRET` too short).
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
-    }
-
-    pub(crate) fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut b = Self {
-            on_space: var("SPACE_ID").is_some(),
-            ..Self::default()
-        };
-        b.client_id = var("OAUTH_CLIENT_ID");
-        b.client_secret = var("OAUTH_CLIENT_SECRET").map(Secret::new);
-        b.scopes =
-            var("OAUTH_SCOPES").map(|s| s.split_ascii_whitespace().map(str::to_owned).collect());
-        b.provider_url = var("OPENID_PROVIDER_URL");
-        if let Some(hosts) = var("SPACE_HOST") {
-            let first = hosts.split(',').map(str::trim).find(|h| !h.is_empty());
-            let Some(first) = first else {
-                return Err(ConfigError::Invalid {
-                    setting: "SPACE_HOST",
-                    reason: "it holds no host name".into(),
-                });
-            };
-            b.public_url = Some(format!("https://{first}"));
-            b.iframe = Some(true);
-        } else {
-            b.public_url = var("PUBLIC_URL");
-        }
-        b.secret = var("HF_AUTH_SECRET").map(Secret::new);
-        b.old_secrets = var("HF_AUTH_OLD_SECRETS")
-            .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(Secret::new)
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(b)
-    }
-
     setter!(
         /// The OAuth client id. Required; from `OAUTH_CLIENT_ID` on a Space.
         ///

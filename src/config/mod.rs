@@ -28,6 +28,7 @@
 
 mod builder;
 mod check;
+mod env;
 
 use std::fmt;
 

@@ -255,9 +255,10 @@ impl std::error::Error for AuthError {}
 pub(crate) type Body = Full<Bytes>;
 
 pub(crate) use denial::{
-    CONNECTED_APPS, Denial, OrgShortfall, deny, login_href, missing_layer, missing_layer_error,
-    not_signed_in_message, restriction_advice,
+    CONNECTED_APPS, Denial, OrgShortfall, deny, login_href, missing_layer, restriction_advice,
 };
+#[cfg(feature = "tonic")]
+pub(crate) use denial::{missing_layer_error, not_signed_in_message};
 pub(crate) use frame::{own_page, top_level_escape};
 pub(crate) use page::html_escape;
 

@@ -1,0 +1,251 @@
+//! The session cookie's fuzz target and [`SessionStages`], the steps of opening a
+//! session cookie one by one for the benches.
+
+use std::sync::OnceLock;
+
+use http::header::{COOKIE, HeaderMap, HeaderValue};
+
+use super::{COOKIE_NAME, NOW, touch_user};
+use crate::Secret;
+use crate::session::cache::OpenedSessions;
+use crate::session::codec::KeyRing;
+use crate::session::cookie::{CookieAttrs, SameSite};
+use crate::session::{Loaded, SessionCookies, SessionTiming};
+use crate::user::{Profile, Scopes, SessionRecord};
+
+fn sessions() -> &'static SessionCookies {
+    static SESSIONS: OnceLock<SessionCookies> = OnceLock::new();
+    SESSIONS.get_or_init(|| SessionCookies {
+        name: COOKIE_NAME.to_owned(),
+        attrs: CookieAttrs {
+            secure: true,
+            same_site: SameSite::Lax,
+        },
+        keys: KeyRing::from_secrets(
+            &Secret::from("the fuzzing secret, thirty-two characters or more"),
+            [],
+        ),
+        timing: SessionTiming::default(),
+    })
+}
+
+/// The opened-session cache shared by every run, as a layer's is by its requests.
+fn opened() -> &'static OpenedSessions {
+    static OPENED: OnceLock<OpenedSessions> = OnceLock::new();
+    OPENED.get_or_init(|| OpenedSessions::new(1 << 20))
+}
+
+/// The session cookie decoder. The first byte picks what the rest is:
+/// - 0 (mod 3): raw `Cookie` header lines (split on `\n`), as an attacker's browser
+///   sends them. They must never open as a session: only this crate's key seals one.
+/// - 1: `tokens JSON \n profile JSON`, laid out and compressed as a session record's
+///   plaintext and sealed with the real key, so the record's JSON, its normalization
+///   and the expiry check are reached;
+/// - 2: a whole plaintext sealed with the real key, so the layout's parsing and the
+///   inflater see arbitrary bytes.
+pub fn session_cookie(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let sessions = sessions();
+    if mode % 3 == 0 {
+        foreign_cookies(sessions, rest);
+    } else {
+        sealed_by_us(sessions, mode, rest);
+    }
+}
+
+/// Raw `Cookie` header lines: never a session, and every chunk they carry is cleared by
+/// a sign-out and overwritten or deleted by a new session.
+fn foreign_cookies(sessions: &SessionCookies, rest: &[u8]) {
+    let mut headers = HeaderMap::new();
+    for line in rest.split(|&b| b == b'\n') {
+        if let Ok(value) = HeaderValue::from_bytes(line) {
+            headers.append(COOKIE, value);
+        }
+    }
+    let chunks = chunks_sent(&headers);
+    let loaded = sessions.load(&headers, NOW, 0, opened());
+    assert!(
+        !matches!(loaded, Loaded::Valid(_) | Loaded::Stale { .. }),
+        "a cookie not sealed by this crate opened as a session"
+    );
+    let present = match loaded {
+        Loaded::Invalid { present } => present,
+        _ => {
+            assert!(
+                chunks.is_empty(),
+                "session chunks {chunks:?} read as no session"
+            );
+            return;
+        }
+    };
+    assert!(
+        !chunks.is_empty(),
+        "no session chunk read as an invalid session"
+    );
+    // Signing out, or an invalid session, clears every chunk the browser sent...
+    let cleared = set_cookie_names(&sessions.clear(present), true);
+    for chunk in &chunks {
+        assert!(cleared.contains(chunk), "chunk {chunk} is not cleared");
+    }
+    // ... and so does a new session written over it: each chunk is overwritten or
+    // deleted.
+    let record = SessionRecord {
+        profile: Profile::default(),
+        scopes: Scopes::parse("openid"),
+        access_token: Secret::from("hf_oauth_fuzz"),
+        expires_at: NOW + 3600,
+        refresh_token: None,
+        asked: Scopes::default(),
+        profile_at: NOW,
+    };
+    let written = sessions
+        .save(&record, present, NOW)
+        .expect("a small session fits");
+    let written = set_cookie_names(&written, false);
+    for chunk in &chunks {
+        assert!(
+            written.contains(chunk),
+            "chunk {chunk} survives a new session"
+        );
+    }
+}
+
+/// A plaintext sealed with the real key: if it opens as a valid session, the cache
+/// answers the same user, it is unexpired and it round-trips.
+fn sealed_by_us(sessions: &SessionCookies, mode: u8, rest: &[u8]) {
+    let mut headers = HeaderMap::new();
+    let plain = if mode % 3 == 1 {
+        let mut parts = rest.splitn(2, |&b| b == b'\n');
+        let tokens = parts.next().unwrap_or_default();
+        let profile = parts.next().unwrap_or_default();
+        let Some(plain) = crate::session::record::lay_out(tokens, profile) else {
+            return;
+        };
+        plain
+    } else {
+        rest.to_vec()
+    };
+    let sealed = sessions.keys.seal(COOKIE_NAME, &plain);
+    let value = HeaderValue::from_str(&format!("{COOKIE_NAME}={sealed}"))
+        .expect("a sealed cookie is a valid header value");
+    headers.insert(COOKIE, value);
+    if let Loaded::Valid(user) = sessions.load(&headers, NOW, 0, opened()) {
+        // Read again, from the opened-session cache: the same user.
+        let Loaded::Valid(again) = sessions.load(&headers, NOW, 0, opened()) else {
+            panic!("a cached session no longer loads");
+        };
+        assert_eq!(again.record().access_token, user.record().access_token);
+        assert!(
+            user.record().expires_at > NOW,
+            "an expired session was accepted"
+        );
+        touch_user(&user);
+        let resaved = sessions
+            .save(user.record(), 1, NOW)
+            .map(|headers| headers.len());
+        assert!(
+            // JSON escaping can grow a string sixfold; small inputs must fit.
+            resaved.is_ok() || rest.len() > 4_000,
+            "a session round trips"
+        );
+    }
+}
+
+/// The session chunks (`hf_auth`, `hf_auth.1` … `hf_auth.9`) the `Cookie` headers
+/// carry, found without the crate's cookie reader: every readable header, split on
+/// `;`, names trimmed. Headers that are not visible ASCII are ignored, as the crate
+/// ignores them.
+fn chunks_sent(headers: &HeaderMap) -> Vec<String> {
+    let mut chunks = Vec::new();
+    for value in headers.get_all(COOKIE) {
+        let Ok(value) = value.to_str() else {
+            continue;
+        };
+        for pair in value.split(';') {
+            let Some((name, _)) = pair.split_once('=') else {
+                continue;
+            };
+            let name = name.trim();
+            let is_chunk = name == COOKIE_NAME
+                || (1..crate::session::cookie::MAX_CHUNKS)
+                    .any(|i| name == format!("{COOKIE_NAME}.{i}"));
+            if is_chunk && !chunks.iter().any(|c| c == name) {
+                chunks.push(name.to_owned());
+            }
+        }
+    }
+    chunks
+}
+
+/// The cookie names `Set-Cookie` headers write (`deleting: false`) or delete
+/// (`deleting: true`, `Max-Age=0`). Panics on a header that is neither.
+fn set_cookie_names(set_cookies: &[HeaderValue], deleting: bool) -> Vec<String> {
+    let mut names = Vec::new();
+    for header in set_cookies {
+        let header = header.to_str().expect("a Set-Cookie header is ASCII");
+        let (name, _) = header
+            .split_once('=')
+            .expect("a Set-Cookie header names a cookie");
+        if !deleting || header.contains("; Max-Age=0;") {
+            names.push(name.to_owned());
+        }
+    }
+    names
+}
+
+/// The steps of opening a session cookie one at a time, so a bench can time each: what
+/// a request pays when its cookie is not in the opened-session cache.
+#[derive(Debug)]
+pub struct SessionStages {
+    name: String,
+    keys: KeyRing,
+}
+
+impl SessionStages {
+    /// Opens cookies named `name` sealed under `secret`.
+    #[must_use]
+    pub fn new(secret: &str, name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            keys: KeyRing::from_secrets(&Secret::from(secret), []),
+        }
+    }
+
+    /// Step 1: the cookie value's base64 decoded.
+    #[must_use]
+    pub fn base64(value: &str) -> Option<Vec<u8>> {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(value)
+            .ok()
+    }
+
+    /// Steps 1 and 2: the value decoded and decrypted (AES-256-GCM): the record's
+    /// plaintext.
+    #[must_use]
+    pub fn open(&self, value: &str) -> Option<Vec<u8>> {
+        self.keys.open(&self.name, value)
+    }
+
+    /// Step 3: the profile's JSON, inflated when it is compressed.
+    #[must_use]
+    pub fn inflate(plain: &[u8]) -> Option<Vec<u8>> {
+        let layout = crate::session::record::split(plain)?;
+        if layout.deflated {
+            crate::session::record::inflate(layout.profile)
+        } else {
+            Some(layout.profile.to_vec())
+        }
+    }
+
+    /// Step 4: the record parsed from the plaintext's tokens and the inflated profile;
+    /// the username.
+    #[must_use]
+    pub fn parse(plain: &[u8], profile: &[u8]) -> Option<String> {
+        let layout = crate::session::record::split(plain)?;
+        let record = crate::session::record::parse(layout.tokens, profile)?;
+        Some(record.profile.preferred_username)
+    }
+}
