@@ -285,15 +285,17 @@ async fn an_org_the_user_is_not_in_sends_no_org_ids() {
     assert_eq!(query_param(&authorize_url, "orgIds"), None);
 }
 
-#[tokio::test]
-async fn bearer_tokens_act_only_in_the_orgs_they_may() {
-    let ungranted = MockOrg::new("labs")
+/// Dora: admin of `acme`, and admin of `labs`, which she did not grant to the app.
+fn dora_with_labs_not_granted() -> MockUser {
+    let labs = MockOrg::new("labs")
         .with_role(OrgRole::Admin)
         .with_granted(false);
-    let user = MockUser::new("dora")
-        .add_org(acme_admin())
-        .add_org(ungranted);
-    let mock = mock_with(|b| b.add_user(user)).await;
+    MockUser::new("dora").add_org(acme_admin()).add_org(labs)
+}
+
+#[tokio::test]
+async fn bearer_tokens_act_only_in_the_orgs_they_may() {
+    let mock = mock_with(|b| b.add_user(dora_with_labs_not_granted())).await;
     let app = app_with(mock, |b| b.with_bearer_tokens(true)).await;
     let as_token = |token: String| {
         let app_base = app.base.clone();
@@ -326,13 +328,7 @@ async fn bearer_tokens_act_only_in_the_orgs_they_may() {
 
 #[tokio::test]
 async fn bearer_org_reach_matches_the_documented_table() {
-    let ungranted = MockOrg::new("labs")
-        .with_role(OrgRole::Admin)
-        .with_granted(false);
-    let user = MockUser::new("dora")
-        .add_org(acme_admin())
-        .add_org(ungranted);
-    let mock = mock_with(|b| b.add_user(user)).await;
+    let mock = mock_with(|b| b.add_user(dora_with_labs_not_granted())).await;
     let app = serve(
         mock,
         |b| b.with_bearer_tokens(true),
