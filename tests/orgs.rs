@@ -285,6 +285,18 @@ async fn an_org_the_user_is_not_in_sends_no_org_ids() {
     assert_eq!(query_param(&authorize_url, "orgIds"), None);
 }
 
+/// `GET {path}` as an API client sending `token`: the status.
+async fn bearer_status(app: &TestApp, path: &str, token: String) -> StatusCode {
+    reqwest::Client::new()
+        .get(format!("{}{path}", app.base))
+        .header(header::ACCEPT, "application/json")
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
 /// Dora: admin of `acme`, and admin of `labs`, which she did not grant to the app.
 fn dora_with_labs_not_granted() -> MockUser {
     let labs = MockOrg::new("labs")
@@ -297,19 +309,7 @@ fn dora_with_labs_not_granted() -> MockUser {
 async fn bearer_tokens_act_only_in_the_orgs_they_may() {
     let mock = mock_with(|b| b.add_user(dora_with_labs_not_granted())).await;
     let app = app_with(mock, |b| b.with_bearer_tokens(true)).await;
-    let as_token = |token: String| {
-        let app_base = app.base.clone();
-        async move {
-            reqwest::Client::new()
-                .get(format!("{app_base}/acme/admin"))
-                .header(header::ACCEPT, "application/json")
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
-    };
+    let as_token = |token| bearer_status(&app, "/acme/admin", token);
     let mock = &app.mock;
     // A classic write token acts as its user.
     assert_eq!(
@@ -346,19 +346,7 @@ async fn bearer_org_reach_matches_the_documented_table() {
         },
     )
     .await;
-    let status = |path: &'static str, token: String| {
-        let url = format!("{}{path}", app.base);
-        async move {
-            reqwest::Client::new()
-                .get(url)
-                .header(header::ACCEPT, "application/json")
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
-    };
+    let status = |path, token| bearer_status(&app, path, token);
     let mock = &app.mock;
     // OAuth at userinfo: `labs` was not granted to the app.
     let oauth = mock.issue_oauth_token("dora", &["openid", "profile"], Duration::from_secs(600));
