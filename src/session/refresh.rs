@@ -165,10 +165,15 @@ impl Refresher {
             Ok(tokens) => {
                 let mut record = old.refreshed(tokens, now);
                 // The profile too, so org changes show; if it cannot be read now, the
-                // old one stays (and is read again on a later request).
+                // old one stays (and is read again on a later request). New tokens that
+                // userinfo refuses, or that describe another user, are not trusted.
                 match self.read_profile(&record).await {
                     ProfileRead::Read(profile) => record = record.with_profile(profile, now),
-                    ProfileRead::Unavailable | ProfileRead::Refused => {}
+                    ProfileRead::Unavailable => {}
+                    ProfileRead::Refused => {
+                        let until = old.expires_at.max(now).saturating_add(REMEMBER);
+                        return (Outcome::Refused, Some(until));
+                    }
                 }
                 tracing::debug!(user, "session refreshed");
                 // Never remembered past the new access token's own expiry.
