@@ -30,10 +30,13 @@
 //! whose access token expires within the refresh window
 //! ([`with_refresh_before`](crate::HfAuthConfigBuilder::with_refresh_before), default
 //! 5 minutes) or has already expired is refreshed on its next request
-//! (`grant_type=refresh_token`). The new session keeps the profile; it takes the new
-//! access token and expiry, the new refresh token (or the old one if none is sent) and
-//! the granted `scope` (or the old scopes), and its cookie replaces the old one on the
-//! response.
+//! (`grant_type=refresh_token`). The new session takes the new access token and
+//! expiry, the new refresh token (or the old one if none is sent), the granted `scope`
+//! (or the old scopes) and the profile read again with the new token (the old one if
+//! userinfo cannot answer now), and its cookie replaces the old one on the response. A
+//! profile older than
+//! [`with_profile_max_age`](crate::HfAuthConfigBuilder::with_profile_max_age) (1 hour)
+//! is read again the same way, without new tokens.
 //!
 //! ```
 //! use std::time::Duration;
