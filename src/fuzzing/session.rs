@@ -155,12 +155,12 @@ fn sealed_by_us(sessions: &SessionCookies, mode: u8, rest: &[u8]) {
 
 /// The session chunks (`hf_auth`, `hf_auth.1` … `hf_auth.9`) the `Cookie` headers
 /// carry, found without the crate's cookie reader: every readable header, split on
-/// `;`, names trimmed. Headers that are not visible ASCII are ignored, as the crate
-/// ignores them.
+/// `;`, names trimmed. Headers that are not UTF-8 are ignored, as the crate ignores
+/// them (it reads UTF-8 headers, not only visible ASCII ones).
 fn chunks_sent(headers: &HeaderMap) -> Vec<String> {
     let mut chunks = Vec::new();
     for value in headers.get_all(COOKIE) {
-        let Ok(value) = value.to_str() else {
+        let Ok(value) = std::str::from_utf8(value.as_bytes()) else {
             continue;
         };
         for pair in value.split(';') {
