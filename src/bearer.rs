@@ -97,6 +97,8 @@ use crate::Secret;
 use crate::clock::{Clock, unix_seconds};
 use crate::provider::{Provider, ProviderError, WhoAmI, WhoAmIAuth};
 use crate::single_flight::{SingleFlight, key_of};
+#[cfg(feature = "redis")]
+use crate::session::store::redis::RedisStore;
 use crate::user::{HfUser, OrgRole, Profile, Scopes, SessionRecord};
 
 /// Marks a request whose bearer token the provider rejected, so a guard's 401 says
@@ -210,6 +212,10 @@ pub(crate) enum BearerRejection {
     },
 }
 
+/// The label of bearer answers shared through a server-side store.
+#[cfg(feature = "redis")]
+const SHARED: &str = "bearer";
+
 /// The answer about one token.
 type Answer = Result<HfUser, BearerRejection>;
 
@@ -221,6 +227,9 @@ pub(crate) struct BearerValidator {
     clock: Arc<dyn Clock>,
     /// Answers under the token's SHA-256 digest, and the validations under way.
     answers: SingleFlight<Answer>,
+    /// The server-side store, where answers are shared with every replica.
+    #[cfg(feature = "redis")]
+    store: Option<Arc<RedisStore>>,
 }
 
 impl fmt::Debug for BearerValidator {
@@ -249,7 +258,15 @@ impl BearerValidator {
             settings,
             clock,
             answers,
+            #[cfg(feature = "redis")]
+            store: None,
         }
+    }
+
+    /// Shares answers with every replica through `store`.
+    #[cfg(feature = "redis")]
+    pub(crate) fn with_store(self, store: Option<Arc<RedisStore>>) -> Self {
+        Self { store, ..self }
     }
 
     /// Synchronous fast path: the cached answer for this token if still fresh (no
@@ -280,7 +297,13 @@ impl BearerValidator {
 
     /// Asks the provider and logs the answer; returns it with until when to cache it.
     async fn ask_and_log(&self, token: &str) -> (Answer, Option<u64>) {
+        #[cfg(feature = "redis")]
+        if let Some(shared) = self.shared(token).await {
+            return shared;
+        }
         let (answer, expires_at) = self.ask(token).await;
+        #[cfg(feature = "redis")]
+        self.share(token, &answer, expires_at).await;
         match &answer {
             Ok(user) => {
                 tracing::debug!(user = user.username(), "bearer token accepted");
@@ -289,6 +312,50 @@ impl BearerValidator {
             Err(BearerRejection::Unavailable { .. }) => {}
         }
         (answer, expires_at)
+    }
+
+    /// The answer another replica (or this one) stored for `token`, if any.
+    #[cfg(feature = "redis")]
+    async fn shared(&self, token: &str) -> Option<(Answer, Option<u64>)> {
+        let store = self.store.as_ref()?;
+        let value = store.shared_get(SHARED, token).await.ok()??;
+        let (&kind, rest) = value.split_first()?;
+        let until = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+        if until <= self.now() {
+            return None;
+        }
+        let answer = match kind {
+            0 => Err(BearerRejection::Invalid),
+            _ => Ok(HfUser::from_record(crate::session::record::decode(&rest[8..])?)),
+        };
+        Some((answer, Some(until)))
+    }
+
+    /// Stores an answer for every replica, until it may no longer be cached.
+    #[cfg(feature = "redis")]
+    async fn share(&self, token: &str, answer: &Answer, until: Option<u64>) {
+        let (Some(store), Some(until)) = (&self.store, until) else {
+            return;
+        };
+        let mut value = Vec::new();
+        match answer {
+            Ok(user) => {
+                let Some(plain) = crate::session::record::encode(user.record()) else {
+                    return;
+                };
+                value.push(1);
+                value.extend_from_slice(&until.to_be_bytes());
+                value.extend_from_slice(&plain);
+            }
+            Err(BearerRejection::Invalid) => {
+                value.push(0);
+                value.extend_from_slice(&until.to_be_bytes());
+            }
+            Err(BearerRejection::Unavailable { .. }) => return,
+        }
+        let ttl = Duration::from_secs(until.saturating_sub(self.now()).max(1));
+        // Not shared when the store does not answer: this replica still caches it.
+        let _ = store.shared_put(SHARED, token, &value, ttl).await;
     }
 
     /// Asks the provider. Returns the answer and until when it may be cached (`None`:

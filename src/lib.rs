@@ -113,14 +113,17 @@ mod single_flight;
 #[cfg(feature = "tonic")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
 pub mod tonic;
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+mod ticket;
 pub mod user;
 
 pub use bearer::BearerValidation;
 pub use clock::{Clock, SystemClock};
 pub use config::{ConfigError, HfAuthConfig, HfAuthConfigBuilder};
 pub use guard::{RequireLogin, RequireOrg, RequireScopes, RequireUser};
-pub use layer::{AuthBody, HfAuth, HfAuthLayer};
+pub use layer::{AuthBody, HfAuth, HfAuthLayer, RevokeError};
 pub use provider::ClientAuth;
 pub use respond::{AuthError, AuthErrorKind, Caller};
 pub use secret::Secret;
+pub use session::store::SessionStore;
 pub use user::{HfOrg, HfUser, OrgRole, Scopes};

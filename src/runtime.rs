@@ -10,10 +10,14 @@ use crate::bearer::BearerValidator;
 use crate::clock::{Clock, unix_seconds};
 use crate::config::HfAuthConfig;
 use crate::provider::Provider;
-use crate::session::SessionCookies;
+use crate::session::store::StoreError;
+use crate::session::{Loaded, SessionCookies};
+use http::HeaderMap;
 use crate::session::cache::OpenedSessions;
 use crate::session::codec::{Binding, KeyRing};
 use crate::session::refresh::Refresher;
+#[cfg(feature = "redis")]
+use crate::session::store::redis::RedisStore;
 use crate::single_flight::UsedOnce;
 use crate::user::HfUser;
 
@@ -29,7 +33,10 @@ pub(crate) struct Runtime {
     pub(crate) provider: Arc<Provider>,
     pub(crate) sessions: SessionCookies,
     /// The users of session cookies opened before, by the cookies' bytes.
-    pub(crate) opened: OpenedSessions,
+    pub(crate) opened: Arc<OpenedSessions>,
+    /// The server-side session store, when sessions live in one.
+    #[cfg(feature = "redis")]
+    pub(crate) store: Option<Arc<RedisStore>>,
     pub(crate) refresher: Arc<Refresher>,
     /// Present when bearer tokens are accepted.
     pub(crate) bearer: Option<Arc<BearerValidator>>,
@@ -43,13 +50,6 @@ impl Runtime {
     pub(crate) fn new(config: HfAuthConfig) -> Self {
         let clock = config.openid.clock.clone();
         let provider = Arc::new(Provider::new(config.openid.clone()));
-        let bearer = config.token_auth.clone().map(|settings| {
-            Arc::new(BearerValidator::new(
-                provider.clone(),
-                settings,
-                clock.clone(),
-            ))
-        });
         let sessions = SessionCookies {
             name: config.cookie_name.clone(),
             attrs: config.cookie_attrs.clone(),
@@ -62,11 +62,33 @@ impl Runtime {
                 },
             ),
             timing: config.session_timing,
+            server: config.session_store.is_server_side(),
         };
+        let opened = Arc::new(OpenedSessions::new(config.session_cache_bytes));
+        #[cfg(feature = "redis")]
+        let store = RedisStore::new(
+            &config.session_store,
+            &config.secret,
+            config.openid.timeout,
+            config.session_timing.refresh_grace,
+            opened.clone(),
+        )
+        .map(Arc::new);
+        let bearer = config.token_auth.clone().map(|settings| {
+            let validator = BearerValidator::new(provider.clone(), settings, clock.clone());
+            #[cfg(feature = "redis")]
+            let validator = validator.with_store(store.clone());
+            Arc::new(validator)
+        });
+        let refresher = Refresher::new(provider.clone(), clock.clone());
+        #[cfg(feature = "redis")]
+        let refresher = refresher.with_store(store.clone());
         Self {
-            refresher: Arc::new(Refresher::new(provider.clone(), clock.clone())),
+            refresher: Arc::new(refresher),
             used_states: UsedOnce::new(MAX_USED_STATES),
-            opened: OpenedSessions::new(config.session_cache_bytes),
+            opened,
+            #[cfg(feature = "redis")]
+            store,
             clock,
             provider,
             sessions,
@@ -78,6 +100,33 @@ impl Runtime {
     /// Now, in Unix seconds, by the configured clock.
     pub(crate) fn now(&self) -> u64 {
         unix_seconds(self.clock.as_ref())
+    }
+
+    /// The user of the session the request's cookie holds, without renewing it (read
+    /// from the store when sessions live in one and it does not answer from the cache):
+    /// `None` when there is none, or the store does not answer.
+    pub(crate) async fn session_user(&self, headers: &HeaderMap) -> Option<HfUser> {
+        self.session_user_or_error(headers).await.ok().flatten()
+    }
+
+    /// [`session_user`](Self::session_user), telling a store that did not answer from
+    /// no session.
+    pub(crate) async fn session_user_or_error(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<HfUser>, StoreError> {
+        Ok(match self.sessions.load(headers, self.now(), 0, &self.opened) {
+            Loaded::Valid(user) | Loaded::Stale { user, .. } => Some(user),
+            #[cfg(feature = "redis")]
+            Loaded::Fetch { value, .. } => match &self.store {
+                Some(store) => {
+                    let (keys, name) = (&self.sessions.keys, &self.sessions.name);
+                    store.open(&value, keys, name).await?.map(HfUser::from_record)
+                }
+                None => None,
+            },
+            Loaded::Absent | Loaded::Invalid { .. } => None,
+        })
     }
 
     /// Whether `user` may use the app (see

@@ -67,6 +67,7 @@ use ::tonic::{Request, Status};
 
 use crate::HfUser;
 use crate::layer::AuthContext;
+use crate::session::store::StoreUnavailable;
 use crate::respond::{Caller, missing_layer_error, not_signed_in_message};
 
 /// Reads the [`HfUser`] that [`HfAuthLayer`](crate::HfAuthLayer) put into a
@@ -106,6 +107,11 @@ impl<T> HfUserExt for Request<T> {
         let Some(context) = extensions.get::<AuthContext>() else {
             return Err(Status::internal(missing_layer_error().message()));
         };
+        if extensions.get::<StoreUnavailable>().is_some() {
+            return Err(Status::unavailable(
+                "the session store is not answering; you are still signed in, retry shortly",
+            ));
+        }
         Err(Status::unauthenticated(not_signed_in_message(
             &context.runtime,
             extensions,

@@ -373,6 +373,9 @@ pub(crate) struct SessionRecord {
     /// before this was recorded: re-read at once).
     #[serde(default)]
     pub(crate) profile_at: u64,
+    /// Where the session lives in a server-side store (never in a cookie's record).
+    #[serde(skip)]
+    pub(crate) stored: Option<crate::ticket::Stored>,
 }
 
 /// The signed-in Hugging Face user, inserted into request extensions by
@@ -389,6 +392,14 @@ impl HfUser {
 
     pub(crate) fn record(&self) -> &SessionRecord {
         &self.0
+    }
+
+    /// The id of this session in the server-side store, for
+    /// [`HfAuthLayer::revoke_session`](crate::HfAuthLayer::revoke_session): keyed
+    /// hashes, not a secret. `None` for cookie sessions and bearer tokens.
+    #[must_use]
+    pub fn session_id(&self) -> Option<&str> {
+        self.0.stored.as_ref().map(|s| s.handle.as_str())
     }
 
     /// The user's stable id (`sub`): 24 hex characters that survive renames.
@@ -585,6 +596,7 @@ mod tests {
             refresh_token: Some(Secret::new("refresh_secret_value")),
             asked: Scopes::parse("openid profile"),
             profile_at: u64::MAX / 2,
+            stored: None,
         };
         let user = HfUser::from_record(record);
         let json = serde_json::to_string(&user).unwrap();

@@ -3,13 +3,14 @@
 # `cargo test --all-features` with any arguments given (e.g. `tests/run.sh --test browser`).
 #
 # Each need is one line in NEEDS: "<file that proves it is installed> <Debian package>".
-# Add a line for a new tool (e.g. "/usr/bin/redis-server redis-server").
+# Add a line for a new tool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NEEDS=(
   "/usr/bin/chromium chromium"
   "/usr/bin/chromedriver chromium-driver"
+  "/usr/bin/redis-server redis-server"
 )
 
 missing=()

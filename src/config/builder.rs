@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::session::store::SessionStore;
 use crate::Secret;
 use crate::bearer::{BearerSettings, BearerValidation};
 use crate::clock::Clock;
@@ -47,6 +48,7 @@ pub struct HfAuthConfigBuilder {
     pub(super) profile_max_age: Option<Duration>,
     pub(super) refresh_grace: Option<Duration>,
     pub(super) session_cache_bytes: Option<usize>,
+    pub(super) session_store: Option<SessionStore>,
     pub(super) clock: Option<Arc<dyn Clock>>,
 }
 
@@ -291,6 +293,21 @@ impl HfAuthConfigBuilder {
         /// let b = tower_hf_auth::HfAuthConfig::builder().with_session_cache_bytes(64 << 20);
         /// ```
         with_session_cache_bytes, session_cache_bytes, usize
+    );
+    setter!(
+        /// Where sessions live: in the cookie (the default) or, with the `redis`
+        /// feature, in Redis or Valkey (`HF_AUTH_REDIS_URL`), which adds revocation,
+        /// sign-out everywhere and one refresh across replicas (see the
+        /// [`store`](crate::session::store) module).
+        ///
+        /// ```
+        /// # #[cfg(feature = "redis")] {
+        /// use tower_hf_auth::SessionStore;
+        /// let b = tower_hf_auth::HfAuthConfig::builder()
+        ///     .with_session_store(SessionStore::redis("redis://127.0.0.1:6379"));
+        /// # }
+        /// ```
+        with_session_store, session_store, SessionStore
     );
     setter!(
         /// The clock used for every expiry decision. Default: the system clock.

@@ -34,6 +34,7 @@ const HOST_PREFIX: &str = "insecure_without_host_prefix";
 const TRUSTED_ORIGINS: &str = "add_trusted_origin";
 const FRAME_ANCESTORS: &str = "add_frame_ancestor";
 const BYPASS: &str = "add_cross_origin_bypass";
+const REDIS_URL: &str = "HF_AUTH_REDIS_URL (with_session_store)";
 
 /// Each origin checked: `scheme://host[:port]`, nothing more.
 fn origins(setting: &'static str, given: &[String]) -> Result<Vec<String>, ConfigError> {
@@ -106,7 +107,20 @@ impl HfAuthConfigBuilder {
                 SameSite::Lax
             },
         };
+        let session_store = self.session_store.unwrap_or_default();
+        if let Some(reason) = session_store.problem() {
+            return Err(invalid(REDIS_URL, reason));
+        }
+        if session_store.is_server_side() && ephemeral_keys {
+            return Err(ConfigError::Missing {
+                setting: SECRET,
+                hint: "a server-side session store needs key material every replica \
+                       shares: set HF_AUTH_SECRET (or OAUTH_CLIENT_SECRET)"
+                    .into(),
+            });
+        }
         Ok(HfAuthConfig {
+            session_store,
             redirect_uri: format!("{public_url}{}", paths.callback),
             scopes: with_openid(self.scopes),
             pending_prefix: format!("{cookie_name}_login_"),

@@ -3,6 +3,7 @@
 
 use super::{ConfigError, HfAuthConfigBuilder};
 use crate::Secret;
+use crate::session::store::SessionStore;
 
 impl HfAuthConfigBuilder {
     /// Reads the Spaces variables and the crate's own (see the [module docs](crate::config)).
@@ -48,6 +49,29 @@ impl HfAuthConfigBuilder {
                     .collect()
             })
             .unwrap_or_default();
+        if let Some(url) = var("HF_AUTH_REDIS_URL") {
+            b.session_store = Some(redis_store(url, var("HF_AUTH_REDIS_PREFIX"))?);
+        }
         Ok(b)
     }
+}
+
+/// The store `HF_AUTH_REDIS_URL` names.
+#[cfg(feature = "redis")]
+fn redis_store(url: String, prefix: Option<String>) -> Result<SessionStore, ConfigError> {
+    let store = SessionStore::redis(url);
+    Ok(match prefix {
+        Some(prefix) => store.with_key_prefix(prefix),
+        None => store,
+    })
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_store(_: String, _: Option<String>) -> Result<SessionStore, ConfigError> {
+    Err(ConfigError::Invalid {
+        setting: "HF_AUTH_REDIS_URL",
+        reason: "this build of tower-hf-auth has no Redis support: enable its `redis` \
+                 feature, or unset the variable for cookie sessions"
+            .into(),
+    })
 }

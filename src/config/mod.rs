@@ -11,6 +11,8 @@
 //! | `PUBLIC_URL` | the URL people open the app at, when not on a Space | required off Spaces |
 //! | `HF_AUTH_SECRET` | key material for the session cookies, at least 32 characters | derived from `OAUTH_CLIENT_SECRET`; a random key (sessions end at restart) only without either |
 //! | `HF_AUTH_OLD_SECRETS` | comma-separated older secrets that still open cookies | unset |
+//! | `HF_AUTH_REDIS_URL` | sessions in this Redis/Valkey server (feature `redis`, see [`store`](crate::session::store)) | cookie sessions |
+//! | `HF_AUTH_REDIS_PREFIX` | prefix of the store's keys and channel | `hf-auth:` |
 //!
 //! ```
 //! use tower_hf_auth::HfAuthConfig;
@@ -109,6 +111,8 @@ pub struct HfAuthConfig {
     pub(crate) session_timing: SessionTiming,
     /// The opened-session cache's memory bound in bytes; 0: no cache.
     pub(crate) session_cache_bytes: usize,
+    /// Where sessions live.
+    pub(crate) session_store: crate::session::store::SessionStore,
     /// Bearer-token settings, when bearer tokens are accepted.
     pub(crate) token_auth: Option<BearerSettings>,
     /// Cookies and pages for an app shown in a cross-site iframe.
@@ -203,6 +207,7 @@ impl fmt::Debug for HfAuthConfig {
             .field("scopes", &self.scopes)
             .field("cookie_name", &self.cookie_name)
             .field("bearer_tokens", &self.token_auth.is_some())
+            .field("session_store", &self.session_store)
             .finish_non_exhaustive()
     }
 }

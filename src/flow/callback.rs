@@ -210,7 +210,7 @@ async fn sign_in(
     headers: &HeaderMap,
 ) -> Result<Vec<HeaderValue>, AuthError> {
     let now = runtime.now();
-    claim_state(runtime, state, pending, now)?;
+    claim_state(runtime, state, pending, now).await?;
     let metadata = runtime
         .provider
         .metadata()
@@ -238,11 +238,12 @@ async fn sign_in(
     let record = SessionRecord::from_tokens(profile, tokens, asked.clone(), asked, now);
     let user = HfUser::from_record(record);
     admit(runtime, &user)?;
-    store(runtime, &user, headers, now)
+    store(runtime, user, headers, now).await
 }
 
-/// Step 2: not expired, and the first use of this state (in this process).
-fn claim_state(
+/// Step 2: not expired, and the first use of this state (in this process, and with a
+/// server-side store, in every replica).
+async fn claim_state(
     runtime: &Runtime,
     state: &str,
     pending: &PendingLogin,
@@ -255,13 +256,40 @@ fn claim_state(
             "This sign-in took longer than 10 minutes. Please sign in again.",
         ));
     }
-    if !runtime.used_states.claim(key_of(state), expires, now) {
-        return Err(bad(
+    let used = || {
+        bad(
             AuthErrorKind::InvalidState,
             "This sign-in response was already used. Please sign in again.",
-        ));
+        )
+    };
+    if !runtime.used_states.claim(key_of(state), expires, now) {
+        return Err(used());
+    }
+    #[cfg(feature = "redis")]
+    if let Some(store) = &runtime.store {
+        let ttl = std::time::Duration::from_secs(expires - now);
+        match store.claim_once("state", state, ttl).await {
+            Ok(true) => {}
+            Ok(false) => return Err(used()),
+            Err(err) => return Err(store_failure(err)),
+        }
     }
     Ok(())
+}
+
+/// The store did not answer or is full: nothing was stored, the user can try again.
+#[cfg(feature = "redis")]
+fn store_failure(err: crate::session::store::StoreError) -> AuthError {
+    tracing::warn!(error = %err, "sign-in failed: the session store");
+    let detail = match err {
+        crate::session::store::StoreError::Full => {
+            "The session store is full, so no session could be made; please try again later."
+        }
+        crate::session::store::StoreError::Unavailable => {
+            "The session store is not answering; please try again in a moment."
+        }
+    };
+    bad(AuthErrorKind::StoreUnavailable, detail)
 }
 
 /// Step 3: the response names the provider as its issuer when it names one, and must
@@ -372,15 +400,30 @@ fn admit(runtime: &Runtime, user: &HfUser) -> Result<(), AuthError> {
     ))
 }
 
-/// Step 5: the session cookie, replacing any the browser has.
-fn store(
+/// Step 5: the session (in the store, when sessions live in one) and its cookie,
+/// replacing any the browser has.
+async fn store(
     runtime: &Runtime,
-    user: &HfUser,
+    user: HfUser,
     headers: &HeaderMap,
     now: u64,
 ) -> Result<Vec<HeaderValue>, AuthError> {
     let sessions = &runtime.sessions;
     let record = user.record();
+    #[cfg(feature = "redis")]
+    let stored;
+    #[cfg(feature = "redis")]
+    let record = match &runtime.store {
+        Some(store) => {
+            let (keys, name) = (&sessions.keys, &sessions.name);
+            stored = store
+                .create(record.clone(), keys, name, now)
+                .await
+                .map_err(store_failure)?;
+            &stored
+        }
+        None => record,
+    };
     let present = cookie::chunks(headers, &sessions.name).present();
     let set_cookies = sessions.save(record, present, now).map_err(|_| {
         bad(

@@ -14,7 +14,6 @@ use super::pending::{self, PendingLogin};
 use super::return_to;
 use crate::respond::{self, Caller};
 use crate::runtime::Runtime;
-use crate::session::Loaded;
 
 /// A scope as RFC 6749 §3.3 allows it, short enough to be one.
 fn is_scope_token(s: &str) -> bool {
@@ -37,14 +36,8 @@ fn now_ns(runtime: &Runtime) -> u64 {
 
 /// The id of the organization called `name`, as the browser's current session knows
 /// it (Hugging Face lists every organization of the user, granted or not).
-fn org_id(runtime: &Runtime, headers: &HeaderMap, name: &str) -> Option<String> {
-    let user = match runtime
-        .sessions
-        .load(headers, runtime.now(), 0, &runtime.opened)
-    {
-        Loaded::Valid(user) | Loaded::Stale { user, .. } => user,
-        Loaded::Absent | Loaded::Invalid { .. } => return None,
-    };
+async fn org_id(runtime: &Runtime, headers: &HeaderMap, name: &str) -> Option<String> {
+    let user = runtime.session_user(headers).await?;
     let id = user.org(name)?.id();
     let plain = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric());
     plain.then(|| id.to_owned())
@@ -66,7 +59,7 @@ pub(super) async fn start(
             "return_to" => return_to = return_to::sanitize(&v),
             // Ask for access to an organization on the spot (a guard's denial links here).
             "org" => {
-                if let Some(id) = org_id(runtime, headers, &v).filter(|id| !org_ids.contains(id)) {
+                if let Some(id) = org_id(runtime, headers, &v).await.filter(|id| !org_ids.contains(id)) {
                     org_ids.push(id);
                 }
             }

@@ -37,8 +37,25 @@ pub(crate) enum Answer {
     Later(Pin<Box<dyn Future<Output = Response<respond::Body>> + Send>>),
 }
 
-/// Answers the crate's own routes; `None` for every other request.
+/// Answers the crate's own routes; every other request is handed back.
 pub(crate) fn route<B>(
+    runtime: &Arc<Runtime>,
+    req: Request<B>,
+    caller: Option<Caller>,
+) -> Result<Answer, Request<B>>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+{
+    let config = &runtime.config;
+    if req.uri().path() == config.logout_path {
+        return Ok(logout::route(runtime, req, caller));
+    }
+    own_get_route(runtime, &req, caller).ok_or(req)
+}
+
+/// `/login` and `/login/callback`; `None` for other paths.
+fn own_get_route<B>(
     runtime: &Arc<Runtime>,
     req: &Request<B>,
     caller: Option<Caller>,
@@ -49,14 +66,6 @@ pub(crate) fn route<B>(
     // Decided only for the crate's own routes: every other request passes untouched.
     let caller = || caller.unwrap_or_else(|| Caller::of(req));
     let policy = &config.frame_policy;
-    if path == config.logout_path {
-        if !is_get && req.method() != Method::POST {
-            let res = method_not_allowed(caller(), "GET, POST");
-            return Some(Answer::Ready(respond::own_page(res, policy)));
-        }
-        let res = logout::logout(runtime, caller(), req.headers());
-        return Some(Answer::Ready(respond::own_page(res, policy)));
-    }
     let login = path == config.login_path;
     if !login && path != config.callback_path {
         return None;
@@ -80,7 +89,7 @@ pub(crate) fn route<B>(
     })))
 }
 
-fn method_not_allowed(caller: Caller, allow: &'static str) -> Response<respond::Body> {
+pub(super) fn method_not_allowed(caller: Caller, allow: &'static str) -> Response<respond::Body> {
     let err = AuthError::new(
         AuthErrorKind::MethodNotAllowed,
         format!("this route answers {allow} only"),

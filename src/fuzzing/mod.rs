@@ -433,6 +433,7 @@ pub fn provider_json(data: &[u8]) {
             refresh_token: None,
             asked: Scopes::default(),
             profile_at: NOW,
+            stored: None,
         };
         touch_user(&HfUser::from_record(record));
     }

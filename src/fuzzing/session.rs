@@ -26,6 +26,7 @@ fn sessions() -> &'static SessionCookies {
             [],
         ),
         timing: SessionTiming::default(),
+        server: false,
     })
 }
 
@@ -99,6 +100,7 @@ fn foreign_cookies(sessions: &SessionCookies, rest: &[u8]) {
         refresh_token: None,
         asked: Scopes::default(),
         profile_at: NOW,
+        stored: None,
     };
     let written = sessions
         .save(&record, present, NOW)

@@ -57,6 +57,31 @@ pub(crate) struct AuthContext {
     pub(crate) caller: Option<Caller>,
 }
 
+/// Why a revocation did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RevokeError {
+    /// Sessions live in cookies, which cannot be revoked: configure a server-side
+    /// [`SessionStore`](crate::SessionStore).
+    NoServerStore,
+    /// The session store did not answer in time; nothing may have been revoked.
+    StoreUnavailable,
+}
+
+impl std::fmt::Display for RevokeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::NoServerStore => {
+                "sessions live in cookies, which cannot be revoked: configure a server-side \
+                 session store"
+            }
+            Self::StoreUnavailable => "the session store did not answer in time",
+        })
+    }
+}
+
+impl std::error::Error for RevokeError {}
+
 /// The sign-in layer. Cheap to clone: clones share one set of running parts.
 #[derive(Debug, Clone)]
 #[must_use]
@@ -117,6 +142,42 @@ impl HfAuthLayer {
         self.answer_as(Caller::Browser)
     }
 
+    /// Ends every session of the user with id `user_id` ([`HfUser::id`]) on every
+    /// device and replica; how many there were. Every replica refuses them within
+    /// about a second (at once on this one). Needs a server-side session store.
+    ///
+    /// # Errors
+    /// [`RevokeError::NoServerStore`] with cookie sessions (which cannot be revoked);
+    /// [`RevokeError::StoreUnavailable`] when the store does not answer in time.
+    pub async fn revoke_user(&self, user_id: &str) -> Result<usize, RevokeError> {
+        #[cfg(feature = "redis")]
+        if let Some(store) = &self.runtime.store {
+            return store
+                .revoke_user(user_id)
+                .await
+                .map_err(|_| RevokeError::StoreUnavailable);
+        }
+        let _ = user_id;
+        Err(RevokeError::NoServerStore)
+    }
+
+    /// Ends the one session whose id is `session_id` ([`HfUser::session_id`]);
+    /// whether it still existed. Needs a server-side session store.
+    ///
+    /// # Errors
+    /// As [`revoke_user`](Self::revoke_user).
+    pub async fn revoke_session(&self, session_id: &str) -> Result<bool, RevokeError> {
+        #[cfg(feature = "redis")]
+        if let Some(store) = &self.runtime.store {
+            return store
+                .delete(session_id)
+                .await
+                .map_err(|_| RevokeError::StoreUnavailable);
+        }
+        let _ = session_id;
+        Err(RevokeError::NoServerStore)
+    }
+
     fn answer_as(mut self, caller: Caller) -> Self {
         self.caller = Some(caller);
         self
@@ -157,7 +218,8 @@ impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for HfAuth<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send,
-    ReqBody: Send + 'static,
+    ReqBody: http_body::Body + Send + 'static,
+    ReqBody::Data: Send,
 {
     type Response = Response<AuthBody<ResBody>>;
     type Error = S::Error;
@@ -167,18 +229,17 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        if let Some(answer) = flow::route(&self.runtime, &req, self.caller) {
-            return match answer {
-                Answer::Ready(response) => ResponseFuture::ready(response),
-                Answer::Later(fut) => ResponseFuture::boxed(fut),
-            };
-        }
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let mut req = match flow::route(&self.runtime, req, self.caller) {
+            Ok(Answer::Ready(response)) => return ResponseFuture::ready(response),
+            Ok(Answer::Later(fut)) => return ResponseFuture::boxed(fut),
+            Err(req) => req,
+        };
         let runtime = &self.runtime;
         if let Some(refused) = cross_origin::refuse(runtime, &req, self.caller) {
             return ResponseFuture::ready(refused);
         }
-        let (signed_in, stale, set_cookies) = open_session(runtime, &mut req);
+        let (signed_in, later, set_cookies) = open_session(runtime, &mut req);
         req.extensions_mut().insert(AuthContext {
             runtime: runtime.clone(),
             caller: self.caller,
@@ -188,24 +249,11 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
 
-        if let Some(stale) = stale {
+        if let Some(later) = later {
             let runtime = runtime.clone();
             let caller = self.caller.unwrap_or_else(|| Caller::of(&req));
             return ResponseFuture::step(async move {
-                let outcome = runtime
-                    .refresher
-                    .refresh_for_request(&stale.user, stale.renew, stale.expired)
-                    .await;
-                let now = runtime.now();
-                let (user, set_cookies) = settle(
-                    &runtime.sessions,
-                    outcome,
-                    stale.user,
-                    stale.present,
-                    stale.expired,
-                    now,
-                );
-                let signed_in = user.is_some_and(|user| sign_in(&runtime, &mut req, user));
+                let (signed_in, set_cookies) = later.settle(&runtime, &mut req).await;
                 if let Some((validator, token)) = bearer_to_check(&runtime, signed_in, &req) {
                     let (validator, token) = (validator.clone(), token.to_owned());
                     let admits = |u: &HfUser| runtime.admits(u);
@@ -239,13 +287,107 @@ where
     }
 }
 
+/// A session whose answer needs the provider or the store.
+enum Later {
+    /// Due for a refresh whose outcome is not known yet.
+    Stale(Stale),
+    /// A ticket to a server-side session that is not in the cache.
+    #[cfg(feature = "redis")]
+    Fetch {
+        value: String,
+        ticket: crate::session::cache::Ticket,
+    },
+}
+
+impl Later {
+    /// Settles the session and signs the request in; whether someone is signed in,
+    /// and the `Set-Cookie` headers to send.
+    async fn settle<B>(
+        self,
+        runtime: &Runtime,
+        req: &mut Request<B>,
+    ) -> (bool, Vec<http::HeaderValue>) {
+        match self {
+            Self::Stale(stale) => refresh(runtime, req, stale).await,
+            #[cfg(feature = "redis")]
+            Self::Fetch { value, ticket } => fetch(runtime, req, &value, ticket).await,
+        }
+    }
+}
+
+/// Refreshes a stale session, then signs the request in with what came of it.
+async fn refresh<B>(
+    runtime: &Runtime,
+    req: &mut Request<B>,
+    stale: Stale,
+) -> (bool, Vec<http::HeaderValue>) {
+    let outcome = runtime
+        .refresher
+        .refresh_for_request(&stale.user, stale.renew, stale.expired)
+        .await;
+    let now = runtime.now();
+    let (user, set_cookies) = settle(
+        &runtime.sessions,
+        outcome,
+        stale.user,
+        stale.present,
+        stale.expired,
+        now,
+    );
+    let signed_in = user.is_some_and(|user| sign_in(runtime, req, user));
+    (signed_in, set_cookies)
+}
+
+/// Reads a server-side session from the store. When the store does not answer, the
+/// request goes on with no user and its cookie kept, marked so guards answer `503`.
+#[cfg(feature = "redis")]
+async fn fetch<B>(
+    runtime: &Runtime,
+    req: &mut Request<B>,
+    value: &str,
+    ticket: crate::session::cache::Ticket,
+) -> (bool, Vec<http::HeaderValue>) {
+    let Some(store) = &runtime.store else {
+        return (false, Vec::new());
+    };
+    let sessions = &runtime.sessions;
+    let record = match store.open(value, &sessions.keys, &sessions.name).await {
+        Ok(record) => record,
+        Err(_) => {
+            req.extensions_mut()
+                .insert(crate::session::store::StoreUnavailable);
+            return (false, Vec::new());
+        }
+    };
+    let now = runtime.now();
+    let refresh_before = runtime.config.refresh_before;
+    match sessions.fetched(record, value, now, refresh_before, &runtime.opened, ticket) {
+        Loaded::Valid(user) => (sign_in(runtime, req, user), Vec::new()),
+        Loaded::Stale {
+            user,
+            present,
+            expired,
+            renew,
+        } => {
+            let stale = Stale {
+                user,
+                present,
+                expired,
+                renew,
+            };
+            Box::pin(refresh(runtime, req, stale)).await
+        }
+        _ => (false, sessions.clear(1)),
+    }
+}
+
 /// Reads the request's session and signs it in when it is valid (or its refresh was
-/// already settled). Returns whether someone is signed in, the session to refresh
-/// first, if any, and the `Set-Cookie` headers to send.
+/// already settled). Returns whether someone is signed in, the session to settle
+/// first (refresh, or read from the store), if any, and the `Set-Cookie` headers.
 fn open_session<B>(
     runtime: &Runtime,
     req: &mut Request<B>,
-) -> (bool, Option<Stale>, Vec<http::HeaderValue>) {
+) -> (bool, Option<Later>, Vec<http::HeaderValue>) {
     let now = runtime.now();
     let loaded = runtime.sessions.load(
         req.headers(),
@@ -274,9 +416,11 @@ fn open_session<B>(
                     expired,
                     renew,
                 };
-                (false, Some(stale), Vec::new())
+                (false, Some(Later::Stale(stale)), Vec::new())
             }
         },
+        #[cfg(feature = "redis")]
+        Loaded::Fetch { value, ticket } => (false, Some(Later::Fetch { value, ticket }), Vec::new()),
         Loaded::Invalid { present } => (false, None, runtime.sessions.clear(present)),
         Loaded::Absent => (false, None, Vec::new()),
     }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use http::{HeaderValue, Response, header};
 
 use super::{AuthError, AuthErrorKind, Body, Caller, error, redirect};
+use crate::session::store::StoreUnavailable;
 use crate::bearer::BearerRejected;
 use crate::runtime::Runtime;
 use crate::user::{HfUser, OrgRole};
@@ -160,6 +161,10 @@ pub(crate) fn deny(
     extensions: &http::Extensions,
     denial: Denial,
 ) -> Response<Body> {
+    // A session the store could not read: not a reason to sign in again.
+    if extensions.get::<StoreUnavailable>().is_some() && extensions.get::<HfUser>().is_none() {
+        return super::store_unavailable(caller);
+    }
     match denial {
         Denial::NotSignedIn => not_signed_in(runtime, caller, here, extensions),
         Denial::MissingScopes(missing) => {

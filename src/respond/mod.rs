@@ -111,6 +111,9 @@ pub enum AuthErrorKind {
     MethodNotAllowed,
     /// A guard or extractor runs without [`HfAuthLayer`](crate::HfAuthLayer) around it (`500`).
     MissingLayer,
+    /// The server-side session store did not answer, or is full (`503`, with
+    /// `Retry-After`; gRPC 14). Nobody is signed out: the request can be retried.
+    StoreUnavailable,
 }
 
 impl AuthErrorKind {
@@ -138,6 +141,7 @@ impl AuthErrorKind {
             Self::CrossOriginRequest => "cross_origin_request",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::MissingLayer => "missing_layer",
+            Self::StoreUnavailable => "store_unavailable",
         }
     }
 
@@ -160,7 +164,7 @@ impl AuthErrorKind {
                 StatusCode::BAD_GATEWAY
             }
             Self::ProviderTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ProviderUnavailable | Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::SessionTooLarge | Self::MissingLayer => StatusCode::INTERNAL_SERVER_ERROR,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -371,8 +375,27 @@ pub(crate) fn error(caller: Caller, err: AuthError, retry: Option<&str>) -> Resp
             page::error_page(&err, retry),
         ),
     };
+    // The store comes back by itself: say when to try again.
+    if err.kind == AuthErrorKind::StoreUnavailable {
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(STORE_RETRY_AFTER));
+    }
     res.extensions_mut().insert(err);
     res
+}
+
+/// Seconds a client waits before retrying when the session store did not answer.
+const STORE_RETRY_AFTER: u16 = 1;
+
+/// The answer to a request whose session could not be read because the session store
+/// did not answer: nobody is signed out, the request can be retried.
+pub(crate) fn store_unavailable(caller: Caller) -> Response<Body> {
+    let err = AuthError::new(
+        AuthErrorKind::StoreUnavailable,
+        "Your session cannot be read right now (the session store is not answering); \
+         you are still signed in. Try again in a moment.",
+    );
+    error(caller, err, None)
 }
 
 #[cfg(test)]

@@ -20,8 +20,8 @@
 //!   hash, each behind its own read-write lock; a hit takes one shard's read lock,
 //!   compares bytes and clones an `Arc`.
 //! - **Invalidation.** [`clear`](OpenedSessions::clear) forgets everything (a key-ring
-//!   change), [`forget_user`](OpenedSessions::forget_user) every session of one user (a
-//!   revocation). An insert that raced with either is dropped: it holds the
+//!   change), [`forget`](OpenedSessions::forget) the sessions a revocation names
+//!   (sign out everywhere). An insert that raced with either is dropped: it holds the
 //!   [`Ticket`] taken before its session was read.
 //!
 //! The key is a list of parts (a chunked cookie's chunks) that stand for their
@@ -57,6 +57,8 @@ pub(crate) struct OpenedSessions {
     hasher: RandomState,
     /// Bumped by every invalidation; inserts holding an older [`Ticket`] are dropped.
     epoch: AtomicU64,
+    /// Set while the cache may be stale (see [`suspend`](Self::suspend)).
+    suspended: AtomicBool,
 }
 
 /// Taken before a session is read; an insert with it is dropped if the cache was
@@ -118,13 +120,14 @@ impl OpenedSessions {
             shard_bytes: bytes / shards,
             hasher: RandomState::new(),
             epoch: AtomicU64::new(0),
+            suspended: AtomicBool::new(false),
         }
     }
 
     /// The user of the session stored under `parts`, if it was opened before. Takes one
     /// shard's read lock; allocates nothing.
     pub(crate) fn get(&self, parts: &[&str]) -> Option<HfUser> {
-        if self.shard_bytes == 0 {
+        if self.shard_bytes == 0 || self.is_suspended() {
             return None;
         }
         let hash = self.hash(parts);
@@ -159,7 +162,7 @@ impl OpenedSessions {
         shard.remove(hash);
         // Checked under the shard's lock: an invalidation bumps the epoch before it
         // takes the shard locks, so it either sees this entry or this check sees it.
-        if cost > self.shard_bytes || self.ticket() != ticket {
+        if cost > self.shard_bytes || self.ticket() != ticket || self.is_suspended() {
             return;
         }
         shard.insert(hash, parts.concat().into_bytes().into(), user, cost);
@@ -184,7 +187,7 @@ impl OpenedSessions {
 
     /// Forgets every entry: the hook for a key-ring change, after which values sealed
     /// under a retired key must open afresh (and fail).
-    #[allow(dead_code)] // The key ring is fixed for a layer's life today.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn clear(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         for shard in &self.shards {
@@ -192,23 +195,49 @@ impl OpenedSessions {
         }
     }
 
-    /// Forgets every session of the user with id `user_id`: the hook for a revocation
-    /// (sign out everywhere). Scans the whole cache; revocations are rare.
-    #[allow(dead_code)] // Server-side sessions will call it; cookie sessions cannot be revoked.
+    /// Forgets every session of the user with id `user_id`. Scans the whole cache.
+    #[cfg(test)]
     pub(crate) fn forget_user(&self, user_id: &str) {
+        self.forget(|user| user.id() == user_id);
+    }
+
+    /// Forgets every entry whose user `gone` picks: the hook for a revocation (sign
+    /// out everywhere, or one session). Scans the whole cache; revocations are rare.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn forget(&self, gone: impl Fn(&HfUser) -> bool) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         for shard in &self.shards {
             let mut shard = write(shard);
-            let gone: Vec<u64> = shard
+            let hashes: Vec<u64> = shard
                 .entries
                 .iter()
-                .filter(|(_, e)| e.user.id() == user_id)
+                .filter(|(_, e)| gone(&e.user))
                 .map(|(&hash, _)| hash)
                 .collect();
-            for hash in gone {
+            for hash in hashes {
                 shard.remove(hash);
             }
         }
+    }
+
+    /// Stops trusting the cache: it answers no lookup and takes no entry until
+    /// [`resume`](Self::resume) (a server-side store that cannot hear revocations).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn suspend(&self) {
+        self.suspended.store(true, Ordering::Release);
+        self.clear();
+    }
+
+    /// Trusts the cache again, starting empty.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn resume(&self) {
+        self.clear();
+        self.suspended.store(false, Ordering::Release);
+    }
+
+    /// Whether lookups are answered.
+    pub(crate) fn is_suspended(&self) -> bool {
+        self.suspended.load(Ordering::Acquire)
     }
 
     /// Bytes held, by the entries' costs.
@@ -423,6 +452,7 @@ mod tests {
             refresh_token: None,
             asked: Scopes::default(),
             profile_at: u64::MAX / 2,
+            stored: None,
         })
     }
 

@@ -78,6 +78,7 @@ pub(crate) mod codec;
 pub(crate) mod cookie;
 pub(crate) mod record;
 pub(crate) mod refresh;
+pub mod store;
 
 use http::{HeaderMap, HeaderValue};
 
@@ -107,6 +108,13 @@ pub(crate) enum Loaded {
     /// A cookie that does not open, does not parse or has expired without a refresh
     /// token: clear it.
     Invalid { present: usize },
+    /// A ticket to a server-side session not in the cache: read it from the store,
+    /// then [`SessionCookies::fetched`]. `value` is the cookie's value.
+    #[cfg(feature = "redis")]
+    Fetch {
+        value: String,
+        ticket: cache::Ticket,
+    },
 }
 
 /// What a stale session needs.
@@ -144,6 +152,8 @@ pub(crate) struct SessionCookies {
     pub(crate) attrs: CookieAttrs,
     pub(crate) keys: KeyRing,
     pub(crate) timing: SessionTiming,
+    /// Whether the cookie holds a ticket to a session in a server-side store.
+    pub(crate) server: bool,
 }
 
 /// Default of how long past its access token's expiry the browser keeps a session that
@@ -187,6 +197,18 @@ fn classify(
     }
 }
 
+/// How many seconds from `now` a session is kept: until its access token expires, and
+/// `grace` seconds more when it can be refreshed, so a user who comes back after the
+/// token expired is refreshed, not signed out.
+pub(crate) fn lifetime(record: &SessionRecord, now: u64, grace: u64) -> u64 {
+    let grace = if record.refresh_token.is_some() {
+        grace
+    } else {
+        0
+    };
+    record.expires_at.saturating_sub(now).saturating_add(grace)
+}
+
 /// The session is larger than [`cookie::MAX_CHUNKS`] cookies can hold.
 #[derive(Debug)]
 pub(crate) struct TooLarge;
@@ -223,9 +245,57 @@ impl SessionCookies {
             return loaded;
         }
         let ticket = opened.ticket();
+        #[cfg(feature = "redis")]
+        if self.server {
+            // A ticket is one short cookie.
+            return match parts {
+                [value] => Loaded::Fetch {
+                    value: (*value).to_owned(),
+                    ticket,
+                },
+                _ => Loaded::Invalid { present },
+            };
+        }
         let Some(user) = self.open(&parts.concat()) else {
             return Loaded::Invalid { present };
         };
+        self.opened(user, parts, present, now, refresh_before, opened, ticket)
+    }
+
+    /// What a server-side session read for the cookie `value` is at `now`
+    /// (`Loaded::Invalid` when the store holds none); remembered in `opened` when it is
+    /// a session.
+    #[cfg(feature = "redis")]
+    pub(crate) fn fetched(
+        &self,
+        record: Option<SessionRecord>,
+        value: &str,
+        now: u64,
+        refresh_before: u64,
+        opened: &OpenedSessions,
+        ticket: cache::Ticket,
+    ) -> Loaded {
+        match record {
+            Some(record) => {
+                let user = HfUser::from_record(record);
+                self.opened(user, &[value], 1, now, refresh_before, opened, ticket)
+            }
+            None => Loaded::Invalid { present: 1 },
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn opened(
+        &self,
+        user: HfUser,
+        parts: &[&str],
+        present: usize,
+        now: u64,
+        refresh_before: u64,
+        opened: &OpenedSessions,
+        ticket: cache::Ticket,
+    ) -> Loaded {
+        let max_age = self.timing.profile_max_age;
         let loaded = classify(user, present, now, refresh_before, max_age);
         if let Loaded::Valid(user) | Loaded::Stale { user, .. } = &loaded {
             opened.insert(parts, user.clone(), ticket);
@@ -246,16 +316,14 @@ impl SessionCookies {
         present: usize,
         now: u64,
     ) -> Result<Vec<HeaderValue>, TooLarge> {
-        let plain = record::encode(record).ok_or(TooLarge)?;
-        let sealed = self.keys.seal(&self.name, &plain);
-        // A session that can be refreshed outlives its access token in the browser, so
-        // a user who comes back after it expired is refreshed, not signed out.
-        let grace = if record.refresh_token.is_some() {
-            self.timing.refresh_grace
-        } else {
-            0
+        let sealed = match &record.stored {
+            // A server-side session: its ticket, again (with a new lifetime).
+            Some(stored) => stored.cookie.expose().to_owned(),
+            None => self
+                .keys
+                .seal(&self.name, &record::encode(record).ok_or(TooLarge)?),
         };
-        let max_age = record.expires_at.saturating_sub(now).saturating_add(grace);
+        let max_age = lifetime(record, now, self.timing.refresh_grace);
         cookie::write_chunked(
             &self.name,
             &sealed,
@@ -312,6 +380,7 @@ mod tests {
                 },
                 keys: KeyRing::from_secrets(&Secret::new("x".repeat(40)), []),
                 timing: SessionTiming::default(),
+                server: false,
             },
             opened: OpenedSessions::new(1 << 20),
         }
@@ -348,6 +417,7 @@ mod tests {
             refresh_token: None,
             asked: Scopes::default(),
             profile_at: u64::MAX / 2,
+            stored: None,
         }
     }
 
@@ -450,6 +520,7 @@ mod tests {
             attrs: s.attrs.clone(),
             keys: KeyRing::random(),
             timing: SessionTiming::default(),
+            server: false,
         };
         move |headers, now| other.load(headers, now, 300, &s.opened)
     }

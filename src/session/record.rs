@@ -135,6 +135,7 @@ impl SessionRecord {
             refresh_token: tokens.refresh_token,
             asked,
             profile_at: now,
+            stored: None,
         }
     }
 
@@ -153,6 +154,7 @@ impl SessionRecord {
             record.refresh_token = self.refresh_token.clone();
         }
         record.profile_at = self.profile_at;
+        record.stored.clone_from(&self.stored);
         record
     }
 
@@ -181,6 +183,7 @@ impl SessionRecord {
             refresh_token: None,
             asked: Scopes::default(),
             profile_at: expires_at,
+            stored: None,
         }
     }
 }
@@ -210,6 +213,7 @@ mod tests {
             refresh_token: Some(Secret::new("hf_oauth_refresh")),
             asked: Scopes::parse("openid profile read-repos"),
             profile_at: u64::MAX / 2,
+            stored: None,
         }
     }
 

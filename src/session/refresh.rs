@@ -19,6 +19,10 @@ use crate::clock::{Clock, unix_seconds};
 use crate::provider::{Provider, ProviderError};
 use crate::single_flight::{Key, SingleFlight, key_of};
 use crate::user::{Profile, SessionRecord};
+#[cfg(feature = "redis")]
+use crate::ticket::Stored;
+#[cfg(feature = "redis")]
+use super::store::redis::{RedisStore, Replaced};
 
 /// How long a refreshed session is handed to requests that still carry the old cookie.
 const REMEMBER: u64 = 120;
@@ -40,6 +44,10 @@ pub(crate) enum Outcome {
     /// The provider refused the refresh token (`invalid_grant`: revoked, expired or
     /// already used): the session ends when its access token expires.
     Refused,
+    /// The session is no longer in the server-side store (signed out or revoked
+    /// elsewhere): it ends now.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Ended,
 }
 
 impl fmt::Debug for Outcome {
@@ -48,6 +56,7 @@ impl fmt::Debug for Outcome {
             Self::Refreshed(user) => f.debug_tuple("Refreshed").field(user).finish(),
             Self::Unavailable => f.write_str("Unavailable"),
             Self::Refused => f.write_str("Refused"),
+            Self::Ended => f.write_str("Ended"),
         }
     }
 }
@@ -57,6 +66,9 @@ pub(crate) struct Refresher {
     provider: Arc<Provider>,
     clock: Arc<dyn Clock>,
     outcomes: SingleFlight<Outcome>,
+    /// The server-side store, whose sessions are renewed once for every replica.
+    #[cfg(feature = "redis")]
+    store: Option<Arc<RedisStore>>,
 }
 
 impl fmt::Debug for Refresher {
@@ -76,7 +88,15 @@ impl Refresher {
             provider,
             clock,
             outcomes: SingleFlight::new(CAPACITY),
+            #[cfg(feature = "redis")]
+            store: None,
         }
+    }
+
+    /// Renews sessions of `store` under its lease, once for every replica.
+    #[cfg(feature = "redis")]
+    pub(crate) fn with_store(self, store: Option<Arc<RedisStore>>) -> Self {
+        Self { store, ..self }
     }
 
     fn now(&self) -> u64 {
@@ -143,13 +163,120 @@ impl Refresher {
                 key,
                 || self.now(),
                 || async {
-                    match renew {
-                        Renew::Tokens => self.new_tokens(old).await,
-                        Renew::Profile => self.new_profile(old).await,
+                    #[cfg(feature = "redis")]
+                    if let (Some(store), Some(stored)) = (&self.store, &old.stored) {
+                        return self.renew_shared(store, stored, old, renew).await;
                     }
+                    self.renew_here(old, renew).await
                 },
             )
             .await
+    }
+
+    /// Renews the session `old` by asking the provider.
+    async fn renew_here(&self, old: &SessionRecord, renew: Renew) -> (Outcome, Option<u64>) {
+        match renew {
+            Renew::Tokens => self.new_tokens(old).await,
+            Renew::Profile => self.new_profile(old).await,
+        }
+    }
+
+    /// The outcome of finding the store's session `current` newer than the one to
+    /// renew: another replica renewed it (use that), or it is gone.
+    #[cfg(feature = "redis")]
+    fn renewed_elsewhere(&self, current: Option<SessionRecord>) -> (Outcome, Option<u64>) {
+        let now = self.now();
+        match current {
+            Some(record) => {
+                let until = now.saturating_add(REMEMBER).min(record.expires_at);
+                (Outcome::Refreshed(HfUser::from_record(record)), Some(until))
+            }
+            None => (Outcome::Ended, Some(now.saturating_add(REMEMBER))),
+        }
+    }
+
+    /// Renews a session of the server-side store: under the store's lease, so one
+    /// replica asks the provider while the others wait for its new session; written
+    /// back only over the version read, so a holder whose lease ran out while it
+    /// waited on the provider never overwrites a newer session.
+    #[cfg(feature = "redis")]
+    async fn renew_shared(
+        &self,
+        store: &Arc<RedisStore>,
+        stored: &Stored,
+        old: &SessionRecord,
+        renew: Renew,
+    ) -> (Outcome, Option<u64>) {
+        let deadline = tokio::time::Instant::now() + store.lease_time();
+        loop {
+            let lease = match store.lease(stored).await {
+                Ok(lease) => lease,
+                Err(_) => return (Outcome::Unavailable, None),
+            };
+            // Renewed (or ended) since this session was read?
+            let current = match store.reread(stored).await {
+                Ok(current) => current,
+                Err(_) => return (Outcome::Unavailable, None),
+            };
+            let moved = current
+                .as_ref()
+                .and_then(|c| c.stored.as_ref())
+                .is_none_or(|c| c.version != stored.version);
+            if moved {
+                if let Some(lease) = lease {
+                    store.release(lease).await;
+                }
+                return self.renewed_elsewhere(current);
+            }
+            if let Some(lease) = lease {
+                let outcome = self.renew_leased(store, stored, old, renew).await;
+                store.release(lease).await;
+                return outcome;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return (Outcome::Unavailable, None);
+            }
+            tokio::time::sleep(LEASE_POLL).await;
+        }
+    }
+
+    /// Renews `old` while holding its lease, and writes the new session back.
+    #[cfg(feature = "redis")]
+    async fn renew_leased(
+        &self,
+        store: &Arc<RedisStore>,
+        stored: &Stored,
+        old: &SessionRecord,
+        renew: Renew,
+    ) -> (Outcome, Option<u64>) {
+        let (outcome, until) = self.renew_here(old, renew).await;
+        let Outcome::Refreshed(user) = &outcome else {
+            return (outcome, until);
+        };
+        let user_name = old.profile.preferred_username.as_str();
+        match store.replace(stored, user.record().clone(), self.now()).await {
+            Ok(Replaced::Written(record)) => {
+                (Outcome::Refreshed(HfUser::from_record(record)), until)
+            }
+            Ok(Replaced::Newer) => {
+                tracing::warn!(
+                    user = user_name,
+                    "another replica renewed this session first (this one's lease ran \
+                     out); its session is kept"
+                );
+                match store.reread(stored).await {
+                    Ok(current) => self.renewed_elsewhere(current),
+                    Err(_) => (Outcome::Unavailable, None),
+                }
+            }
+            Ok(Replaced::Gone) => self.renewed_elsewhere(None),
+            // Not written: this process serves the new session (remembered, so it does
+            // not spend the refresh token again); the store keeps the old one.
+            Err(err) => {
+                tracing::warn!(user = user_name, error = %err, "cannot store a renewed session");
+                (outcome, until)
+            }
+        }
     }
 
     /// Asks the provider for new tokens, then for the profile with the new access
@@ -254,6 +381,10 @@ enum ProfileRead {
     Refused,
 }
 
+/// How often a replica waiting for another's renewal looks at the store.
+#[cfg(feature = "redis")]
+const LEASE_POLL: Duration = Duration::from_millis(50);
+
 /// How long a request whose session is still valid waits for its refresh before it is
 /// served with the session it has.
 const REFRESH_WAIT: Duration = Duration::from_secs(1);
@@ -282,6 +413,7 @@ pub(crate) fn settle(
         },
         Outcome::Unavailable => ((!expired).then_some(old), Vec::new()),
         Outcome::Refused if expired => (None, sessions.clear(present)),
+        Outcome::Ended => (None, sessions.clear(present)),
         Outcome::Refused => (Some(old), Vec::new()),
     }
 }
@@ -309,6 +441,7 @@ mod tests {
             refresh_token: Some(Secret::new("hf_oauth_refresh_old")),
             asked: Scopes::parse("openid profile read-repos"),
             profile_at: u64::MAX / 2,
+            stored: None,
         }
     }
 

@@ -9,7 +9,9 @@ compile_error!(
 
 #[path = "../../examples/axum_app.rs"]
 #[allow(dead_code, unreachable_pub)]
-mod example;
+pub mod example;
+#[cfg(feature = "redis")]
+pub mod redis_server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -111,6 +113,16 @@ pub async fn serve(
     customize: impl FnOnce(HfAuthConfigBuilder) -> HfAuthConfigBuilder,
     router: impl FnOnce(tower_hf_auth::HfAuthConfig) -> axum::Router,
 ) -> TestApp {
+    serve_on(mock, Arc::new(TestClock::default()), customize, router).await
+}
+
+/// [`serve`] with the clock `clock` (replicas share one).
+pub async fn serve_on(
+    mock: Arc<MockHfProvider>,
+    clock: Arc<TestClock>,
+    customize: impl FnOnce(HfAuthConfigBuilder) -> HfAuthConfigBuilder,
+    router: impl FnOnce(tower_hf_auth::HfAuthConfig) -> axum::Router,
+) -> TestApp {
     // A deep accept queue, as the mock's: tests/load.rs opens a thousand connections at
     // once, and a full queue drops connection attempts until the client times out.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -118,7 +130,6 @@ pub async fn serve(
     let listener = socket.listen(4096).unwrap();
     let addr = listener.local_addr().unwrap();
     let base = format!("http://{addr}");
-    let clock = Arc::new(TestClock::default());
     let builder = example::mock_config(&mock, &base)
         .with_secret(SECRET)
         .with_clock(clock.clone())

@@ -1,0 +1,365 @@
+//! Sessions in a real `redis-server` (started on a free port by each test): replicas
+//! that share nothing but Redis and the app secret, revocation everywhere, one refresh
+//! across replicas, a worthless dump, and outages that sign nobody out.
+
+#![allow(unreachable_pub)]
+
+#[cfg(not(feature = "redis"))]
+compile_error!("the Redis tests need the `redis` feature: run `cargo test --all-features`");
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::redis_server::RedisServer;
+use common::*;
+use reqwest::{StatusCode, header};
+use tower_hf_auth::mock::{MockEndpoint, MockFault, MockHfProvider};
+use tower_hf_auth::{HfAuthConfigBuilder, SessionStore};
+
+/// Access tokens of the mock live 10 minutes; the refresh window is the default 5.
+const LIFETIME: Duration = Duration::from_secs(600);
+
+fn redis_sessions(redis: &RedisServer) -> impl Fn(HfAuthConfigBuilder) -> HfAuthConfigBuilder {
+    let url = redis.url();
+    move |b| {
+        b.with_session_store(SessionStore::redis(url.clone()).with_timeout(Duration::from_millis(300)))
+    }
+}
+
+/// `n` replicas of the example app on one Redis, one mock and one clock.
+async fn replicas(redis: &RedisServer, mock: Arc<MockHfProvider>, n: usize) -> Vec<TestApp> {
+    let clock = Arc::new(TestClock::default());
+    let mut apps = Vec::new();
+    for _ in 0..n {
+        apps.push(serve_on(mock.clone(), clock.clone(), redis_sessions(redis), example::app).await);
+    }
+    apps
+}
+
+/// `/me` on `app` with `browser`'s cookies: the status and the `Set-Cookie` headers.
+async fn me(app: &TestApp, browser: &Browser) -> (StatusCode, Vec<String>, Option<String>) {
+    let res = browser.get_json(&format!("{}/me", app.base)).await;
+    let status = res.status();
+    let set_cookies = res
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let retry_after = res
+        .headers()
+        .get(header::RETRY_AFTER)
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, set_cookies, retry_after)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_made_on_one_replica_is_served_by_the_others() {
+    let redis = RedisServer::start();
+    let apps = replicas(&redis, mock().await, 3).await;
+    let browser = Browser::new();
+    signed_in(&apps[0], &browser, "alice").await;
+    let cookie = browser.cookie(&apps[0].base, "hf_auth").unwrap();
+    assert!(cookie.len() < 200, "the cookie holds a ticket, not the session: {cookie}");
+    for app in &apps[1..] {
+        assert_eq!(whoami(app, &browser).await.as_deref(), Some("alice"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_dump_holds_no_token_profile_field_or_cookie() {
+    let redis = RedisServer::start();
+    let mock = mock().await;
+    let apps = replicas(&redis, mock.clone(), 1).await;
+    let app = &apps[0];
+    let mut cookies = Vec::new();
+    for user in ["alice", "bob", "carol"] {
+        let browser = Browser::new();
+        signed_in(app, &browser, user).await;
+        cookies.push(browser.cookie(&app.base, "hf_auth").unwrap());
+    }
+    let dump = redis.dump();
+    assert!(dump.len() >= 6, "records and indexes: {:?}", dump.iter().map(|(k, _)| k).collect::<Vec<_>>());
+    let secrets_and_fields = [
+        "hf_oauth", "alice", "bob", "carol", "acme", "Alice", "example.com", "@", "orgs",
+        "preferred_username", "access_token", "refresh_token",
+    ];
+    for (key, value) in &dump {
+        let text = String::from_utf8_lossy(value);
+        for needle in secrets_and_fields.iter().copied().chain(cookies.iter().map(String::as_str)) {
+            assert!(!key.contains(needle), "key {key} shows {needle}");
+            assert!(!text.contains(needle), "value of {key} shows {needle}");
+        }
+        // Not even the cookie's ticket (base64url) in pieces: no 16-character run of it.
+        for cookie in &cookies {
+            for start in (0..cookie.len().saturating_sub(16)).step_by(8) {
+                assert!(!key.contains(&cookie[start..start + 16]), "key {key} shows cookie bytes");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_out_everywhere_ends_every_session_on_every_replica_within_a_second() {
+    let redis = RedisServer::start();
+    let apps = replicas(&redis, mock().await, 3).await;
+    let (laptop, phone) = (Browser::new(), Browser::new());
+    signed_in(&apps[0], &laptop, "alice").await;
+    signed_in(&apps[1], &phone, "alice").await;
+    let bob = Browser::new();
+    signed_in(&apps[0], &bob, "bob").await;
+    // Warm every replica's cache, so the revocation must reach it by pub/sub.
+    for app in &apps {
+        assert_eq!(whoami(app, &laptop).await.as_deref(), Some("alice"));
+        assert_eq!(whoami(app, &phone).await.as_deref(), Some("alice"));
+    }
+    let copied = laptop.cookies(&apps[0].base);
+
+    let res = phone
+        .http
+        .post(format!("{}/logout", apps[2].base))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body("everywhere=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let revoked_at = Instant::now();
+    for app in &apps[..2] {
+        loop {
+            let still = whoami(app, &laptop).await.is_some();
+            if !still {
+                break;
+            }
+            assert!(revoked_at.elapsed() < Duration::from_secs(1), "revoked within 1 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    eprintln!("revocation reached every replica in {:?}", revoked_at.elapsed());
+    for app in &apps {
+        let res = reqwest::Client::new()
+            .get(format!("{}/me", app.base))
+            .header(header::ACCEPT, "application/json")
+            .header(header::COOKIE, &copied)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "a copied cookie is dead");
+        assert_eq!(whoami(app, &bob).await.as_deref(), Some("bob"), "other users stay");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_out_deletes_the_session_so_a_copied_cookie_dies() {
+    let redis = RedisServer::start();
+    let apps = replicas(&redis, mock().await, 2).await;
+    let browser = Browser::new();
+    signed_in(&apps[0], &browser, "alice").await;
+    let copied = browser.cookies(&apps[0].base);
+    assert_eq!(whoami(&apps[1], &browser).await.as_deref(), Some("alice"));
+    let res = browser.get(&format!("{}/logout", apps[0].base)).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let thief = Browser::new();
+    thief.set_cookie(&apps[0].base, &copied);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while whoami(&apps[1], &thief).await.is_some() {
+        assert!(Instant::now() < deadline, "the other replica refuses within 1 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(whoami(&apps[0], &thief).await, None);
+    assert!(
+        redis.dump().iter().all(|(k, _)| !k.contains(":s:")),
+        "no session record is left"
+    );
+}
+
+#[tokio::test]
+async fn sign_out_everywhere_with_cookie_sessions_is_refused_clearly() {
+    let app = app().await;
+    let browser = Browser::new();
+    signed_in(&app, &browser, "alice").await;
+    let res = browser
+        .http
+        .post(format!("{}/logout", app.base))
+        .header(header::ACCEPT, "application/json")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body("everywhere=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = res.json().await.unwrap();
+    let text = body["error_description"].as_str().unwrap();
+    assert!(text.contains("server-side session store"), "{text}");
+    assert_eq!(whoami(&app, &browser).await.as_deref(), Some("alice"), "still signed in");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_refresh_a_session_once() {
+    const PER_REPLICA: usize = 300;
+    let redis = RedisServer::start();
+    let mock = mock_with(|b| b.with_token_lifetime(LIFETIME).with_refresh_tokens(true)).await;
+    let apps = replicas(&redis, mock.clone(), 3).await;
+    let browser = Browser::new();
+    signed_in(&apps[0], &browser, "alice").await;
+    let cookie = browser.cookies(&apps[0].base);
+    assert_eq!(mock.requests(MockEndpoint::Token), 1, "the code exchange");
+    // Expired: every request waits for the refresh. The provider is slow, so requests
+    // on every replica arrive while it runs.
+    apps[0].clock.advance(LIFETIME + Duration::from_secs(60));
+    mock.add_fault(MockFault::Delay {
+        endpoint: MockEndpoint::Token,
+        delay: Duration::from_millis(300),
+    });
+    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+    let mut requests = tokio::task::JoinSet::new();
+    for app in &apps {
+        for _ in 0..PER_REPLICA {
+            let request = client
+                .get(format!("{}/me", app.base))
+                .header(header::ACCEPT, "application/json")
+                .header(header::COOKIE, &cookie);
+            requests.spawn(async move {
+                let res = request.send().await.unwrap();
+                let status = res.status();
+                let json: serde_json::Value = res.json().await.unwrap_or_default();
+                (status, json["username"].as_str().map(str::to_owned))
+            });
+        }
+    }
+    let mut served = 0;
+    while let Some(answer) = requests.join_next().await {
+        let (status, user) = answer.unwrap();
+        assert_eq!((status, user.as_deref()), (StatusCode::OK, Some("alice")));
+        served += 1;
+    }
+    assert_eq!(served, 3 * PER_REPLICA);
+    assert_eq!(
+        mock.requests(MockEndpoint::Token),
+        2,
+        "one refresh for {served} requests on 3 replicas"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_paused_or_restarted_signs_nobody_out() {
+    let mut redis = RedisServer::start();
+    let apps = replicas(&redis, mock().await, 2).await;
+    let browser = Browser::new();
+    signed_in(&apps[0], &browser, "alice").await;
+
+    redis.pause();
+    // Replica 1 has never read this session: it must ask Redis, which does not answer.
+    let (status, set_cookies, retry_after) = me(&apps[1], &browser).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(set_cookies.is_empty(), "the cookie is kept: {set_cookies:?}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    let page = browser.get(&format!("{}/me", apps[1].base)).await;
+    assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE, "browsers too, no redirect");
+    let home = browser.get(&format!("{}/", apps[1].base)).await;
+    assert_eq!(home.status(), StatusCode::OK, "public routes keep serving");
+    redis.resume();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while whoami(&apps[1], &browser).await.is_none() {
+        assert!(Instant::now() < deadline, "recovers after the pause");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    redis.kill();
+    for app in &apps {
+        let (status, set_cookies, _) = me(app, &browser).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{}", app.base);
+        assert!(set_cookies.is_empty());
+    }
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for app in &apps {
+        while whoami(app, &browser).await.is_none() {
+            assert!(Instant::now() < deadline, "the session survives the restart");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_redis_refuses_new_sign_ins_clearly_and_makes_no_session() {
+    let redis = RedisServer::start_with(&["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"]);
+    {
+        let mut conn = redis.connection();
+        let filler = vec![b'x'; 64 * 1024];
+        for i in 0.. {
+            let stored: redis::RedisResult<()> =
+                redis::cmd("SET").arg(format!("filler:{i}")).arg(&filler).query(&mut conn);
+            if stored.is_err() {
+                break;
+            }
+        }
+    }
+    let apps = replicas(&redis, mock().await, 1).await;
+    let browser = Browser::new();
+    let res = sign_in(&apps[0], &browser, "alice", "/").await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.headers().get(header::RETRY_AFTER).is_some());
+    let set_session = res
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .any(|v| v.to_str().unwrap().starts_with("hf_auth="));
+    assert!(!set_session, "no session cookie");
+    let page = res.text().await.unwrap();
+    assert!(page.contains("session store is full"), "{page}");
+    assert_eq!(whoami(&apps[0], &browser).await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_sealed_for_another_ticket_or_a_forged_ticket_is_refused() {
+    let redis = RedisServer::start();
+    let apps = replicas(&redis, mock().await, 1).await;
+    let app = &apps[0];
+    let (alice, bob) = (Browser::new(), Browser::new());
+    signed_in(app, &alice, "alice").await;
+    signed_in(app, &bob, "bob").await;
+    let mut conn = redis.connection();
+    let records: Vec<String> = redis::cmd("KEYS").arg("*:s:*").query(&mut conn).unwrap();
+    assert_eq!(records.len(), 2);
+    // Alice's record replaced by Bob's (sealed under his ticket's secret): a valid
+    // session id with the wrong secret.
+    let data: Vec<Vec<u8>> = records
+        .iter()
+        .map(|k| redis::cmd("HGET").arg(k).arg("d").query(&mut conn).unwrap())
+        .collect();
+    for (key, other) in records.iter().zip(data.iter().rev()) {
+        let _: () = redis::cmd("HSET").arg(key).arg("d").arg(other).query(&mut conn).unwrap();
+    }
+    let fresh = |browser: &Browser| {
+        let b = Browser::new();
+        b.set_cookie(&app.base, &browser.cookies(&app.base));
+        b
+    };
+    // A replica whose cache is empty reads both from Redis.
+    let cold = serve_on(app.mock.clone(), app.clock.clone(), redis_sessions(&redis), example::app).await;
+    for browser in [&alice, &bob] {
+        assert_eq!(whoami(&cold, &fresh(browser)).await, None);
+    }
+    // A forged or truncated ticket never reaches Redis and writes nothing.
+    let keys_before = redis.dump().len();
+    let cookie = alice.cookie(&app.base, "hf_auth").unwrap();
+    for forged in [
+        format!("hf_auth={}", &cookie[..cookie.len() - 4]),
+        format!("hf_auth={}A", &cookie[..cookie.len() - 1]),
+        "hf_auth={u:*}\n".into(),
+        "hf_auth=*".into(),
+    ] {
+        let res = reqwest::Client::new()
+            .get(format!("{}/me", cold.base))
+            .header(header::ACCEPT, "application/json")
+            .header(header::COOKIE, forged.replace('\n', ""))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{forged:?}");
+    }
+    assert_eq!(redis.dump().len(), keys_before, "nothing written");
+}
