@@ -96,9 +96,9 @@ use std::time::Duration;
 use crate::Secret;
 use crate::clock::{Clock, unix_seconds};
 use crate::provider::{Provider, ProviderError, WhoAmI, WhoAmIAuth};
-use crate::single_flight::{SingleFlight, key_of};
 #[cfg(feature = "redis")]
 use crate::session::store::redis::RedisStore;
+use crate::single_flight::{SingleFlight, key_of};
 use crate::user::{HfUser, OrgRole, Profile, Scopes, SessionRecord};
 
 /// Marks a request whose bearer token the provider rejected, so a guard's 401 says
@@ -326,7 +326,9 @@ impl BearerValidator {
         }
         let answer = match kind {
             0 => Err(BearerRejection::Invalid),
-            _ => Ok(HfUser::from_record(crate::session::record::decode(&rest[8..])?)),
+            _ => Ok(HfUser::from_record(crate::session::record::decode(
+                &rest[8..],
+            )?)),
         };
         Some((answer, Some(until)))
     }

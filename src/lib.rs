@@ -110,11 +110,11 @@ pub mod scope;
 mod secret;
 pub mod session;
 mod single_flight;
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+mod ticket;
 #[cfg(feature = "tonic")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
 pub mod tonic;
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
-mod ticket;
 pub mod user;
 
 pub use bearer::BearerValidation;

@@ -10,16 +10,16 @@ use crate::bearer::BearerValidator;
 use crate::clock::{Clock, unix_seconds};
 use crate::config::HfAuthConfig;
 use crate::provider::Provider;
-use crate::session::store::StoreError;
-use crate::session::{Loaded, SessionCookies};
-use http::HeaderMap;
 use crate::session::cache::OpenedSessions;
 use crate::session::codec::{Binding, KeyRing};
 use crate::session::refresh::Refresher;
+use crate::session::store::StoreError;
 #[cfg(feature = "redis")]
 use crate::session::store::redis::RedisStore;
+use crate::session::{Loaded, SessionCookies};
 use crate::single_flight::UsedOnce;
 use crate::user::HfUser;
+use http::HeaderMap;
 
 /// How many used sign-in states are remembered (each until its sign-in would have
 /// expired anyway); past it the oldest go first.
@@ -115,18 +115,23 @@ impl Runtime {
         &self,
         headers: &HeaderMap,
     ) -> Result<Option<HfUser>, StoreError> {
-        Ok(match self.sessions.load(headers, self.now(), 0, &self.opened) {
-            Loaded::Valid(user) | Loaded::Stale { user, .. } => Some(user),
-            #[cfg(feature = "redis")]
-            Loaded::Fetch { value, .. } => match &self.store {
-                Some(store) => {
-                    let (keys, name) = (&self.sessions.keys, &self.sessions.name);
-                    store.open(&value, keys, name).await?.map(HfUser::from_record)
-                }
-                None => None,
+        Ok(
+            match self.sessions.load(headers, self.now(), 0, &self.opened) {
+                Loaded::Valid(user) | Loaded::Stale { user, .. } => Some(user),
+                #[cfg(feature = "redis")]
+                Loaded::Fetch { value, .. } => match &self.store {
+                    Some(store) => {
+                        let (keys, name) = (&self.sessions.keys, &self.sessions.name);
+                        store
+                            .open(&value, keys, name)
+                            .await?
+                            .map(HfUser::from_record)
+                    }
+                    None => None,
+                },
+                Loaded::Absent | Loaded::Invalid { .. } => None,
             },
-            Loaded::Absent | Loaded::Invalid { .. } => None,
-        })
+        )
     }
 
     /// Whether `user` may use the app (see

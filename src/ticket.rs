@@ -262,7 +262,10 @@ mod tests {
     #[test]
     fn sealed_values_need_the_same_secret_label_and_aad() {
         let sealed = seal(b"s1", b"session", b"key|1", b"hello");
-        assert_eq!(open(b"s1", b"session", b"key|1", &sealed).unwrap(), b"hello");
+        assert_eq!(
+            open(b"s1", b"session", b"key|1", &sealed).unwrap(),
+            b"hello"
+        );
         assert!(open(b"s2", b"session", b"key|1", &sealed).is_none());
         assert!(open(b"s1", b"bearer", b"key|1", &sealed).is_none());
         assert!(open(b"s1", b"session", b"key|2", &sealed).is_none());

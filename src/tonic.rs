@@ -67,8 +67,8 @@ use ::tonic::{Request, Status};
 
 use crate::HfUser;
 use crate::layer::AuthContext;
-use crate::session::store::StoreUnavailable;
 use crate::respond::{Caller, missing_layer_error, not_signed_in_message};
+use crate::session::store::StoreUnavailable;
 
 /// Reads the [`HfUser`] that [`HfAuthLayer`](crate::HfAuthLayer) put into a
 /// [`tonic::Request`]. Sealed: implemented for `tonic::Request<T>` only.

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::session::store::SessionStore;
 use crate::Secret;
 use crate::bearer::{BearerSettings, BearerValidation};
 use crate::clock::Clock;
 use crate::provider::ClientAuth;
+use crate::session::store::SessionStore;
 
 /// Builds an [`HfAuthConfig`](super::HfAuthConfig). Every setting has a secure default; see each method.
 #[derive(Debug, Default)]

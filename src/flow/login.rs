@@ -59,7 +59,10 @@ pub(super) async fn start(
             "return_to" => return_to = return_to::sanitize(&v),
             // Ask for access to an organization on the spot (a guard's denial links here).
             "org" => {
-                if let Some(id) = org_id(runtime, headers, &v).await.filter(|id| !org_ids.contains(id)) {
+                if let Some(id) = org_id(runtime, headers, &v)
+                    .await
+                    .filter(|id| !org_ids.contains(id))
+                {
                     org_ids.push(id);
                 }
             }

@@ -420,7 +420,9 @@ fn open_session<B>(
             }
         },
         #[cfg(feature = "redis")]
-        Loaded::Fetch { value, ticket } => (false, Some(Later::Fetch { value, ticket }), Vec::new()),
+        Loaded::Fetch { value, ticket } => {
+            (false, Some(Later::Fetch { value, ticket }), Vec::new())
+        }
         Loaded::Invalid { present } => (false, None, runtime.sessions.clear(present)),
         Loaded::Absent => (false, None, Vec::new()),
     }

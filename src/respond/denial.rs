@@ -9,9 +9,9 @@ use std::sync::Arc;
 use http::{HeaderValue, Response, header};
 
 use super::{AuthError, AuthErrorKind, Body, Caller, error, redirect};
-use crate::session::store::StoreUnavailable;
 use crate::bearer::BearerRejected;
 use crate::runtime::Runtime;
+use crate::session::store::StoreUnavailable;
 use crate::user::{HfUser, OrgRole};
 
 /// Why a guard turned a request away. Built only on denial, so a passing guard

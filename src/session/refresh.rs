@@ -13,16 +13,16 @@ use std::time::Duration;
 
 use http::HeaderValue;
 
+#[cfg(feature = "redis")]
+use super::store::redis::{RedisStore, Replaced};
 use super::{Renew, SessionCookies};
 use crate::HfUser;
 use crate::clock::{Clock, unix_seconds};
 use crate::provider::{Provider, ProviderError};
 use crate::single_flight::{Key, SingleFlight, key_of};
-use crate::user::{Profile, SessionRecord};
 #[cfg(feature = "redis")]
 use crate::ticket::Stored;
-#[cfg(feature = "redis")]
-use super::store::redis::{RedisStore, Replaced};
+use crate::user::{Profile, SessionRecord};
 
 /// How long a refreshed session is handed to requests that still carry the old cookie.
 const REMEMBER: u64 = 120;
@@ -254,7 +254,10 @@ impl Refresher {
             return (outcome, until);
         };
         let user_name = old.profile.preferred_username.as_str();
-        match store.replace(stored, user.record().clone(), self.now()).await {
+        match store
+            .replace(stored, user.record().clone(), self.now())
+            .await
+        {
             Ok(Replaced::Written(record)) => {
                 (Outcome::Refreshed(HfUser::from_record(record)), until)
             }

@@ -45,7 +45,14 @@ impl RedisServer {
     fn launch(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
             .arg("--dir")
             .arg(&self.dir)
             .args(&self.extra)
@@ -127,7 +134,12 @@ impl RedisServer {
                 let value: Vec<Vec<u8>> = match kind.as_str() {
                     "string" => vec![redis::cmd("GET").arg(&key).query(&mut conn).unwrap()],
                     "hash" => redis::cmd("HGETALL").arg(&key).query(&mut conn).unwrap(),
-                    "zset" => redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).query(&mut conn).unwrap(),
+                    "zset" => redis::cmd("ZRANGE")
+                        .arg(&key)
+                        .arg(0)
+                        .arg(-1)
+                        .query(&mut conn)
+                        .unwrap(),
                     other => panic!("unexpected key type {other} for {key}"),
                 };
                 (key, value.concat())
@@ -140,7 +152,9 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         if let Some(child) = &self.child {
             // A paused server does not die of SIGKILL until continued on some kernels.
-            let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
         }
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);

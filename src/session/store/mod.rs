@@ -55,7 +55,6 @@
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
 
-
 use std::fmt;
 use std::time::Duration;
 
@@ -67,7 +66,7 @@ pub(crate) const DEFAULT_PREFIX: &str = "hf-auth:";
 pub(crate) const DEFAULT_MAX_SESSIONS_PER_USER: usize = 100;
 
 /// Where sessions live (see the [module docs](self)). Default: in the cookie.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct SessionStore {
     pub(crate) kind: StoreKind,
     pub(crate) prefix: String,
@@ -99,6 +98,12 @@ impl fmt::Debug for SessionStore {
     }
 }
 
+impl Default for SessionStore {
+    fn default() -> Self {
+        Self::cookie()
+    }
+}
+
 impl SessionStore {
     /// Sessions sealed in the cookie: nothing to run, nothing to revoke.
     #[must_use]
@@ -122,7 +127,7 @@ impl SessionStore {
 
     fn with_defaults() -> Self {
         Self {
-            kind: StoreKind::Cookie,
+            kind: StoreKind::default(),
             prefix: DEFAULT_PREFIX.to_owned(),
             timeout: DEFAULT_TIMEOUT,
             max_per_user: DEFAULT_MAX_SESSIONS_PER_USER,

@@ -7,13 +7,13 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError, Script};
 
-use crate::ticket::{self, Names, Ticket, USER_TAG_LEN, tag_hex};
 use super::{SessionStore, StoreError, StoreKind};
-use crate::ticket::Stored;
 use crate::Secret;
 use crate::session::cache::OpenedSessions;
 use crate::session::codec::KeyRing;
 use crate::session::{lifetime, record};
+use crate::ticket::Stored;
+use crate::ticket::{self, Names, Ticket, USER_TAG_LEN, tag_hex};
 use crate::user::SessionRecord;
 
 /// The label of session records' keys (HKDF info) and their associated data.
@@ -257,9 +257,20 @@ impl RedisStore {
         (now.saturating_add(secs), secs.saturating_mul(1000))
     }
 
-    fn seal(&self, ticket: &Ticket, key: &str, version: u64, record: &SessionRecord) -> Result<Vec<u8>, StoreError> {
+    fn seal(
+        &self,
+        ticket: &Ticket,
+        key: &str,
+        version: u64,
+        record: &SessionRecord,
+    ) -> Result<Vec<u8>, StoreError> {
         let plain = record::encode(record).ok_or(StoreError::Full)?;
-        Ok(ticket::seal(ticket.secret(), SESSION, &Self::aad(key, version), &plain))
+        Ok(ticket::seal(
+            ticket.secret(),
+            SESSION,
+            &Self::aad(key, version),
+            &plain,
+        ))
     }
 
     /// Stores a new session for `record` at `now`: the record, with what its cookie
@@ -332,10 +343,7 @@ impl RedisStore {
         let key = self.record_key(&tag, &session);
         let mut conn = self.conn()?;
         let mut cmd = redis::cmd("HMGET");
-        cmd
-            .arg(&key)
-            .arg("v")
-            .arg("d");
+        cmd.arg(&key).arg("v").arg("d");
         let call = cmd.query_async::<(Option<u64>, Option<Vec<u8>>)>(&mut conn);
         let (Some(version), Some(sealed)) = self.timed(call).await? else {
             return Ok(None);
@@ -361,7 +369,8 @@ impl RedisStore {
         self: &Arc<Self>,
         stored: &Stored,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        self.read(stored.ticket.clone(), stored.cookie.clone()).await
+        self.read(stored.ticket.clone(), stored.cookie.clone())
+            .await
     }
 
     /// Writes `record` over the session `old` if Redis still holds that version.
@@ -405,7 +414,10 @@ impl RedisStore {
     }
 
     /// Takes the refresh lease of the session `stored`, unless another holds it.
-    pub(crate) async fn lease(self: &Arc<Self>, stored: &Stored) -> Result<Option<Lease>, StoreError> {
+    pub(crate) async fn lease(
+        self: &Arc<Self>,
+        stored: &Stored,
+    ) -> Result<Option<Lease>, StoreError> {
         let Some((tag, session)) = parse_handle(&stored.handle) else {
             return Ok(None);
         };
@@ -413,8 +425,7 @@ impl RedisStore {
         let token = ticket::random_hex();
         let mut conn = self.conn()?;
         let mut cmd = redis::cmd("SET");
-        cmd
-            .arg(&key)
+        cmd.arg(&key)
             .arg(&token)
             .arg("NX")
             .arg("PX")
@@ -432,9 +443,7 @@ impl RedisStore {
     pub(crate) async fn release(self: &Arc<Self>, lease: Lease) {
         let Ok(mut conn) = self.conn() else { return };
         let mut script = self.scripts.release.prepare_invoke();
-        script
-            .key(&lease.key)
-            .arg(&lease.token);
+        script.key(&lease.key).arg(&lease.token);
         let call = script.invoke_async::<i64>(&mut conn);
         // An unreleased lease ends by itself.
         let _ = self.timed(call).await;
@@ -486,8 +495,7 @@ impl RedisStore {
         );
         let mut conn = self.conn()?;
         let mut cmd = redis::cmd("SET");
-        cmd
-            .arg(key)
+        cmd.arg(key)
             .arg(1)
             .arg("NX")
             .arg("PX")
@@ -506,13 +514,11 @@ impl RedisStore {
         let key = self.shared_key(label, secret);
         let mut conn = self.conn()?;
         let mut cmd = redis::cmd("GET");
-        cmd
-            .arg(&key);
+        cmd.arg(&key);
         let call = cmd.query_async::<Option<Vec<u8>>>(&mut conn);
-        Ok(self
-            .timed(call)
-            .await?
-            .and_then(|sealed| ticket::open(secret.as_bytes(), label.as_bytes(), key.as_bytes(), &sealed)))
+        Ok(self.timed(call).await?.and_then(|sealed| {
+            ticket::open(secret.as_bytes(), label.as_bytes(), key.as_bytes(), &sealed)
+        }))
     }
 
     /// Caches `value` for the fleet under `secret` for `ttl`.
@@ -527,8 +533,7 @@ impl RedisStore {
         let sealed = ticket::seal(secret.as_bytes(), label.as_bytes(), key.as_bytes(), value);
         let mut conn = self.conn()?;
         let mut cmd = redis::cmd("SET");
-        cmd
-            .arg(&key)
+        cmd.arg(&key)
             .arg(sealed)
             .arg("PX")
             .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
@@ -548,11 +553,19 @@ impl RedisStore {
     fn heard(&self, message: &str) {
         if let Some(user) = message.strip_prefix("u:") {
             let prefix = format!("{user}.");
-            self.opened
-                .forget(|u| u.record().stored.as_ref().is_some_and(|s| s.handle.starts_with(&prefix)));
+            self.opened.forget(|u| {
+                u.record()
+                    .stored
+                    .as_ref()
+                    .is_some_and(|s| s.handle.starts_with(&prefix))
+            });
         } else if let Some(session) = message.strip_prefix("s:") {
-            self.opened
-                .forget(|u| u.record().stored.as_ref().is_some_and(|s| s.handle == session));
+            self.opened.forget(|u| {
+                u.record()
+                    .stored
+                    .as_ref()
+                    .is_some_and(|s| s.handle == session)
+            });
         }
     }
 }
@@ -607,7 +620,9 @@ async fn listen(store: Weak<RedisStore>) {
             }
         }
         let Some(this) = store.upgrade() else { return };
-        tracing::warn!("lost the session store's revocation channel; reading every session from the store until it is back");
+        tracing::warn!(
+            "lost the session store's revocation channel; reading every session from the store until it is back"
+        );
         this.opened.suspend();
     }
 }
