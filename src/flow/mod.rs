@@ -37,21 +37,26 @@ pub(crate) enum Answer {
     Later(Pin<Box<dyn Future<Output = Response<respond::Body>> + Send>>),
 }
 
+/// A request the flow answered, or one it hands back to the app.
+pub(crate) enum Routed<B> {
+    Own(Answer),
+    Pass(Request<B>),
+}
+
 /// Answers the crate's own routes; every other request is handed back.
-pub(crate) fn route<B>(
-    runtime: &Arc<Runtime>,
-    req: Request<B>,
-    caller: Option<Caller>,
-) -> Result<Answer, Request<B>>
+pub(crate) fn route<B>(runtime: &Arc<Runtime>, req: Request<B>, caller: Option<Caller>) -> Routed<B>
 where
     B: http_body::Body + Send + 'static,
     B::Data: Send,
 {
     let config = &runtime.config;
     if req.uri().path() == config.logout_path {
-        return Ok(logout::route(runtime, req, caller));
+        return Routed::Own(logout::route(runtime, req, caller));
     }
-    own_get_route(runtime, &req, caller).ok_or(req)
+    match own_get_route(runtime, &req, caller) {
+        Some(answer) => Routed::Own(answer),
+        None => Routed::Pass(req),
+    }
 }
 
 /// `/login` and `/login/callback`; `None` for other paths.

@@ -42,7 +42,7 @@ pub(crate) use future::Step;
 use crate::HfUser;
 use crate::bearer::{self, BearerValidator};
 use crate::config::HfAuthConfig;
-use crate::flow::{self, Answer};
+use crate::flow::{self, Answer, Routed};
 use crate::respond::{self, Caller};
 use crate::runtime::Runtime;
 use crate::session::refresh::settle;
@@ -231,9 +231,9 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let mut req = match flow::route(&self.runtime, req, self.caller) {
-            Ok(Answer::Ready(response)) => return ResponseFuture::ready(response),
-            Ok(Answer::Later(fut)) => return ResponseFuture::boxed(fut),
-            Err(req) => req,
+            Routed::Own(Answer::Ready(response)) => return ResponseFuture::ready(response),
+            Routed::Own(Answer::Later(fut)) => return ResponseFuture::boxed(fut),
+            Routed::Pass(req) => req,
         };
         let runtime = &self.runtime;
         if let Some(refused) = cross_origin::refuse(runtime, &req, self.caller) {

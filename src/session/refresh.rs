@@ -258,9 +258,7 @@ impl Refresher {
             .replace(stored, user.record().clone(), self.now())
             .await
         {
-            Ok(Replaced::Written(record)) => {
-                (Outcome::Refreshed(HfUser::from_record(record)), until)
-            }
+            Ok(Replaced::Written(user)) => (Outcome::Refreshed(user), until),
             Ok(Replaced::Newer) => {
                 tracing::warn!(
                     user = user_name,

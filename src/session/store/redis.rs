@@ -14,7 +14,7 @@ use crate::session::codec::KeyRing;
 use crate::session::{lifetime, record};
 use crate::ticket::Stored;
 use crate::ticket::{self, Names, Ticket, USER_TAG_LEN, tag_hex};
-use crate::user::SessionRecord;
+use crate::user::{HfUser, SessionRecord};
 
 /// The label of session records' keys (HKDF info) and their associated data.
 const SESSION: &[u8] = b"tower-hf-auth session v1";
@@ -90,8 +90,8 @@ struct Scripts {
 
 /// What writing a refreshed session back came to.
 pub(crate) enum Replaced {
-    /// Written: the record with its new version.
-    Written(SessionRecord),
+    /// Written: the session with its new version.
+    Written(HfUser),
     /// Someone wrote a newer version first; nothing was written.
     Newer,
     /// The session is gone (signed out, revoked, expired).
@@ -401,13 +401,13 @@ impl RedisStore {
             .arg(format!("s:{}", old.handle));
         let call = script.invoke_async::<i64>(&mut conn);
         Ok(match self.timed(call).await? {
-            1 => Replaced::Written(SessionRecord {
+            1 => Replaced::Written(HfUser::from_record(SessionRecord {
                 stored: Some(Stored {
                     version,
                     ..old.clone()
                 }),
                 ..record
-            }),
+            })),
             0 => Replaced::Newer,
             _ => Replaced::Gone,
         })
