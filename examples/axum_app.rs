@@ -10,6 +10,9 @@
 //! to Hugging Face. `HOST`/`PORT` (default `127.0.0.1:7860`) choose where it listens,
 //! `PUBLIC_URL` the URL people open (default `http://{HOST}:{PORT}`), `HF_AUTH_SECRET`
 //! the cookie key. `HF_MOCK_USERS` names a JSON file of mock users (see the README).
+//! `HF_AUTH_REDIS_URL` keeps sessions in Redis or Valkey (build with `--features
+//! axum,mock,redis`): several copies of the app then share sessions, and the home page
+//! offers "Sign out everywhere".
 
 use axum::Router;
 use axum::extract::Path;
@@ -67,7 +70,12 @@ async fn home(config: HfAuthConfig, user: Option<HfUser>) -> Html<String> {
 <h2>Organizations</h2><ul class="orgs">{orgs}</ul>
 <h2>Granted scopes</h2><p class="scopes">{scopes}</p>
 <p><a href="/me">Your profile as JSON</a> · <a href="/repos">Repositories (needs read-repos)</a> ·
-<a href="/orgs/acme">acme</a> · <a href="/logout">Sign out</a></p>"#,
+<a href="/orgs/acme">acme</a> · <a href="/logout">Sign out</a></p>{everywhere}"#,
+                everywhere = if config.session_store().is_server_side() {
+                    r#"<form method="post" action="/logout"><input type="hidden" name="everywhere" value="1"><button>Sign out everywhere</button></form>"#
+                } else {
+                    ""
+                },
                 avatar = escape_html(user.avatar_url().unwrap_or("")),
                 name = escape_html(user.name().unwrap_or(user.username())),
                 username = escape_html(user.username()),
@@ -140,16 +148,22 @@ pub fn address() -> (String, u16) {
 
 /// The configuration against the mock provider, for `public_url`.
 pub fn mock_config(mock: &MockHfProvider, public_url: &str) -> HfAuthConfigBuilder {
-    let mut b = HfAuthConfig::builder()
+    mock_settings(HfAuthConfig::builder(), mock, public_url)
+}
+
+/// `b` pointed at the mock provider, for `public_url`.
+fn mock_settings(
+    b: HfAuthConfigBuilder,
+    mock: &MockHfProvider,
+    public_url: &str,
+) -> HfAuthConfigBuilder {
+    let mut b = b
         .with_client_id(mock.client_id())
         .with_provider_url(mock.issuer())
         .with_public_url(public_url)
         .with_scopes(["openid", "profile", "email"]);
     if let Some(secret) = mock.client_secret() {
         b = b.with_client_secret(secret);
-    }
-    if let Ok(secret) = std::env::var("HF_AUTH_SECRET") {
-        b = b.with_secret(secret);
     }
     b
 }
@@ -183,7 +197,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             mock.users().join(", ")
         );
         let public = std::env::var("PUBLIC_URL").unwrap_or(default_public);
-        let config = mock_config(&mock, &public).build()?;
+        // The crate's own variables (HF_AUTH_SECRET, HF_AUTH_REDIS_URL, …) still apply.
+        let config = mock_settings(HfAuthConfigBuilder::from_env()?, &mock, &public).build()?;
         _mock = Some(mock);
         config
     };

@@ -8,6 +8,7 @@
 compile_error!("the Redis tests need the `redis` feature: run `cargo test --all-features`");
 
 mod common;
+mod web;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -459,4 +460,177 @@ async fn a_record_sealed_for_another_ticket_or_a_forged_ticket_is_refused() {
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{forged:?}");
     }
     assert_eq!(redis.dump().len(), keys_before, "nothing written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_holder_paused_past_its_lease_never_overwrites_the_newer_session() {
+    let redis = RedisServer::start();
+    let mock = mock_with(|b| b.with_token_lifetime(LIFETIME).with_refresh_tokens(true)).await;
+    let clock = Arc::new(TestClock::default());
+    let url = redis.url();
+    // Replica A gives up its lease after a second; B keeps the default.
+    let short = |b: HfAuthConfigBuilder| {
+        let store = SessionStore::redis(url.clone()).with_timeout(PATIENT);
+        b.with_session_store(store.with_refresh_lease(Duration::from_secs(1)))
+    };
+    let a = serve_on(mock.clone(), clock.clone(), short, example::app).await;
+    let b = serve_on(
+        mock.clone(),
+        clock.clone(),
+        redis_sessions(&redis, PATIENT),
+        example::app,
+    )
+    .await;
+    let browser = Browser::new();
+    signed_in(&a, &browser, "alice").await;
+    let cookie = browser.cookies(&a.base);
+    clock.advance(LIFETIME + Duration::from_secs(60));
+
+    // A takes the lease and asks the provider, which keeps it waiting past the lease.
+    mock.add_fault(MockFault::Delay {
+        endpoint: MockEndpoint::Token,
+        delay: Duration::from_secs(3),
+    });
+    let me_on = |app: &TestApp| {
+        reqwest::Client::new()
+            .get(format!("{}/me", app.base))
+            .header(header::ACCEPT, "application/json")
+            .header(header::COOKIE, &cookie)
+            .send()
+    };
+    let slow = tokio::spawn(me_on(&a));
+    wait_until("A's refresh reaches the provider", || {
+        mock.requests(MockEndpoint::Token) == 2
+    })
+    .await;
+    mock.clear_faults();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // B finds the lease expired, refreshes at once and stores the new session.
+    let res = me_on(&b).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut conn = redis.connection();
+    let records: Vec<String> = redis::cmd("KEYS").arg("*:s:*").query(&mut conn).unwrap();
+    let version = || -> u64 {
+        let mut conn = redis.connection();
+        redis::cmd("HGET")
+            .arg(&records[0])
+            .arg("v")
+            .query(&mut conn)
+            .unwrap()
+    };
+    assert_eq!(version(), 2, "B's session is stored");
+    // A's late answer (the rotated token is refused by now) does not overwrite it, and
+    // A serves B's session.
+    let res = slow.await.unwrap().unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let json: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(json["username"], "alice");
+    assert_eq!(version(), 2, "nothing written over B's session");
+    assert_eq!(mock.requests(MockEndpoint::Token), 3);
+    // The stored refresh token is the live one: the next refresh works.
+    clock.advance(LIFETIME + Duration::from_secs(60));
+    assert_eq!(whoami(&b, &browser).await.as_deref(), Some("alice"));
+    assert_eq!(mock.requests(MockEndpoint::Token), 4);
+    assert_eq!(version(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_in_separate_processes_share_sessions_and_sign_out_everywhere() {
+    let redis = RedisServer::start();
+    let mock = mock().await;
+    let ports: Vec<u16> = (0..3)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let public = format!("http://127.0.0.1:{}", ports[0]);
+    let mut replicas = Vec::new();
+    for port in &ports {
+        let vars = [
+            ("OAUTH_CLIENT_ID", mock.client_id().to_owned()),
+            (
+                "OAUTH_CLIENT_SECRET",
+                mock.client_secret().unwrap().to_owned(),
+            ),
+            ("OPENID_PROVIDER_URL", mock.issuer()),
+            ("OAUTH_SCOPES", "openid profile email".to_owned()),
+            ("PUBLIC_URL", public.clone()),
+            ("HOST", "127.0.0.1".to_owned()),
+            ("PORT", port.to_string()),
+            ("HF_AUTH_SECRET", SECRET.to_owned()),
+            ("HF_AUTH_REDIS_URL", redis.url()),
+        ];
+        replicas.push(web::start_example("axum_app", &vars).await);
+    }
+    let bases: Vec<String> = replicas
+        .iter()
+        .map(|r| format!("http://{}", r.addr))
+        .collect();
+    let who = |browser: &Browser, base: &str| {
+        let url = format!("{base}/me");
+        let req = browser
+            .http
+            .get(url)
+            .header(header::ACCEPT, "application/json");
+        async move {
+            let res = req.send().await.unwrap();
+            match res.status() {
+                StatusCode::OK => Some(
+                    res.json::<serde_json::Value>().await.unwrap()["username"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                ),
+                StatusCode::UNAUTHORIZED => None,
+                other => panic!("/me answered {other}"),
+            }
+        }
+    };
+    // Sign in on the first process (the cookie jar ignores ports, as browsers do).
+    let browser = Browser::new();
+    let res = browser.get(&format!("{}/login", bases[0])).await;
+    let callback = authorize(&browser, &location(&res), "alice").await;
+    let res = browser.get(&callback).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    for base in &bases {
+        assert_eq!(
+            who(&browser, base).await.as_deref(),
+            Some("alice"),
+            "{base}"
+        );
+    }
+    let home = browser
+        .get(&format!("{}/", bases[1]))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(home.contains("Sign out everywhere"), "{home}");
+
+    let copied = browser.cookie(&bases[0], "hf_auth").unwrap();
+    let res = browser
+        .http
+        .post(format!("{}/logout", bases[2]))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body("everywhere=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let thief = Browser::new();
+    thief.set_cookie(&bases[0], &format!("hf_auth={copied}"));
+    let revoked_at = Instant::now();
+    for base in &bases[..2] {
+        while who(&thief, base).await.is_some() {
+            assert!(
+                revoked_at.elapsed() < Duration::from_secs(1),
+                "revoked within 1 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }

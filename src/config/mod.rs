@@ -189,6 +189,12 @@ impl HfAuthConfig {
         self.iframe
     }
 
+    /// Where sessions live (see [`with_session_store`](HfAuthConfigBuilder::with_session_store)).
+    #[must_use]
+    pub fn session_store(&self) -> &crate::SessionStore {
+        &self.session_store
+    }
+
     /// Whether cookie keys were made at random because no secret was configured.
     #[must_use]
     pub fn has_ephemeral_keys(&self) -> bool {

@@ -218,11 +218,7 @@ impl Refresher {
                 Ok(current) => current,
                 Err(_) => return (Outcome::Unavailable, None),
             };
-            let moved = current
-                .as_ref()
-                .and_then(|c| c.stored.as_ref())
-                .is_none_or(|c| c.version != stored.version);
-            if moved {
+            if moved(current.as_ref(), stored) {
                 if let Some(lease) = lease {
                     store.release(lease).await;
                 }
@@ -251,7 +247,12 @@ impl Refresher {
     ) -> (Outcome, Option<u64>) {
         let (outcome, until) = self.renew_here(old, renew).await;
         let Outcome::Refreshed(user) = &outcome else {
-            return (outcome, until);
+            // Refused or unanswered: if another replica renewed it meanwhile (a lease
+            // that ran out), its session stands.
+            return match store.reread(stored).await {
+                Ok(current) if moved(current.as_ref(), stored) => self.renewed_elsewhere(current),
+                _ => (outcome, until),
+            };
         };
         let user_name = old.profile.preferred_username.as_str();
         match store
@@ -380,6 +381,15 @@ enum ProfileRead {
     Read(Profile),
     Unavailable,
     Refused,
+}
+
+/// Whether the store's session `current` is not the one `stored` was read as: renewed
+/// since, or gone.
+#[cfg(feature = "redis")]
+fn moved(current: Option<&SessionRecord>, stored: &Stored) -> bool {
+    current
+        .and_then(|c| c.stored.as_ref())
+        .is_none_or(|c| c.version != stored.version)
 }
 
 /// How often a replica waiting for another's renewal looks at the store.

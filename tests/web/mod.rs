@@ -103,14 +103,13 @@ impl SpaceProcess {
 }
 
 /// `target/debug/examples/space`, built by `cargo test --all-features`.
-fn space_binary() -> PathBuf {
+fn example_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let bin = dir.join("examples").join("space");
+    let bin = dir.join("examples").join(name);
     assert!(
         bin.exists(),
-        "{} is missing: run `cargo test --all-features` (it builds the examples) or \
-         `cargo build --example space --features axum` first",
+        "{} is missing: run `cargo test --all-features` (it builds the examples) first",
         bin.display()
     );
     bin
@@ -119,7 +118,13 @@ fn space_binary() -> PathBuf {
 /// Starts the Space template's app with an empty environment plus `vars` (and `PATH`),
 /// and waits (up to a minute) for it to say where it listens.
 pub(crate) async fn start_space(vars: &[(&str, String)]) -> SpaceProcess {
-    let mut cmd = Command::new(space_binary());
+    start_example("space", vars).await
+}
+
+/// Starts the example `name` with an empty environment plus `vars` (and `PATH`), and
+/// waits (up to a minute) for it to say where it listens.
+pub(crate) async fn start_example(name: &str, vars: &[(&str, String)]) -> SpaceProcess {
+    let mut cmd = Command::new(example_binary(name));
     cmd.env_clear()
         .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -130,7 +135,7 @@ pub(crate) async fn start_space(vars: &[(&str, String)]) -> SpaceProcess {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let addr = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(addr) = line.strip_prefix("listening on http://") {
+            if let Some((_, addr)) = line.split_once("listening on http://") {
                 return addr.parse::<SocketAddr>().unwrap();
             }
         }

@@ -72,6 +72,8 @@ pub struct SessionStore {
     pub(crate) prefix: String,
     pub(crate) timeout: Duration,
     pub(crate) max_per_user: usize,
+    /// How long a refresh lease lasts; `None`: twice the provider timeout plus 2 s.
+    pub(crate) lease: Option<Duration>,
 }
 
 #[derive(Clone, Default)]
@@ -131,6 +133,7 @@ impl SessionStore {
             prefix: DEFAULT_PREFIX.to_owned(),
             timeout: DEFAULT_TIMEOUT,
             max_per_user: DEFAULT_MAX_SESSIONS_PER_USER,
+            lease: None,
         }
     }
 
@@ -158,6 +161,17 @@ impl SessionStore {
         self
     }
 
+    /// How long one replica may hold the right to refresh a session before another may
+    /// take it over. Default: twice the provider timeout plus 2 seconds, longer than
+    /// the two provider calls a refresh makes, so only a replica paused past it (a VM
+    /// freeze, a stopped process) loses it; its late answer is then never written over
+    /// the newer session.
+    #[must_use]
+    pub fn with_refresh_lease(mut self, lease: Duration) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
     /// Whether sessions live on a server (and so can be revoked).
     #[must_use]
     pub fn is_server_side(&self) -> bool {
@@ -175,6 +189,9 @@ impl SessionStore {
         }
         if self.timeout.is_zero() {
             return Some("the timeout must be above zero".into());
+        }
+        if self.lease.is_some_and(|l| l < Duration::from_millis(100)) {
+            return Some("the refresh lease must last at least 100 ms".into());
         }
         if self.max_per_user == 0 {
             return Some("at least one session per user is needed".into());

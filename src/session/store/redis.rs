@@ -182,7 +182,9 @@ impl RedisStore {
             prefix: settings.prefix.clone(),
             timeout: settings.timeout,
             max_per_user: settings.max_per_user,
-            lease: provider_timeout * 2 + Duration::from_secs(2),
+            lease: settings
+                .lease
+                .unwrap_or(provider_timeout * 2 + Duration::from_secs(2)),
             grace,
             opened,
             listening: Once::new(),
