@@ -13,6 +13,8 @@
 //! | `hit` | `HfAuthLayer`, the session found in the opened-session cache |
 //! | `miss` | `HfAuthLayer` with the cache off (`with_session_cache_bytes(0)`): every request opens the cookie |
 //! | `bearer_hit` | `HfAuthLayer` with bearer tokens, the token found in the bearer cache |
+//! | `redis_hit` | (feature `redis`) sessions in a local `redis-server`, found in the opened-session cache |
+//! | `redis_miss` | (feature `redis`) the same with the cache off: one Redis round trip per request |
 //!
 //! Then `miss_stages` (with feature `fuzzing`) times each step of opening a cookie:
 //! base64, AES-GCM, inflate, parse. `layer` and `guards` time the cheap paths (no cookie,
@@ -28,6 +30,10 @@
 #[path = "../examples/axum_app.rs"]
 #[allow(dead_code)]
 mod example;
+#[cfg(feature = "redis")]
+#[path = "../tests/common/redis_server.rs"]
+#[allow(dead_code)]
+mod redis_server;
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -68,6 +74,10 @@ struct Fixture {
     mock: MockHfProvider,
     base: String,
     users: [Signed; 2],
+    /// The Redis server and the `Cookie` headers of the same two users signed in with
+    /// sessions in it.
+    #[cfg(feature = "redis")]
+    redis: (redis_server::RedisServer, [HeaderValue; 2]),
 }
 
 impl Fixture {
@@ -124,17 +134,32 @@ fn fixture() -> Fixture {
         .enable_all()
         .build()
         .unwrap();
-    let (mock, base, cookies) = rt.block_on(async {
+    #[cfg(feature = "redis")]
+    let redis = redis_server::RedisServer::start();
+    let (mock, base, cookies, _stored) = rt.block_on(async {
         let mock = MockHfProvider::start().await.expect("mock provider starts");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let config = example::mock_config(&mock, &base).with_secret(SECRET);
-        let app = example::app(config.build().unwrap());
-        let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        let alice = sign_in(&base, "alice").await;
-        let carol = sign_in(&base, "carol").await;
-        server.abort();
-        (mock, base, [alice, carol])
+        // Signs alice and carol in on the example app with `customize`d settings; the
+        // app's base URL and their `Cookie` headers.
+        let signed = |customize: fn(HfAuthConfigBuilder, &str) -> HfAuthConfigBuilder,
+                      arg: String| {
+            let mock = &mock;
+            async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let base = format!("http://{}", listener.local_addr().unwrap());
+                let config = example::mock_config(mock, &base).with_secret(SECRET);
+                let app = example::app(customize(config, &arg).build().unwrap());
+                let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+                let users = [sign_in(&base, "alice").await, sign_in(&base, "carol").await];
+                server.abort();
+                (base, users)
+            }
+        };
+        let (base, cookies) = signed(|b, _| b, String::new()).await;
+        #[cfg(feature = "redis")]
+        let stored = signed(with_redis, redis.url()).await.1;
+        #[cfg(not(feature = "redis"))]
+        let stored = ();
+        (mock, base, cookies, stored)
     });
     let hour = Duration::from_secs(3600);
     let [alice, carol] = cookies;
@@ -153,7 +178,15 @@ fn fixture() -> Fixture {
         _rt: rt,
         mock,
         base,
+        #[cfg(feature = "redis")]
+        redis: (redis, _stored),
     }
+}
+
+/// `b` with sessions in the Redis server at `url`.
+#[cfg(feature = "redis")]
+fn with_redis(b: HfAuthConfigBuilder, url: &str) -> HfAuthConfigBuilder {
+    b.with_session_store(tower_hf_auth::SessionStore::redis(url))
 }
 
 /// `value` with one character of the session cookie's sealed value changed.
@@ -297,6 +330,13 @@ fn per_request(c: &mut Criterion, rt: &Runtime, fx: &Fixture) {
     let miss = hf(fx.config().with_session_cache_bytes(0));
     let bearer = hf(fx.config().with_bearer_tokens(true));
     let ts = tower_sessions_app();
+    #[cfg(feature = "redis")]
+    let (redis_hit, redis_miss) = {
+        let url = fx.redis.0.url();
+        let hit = hf(with_redis(fx.config(), &url));
+        let miss = hf(with_redis(fx.config(), &url).with_session_cache_bytes(0));
+        (hit, miss)
+    };
 
     let mut group = c.benchmark_group("per_request");
     for (profile, (user, expected)) in PROFILES.iter().zip(fx.users.iter().zip(["alice", "carol"]))
@@ -346,6 +386,31 @@ fn per_request(c: &mut Criterion, rt: &Runtime, fx: &Fixture) {
             &bearer,
             bearer_req,
         );
+        #[cfg(feature = "redis")]
+        {
+            let i = usize::from(*profile != PROFILES[0]);
+            let stored = &fx.redis.1[i];
+            let stored_req = || request(&[(header::COOKIE, stored)]);
+            for router in [&redis_hit, &redis_miss] {
+                assert_eq!(answer(rt, router, stored_req()), *expected);
+            }
+            // The revocation channel is up before the cache is trusted.
+            rt.block_on(tokio::time::sleep(Duration::from_millis(500)));
+            time(
+                &mut group,
+                rt,
+                &format!("redis_hit/{profile}"),
+                &redis_hit,
+                stored_req,
+            );
+            time(
+                &mut group,
+                rt,
+                &format!("redis_miss/{profile}"),
+                &redis_miss,
+                stored_req,
+            );
+        }
     }
     group.finish();
 }
@@ -437,7 +502,15 @@ fn mean_ns(group: &str, id: &str) -> Option<f64> {
 /// Prints the targets' ratios and writes every mean to `hot_path.csv`.
 fn report() {
     let mut csv = String::from("group,case,profile,mean_ns\n");
-    let cases = ["bare", "tower_sessions", "hit", "miss", "bearer_hit"];
+    let cases = [
+        "bare",
+        "tower_sessions",
+        "hit",
+        "miss",
+        "bearer_hit",
+        "redis_hit",
+        "redis_miss",
+    ];
     let stages = ["base64", "base64_aes_gcm", "inflate", "parse"];
     for (group, names) in [("per_request", &cases[..]), ("miss_stages", &stages[..])] {
         for name in names {
@@ -478,7 +551,7 @@ fn report() {
             get(case, p).map(|ns| format!("{:.2}", ns / 1e3))
         });
     }
-    for case in ["hit", "miss", "bearer_hit"] {
+    for case in ["hit", "miss", "bearer_hit", "redis_hit", "redis_miss"] {
         row(&format!("{case} over bare (µs)"), &|p| {
             Some(format!("{:.2}", (get(case, p)? - get("bare", p)?) / 1e3))
         });
@@ -488,6 +561,12 @@ fn report() {
             "{:.1}x",
             get("tower_sessions", p)? / get("hit", p)?
         ))
+    });
+    row("redis_hit / hit", &|p| {
+        Some(format!("{:.1}x", get("redis_hit", p)? / get("hit", p)?))
+    });
+    row("redis_miss / miss", &|p| {
+        Some(format!("{:.1}x", get("redis_miss", p)? / get("miss", p)?))
     });
     row("tower_sessions / miss", &|p| {
         Some(format!(

@@ -360,24 +360,28 @@ async fn redis_paused_or_restarted_signs_nobody_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_redis_refuses_new_sign_ins_clearly_and_makes_no_session() {
-    let redis =
-        RedisServer::start_with(&["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"]);
+    let redis = RedisServer::start_with(&["--maxmemory-policy", "noeviction"]);
     {
-        // Large values, then small ones: full even for a small write.
+        // Full: a memory limit below what the server already uses, so every write
+        // that may grow memory is refused however the usage moves.
         let mut conn = redis.connection();
-        for size in [64 * 1024, 1024, 16] {
-            let filler = vec![b'x'; size];
-            for i in 0.. {
-                let stored: redis::RedisResult<()> = redis::cmd("SET")
-                    .arg(format!("filler:{size}:{i}"))
-                    .arg(&filler)
-                    .query(&mut conn);
-                if let Err(err) = stored {
-                    assert_eq!(err.code(), Some("OOM"), "{err}");
-                    break;
-                }
-            }
-        }
+        let info: String = redis::cmd("INFO").arg("memory").query(&mut conn).unwrap();
+        let used: u64 = info
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(used / 2)
+            .query(&mut conn)
+            .unwrap();
+        let refused: redis::RedisResult<()> =
+            redis::cmd("SET").arg("probe").arg(1).query(&mut conn);
+        assert_eq!(refused.unwrap_err().code(), Some("OOM"));
     }
     let apps = replicas(&redis, mock().await, 1).await;
     let browser = Browser::new();
