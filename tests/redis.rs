@@ -316,6 +316,29 @@ async fn redis_paused_or_restarted_signs_nobody_out() {
     signed_in(&apps[0], &browser, "alice").await;
 
     redis.pause();
+    // Under load: 100 requests at once, none signed out, none waiting past the timeout.
+    let started = Instant::now();
+    let mut load = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let req = browser
+            .http
+            .get(format!("{}/me", apps[1].base))
+            .header(header::ACCEPT, "application/json");
+        load.spawn(async move {
+            let res = req.send().await.unwrap();
+            (
+                res.status(),
+                res.headers().get_all(header::SET_COOKIE).iter().count(),
+            )
+        });
+    }
+    while let Some(answer) = load.join_next().await {
+        assert_eq!(answer.unwrap(), (StatusCode::SERVICE_UNAVAILABLE, 0));
+    }
+    eprintln!(
+        "100 requests during the pause answered in {:?}",
+        started.elapsed()
+    );
     // Replica 1 has never read this session: it must ask Redis, which does not answer.
     let (status, set_cookies, retry_after) = me(&apps[1], &browser).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
@@ -637,4 +660,137 @@ async fn replicas_in_separate_processes_share_sessions_and_sign_out_everywhere()
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_revokes_a_user_or_one_session_through_the_layer() {
+    use axum::routing::get;
+    use std::sync::OnceLock;
+    use tower_hf_auth::{HfAuthLayer, HfUser, RevokeError};
+
+    let redis = RedisServer::start();
+    let mock = mock().await;
+    let clock = Arc::new(TestClock::default());
+    let mut layers = Vec::new();
+    let mut apps = Vec::new();
+    for _ in 0..2 {
+        let slot = Arc::new(OnceLock::new());
+        let keep = slot.clone();
+        let router = move |config| {
+            let layer = HfAuthLayer::new(config);
+            keep.set(layer.clone()).unwrap();
+            axum::Router::new()
+                .route(
+                    "/me",
+                    get(|user: HfUser| async move { user.username().to_owned() }),
+                )
+                .route(
+                    "/session",
+                    get(|user: HfUser| async move { user.session_id().unwrap().to_owned() }),
+                )
+                .route(
+                    "/id",
+                    get(|user: HfUser| async move { user.id().to_owned() }),
+                )
+                .layer(layer)
+        };
+        apps.push(
+            serve_on(
+                mock.clone(),
+                clock.clone(),
+                redis_sessions(&redis, PATIENT),
+                router,
+            )
+            .await,
+        );
+        layers.push(slot.get().unwrap().clone());
+    }
+    let user_of = |app: &TestApp, browser: &Browser| {
+        let req = browser.http.get(format!("{}/me", app.base));
+        async move {
+            let res = req
+                .header(header::ACCEPT, "application/json")
+                .send()
+                .await
+                .unwrap();
+            (res.status() == StatusCode::OK).then_some(())
+        }
+    };
+    let (alice, alice_phone, bob) = (Browser::new(), Browser::new(), Browser::new());
+    for (browser, user) in [(&alice, "alice"), (&alice_phone, "alice"), (&bob, "bob")] {
+        let res = sign_in(&apps[0], browser, user, "/").await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        for app in &apps {
+            assert!(user_of(app, browser).await.is_some());
+        }
+    }
+    // Hostile handles reach no key and write nothing.
+    let keys = redis.dump();
+    for hostile in ["{u:*}.*", "*", "a\nb", "", "0123456789abcdef.{x}"] {
+        assert_eq!(
+            layers[1].revoke_session(hostile).await,
+            Ok(false),
+            "{hostile:?}"
+        );
+    }
+    assert_eq!(redis.dump(), keys, "nothing written or deleted");
+
+    // One session: Bob's, from another replica.
+    let session = bob
+        .http
+        .get(format!("{}/session", apps[0].base))
+        .send()
+        .await
+        .unwrap();
+    let session = session.text().await.unwrap();
+    assert_eq!(layers[1].revoke_session(&session).await, Ok(true));
+    assert_eq!(
+        layers[1].revoke_session(&session).await,
+        Ok(false),
+        "already gone"
+    );
+    // Every session of alice.
+    let alice_id = alice
+        .http
+        .get(format!("{}/id", apps[1].base))
+        .send()
+        .await
+        .unwrap();
+    let alice_id = alice_id.text().await.unwrap();
+    assert_eq!(layers[1].revoke_user(&alice_id).await, Ok(2));
+    let revoked_at = Instant::now();
+    for app in &apps {
+        for browser in [&alice, &alice_phone, &bob] {
+            while user_of(app, browser).await.is_some() {
+                assert!(
+                    revoked_at.elapsed() < Duration::from_secs(1),
+                    "revoked within 1 s"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
+    // Cookie sessions cannot be revoked, and say so.
+    let plain = Arc::new(OnceLock::new());
+    let keep = plain.clone();
+    let _app = serve(
+        mock.clone(),
+        |b| b,
+        move |config| {
+            let layer = HfAuthLayer::new(config);
+            keep.set(layer.clone()).unwrap();
+            axum::Router::new().layer(layer)
+        },
+    )
+    .await;
+    let layer: &HfAuthLayer = plain.get().unwrap();
+    assert_eq!(
+        layer.revoke_user(&alice_id).await,
+        Err(RevokeError::NoServerStore)
+    );
+    assert_eq!(
+        layer.revoke_session(&session).await,
+        Err(RevokeError::NoServerStore)
+    );
 }
