@@ -40,8 +40,9 @@
 //! # The request's way through
 //! 1. The layer answers its own routes: `GET /login?return_to=/path` (start),
 //!    `GET /login/callback` (finish), `GET`/`POST /logout` (see [`config`] to move them).
-//! 2. For any other request it opens the session cookie ([`session`]) and, when it is
-//!    valid and unexpired, inserts [`HfUser`]. It never rejects by itself. A cookie it
+//! 2. For any other request it opens the session cookie ([`session`]; with a
+//!    server-side [`session::store`], reads the session its ticket names) and, when it
+//!    is valid and unexpired, inserts [`HfUser`]. It never rejects by itself. A cookie it
 //!    opened before is found in the opened-session cache (a hash lookup; expiry is
 //!    still checked on every request).
 //! 3. Guards ([`guard`], with a cookbook and the full answer table) turn "nobody is
@@ -55,6 +56,7 @@
 //! | `axum` | `HfUser` / `Option<HfUser>` extractors ([`axum`]) |
 //! | `mock` | [`mock::MockHfProvider`], an offline Hugging Face for development and tests |
 //! | `tonic` | [`tonic::HfUserExt`]: the signed-in user in gRPC handlers |
+//! | `redis` | [`SessionStore::redis`]: sessions in Redis or Valkey, revocable, shared by replicas ([`session::store`]) |
 //!
 //! # Security
 //! PKCE `S256`; `state` of 256 random bits per sign-in, single use and checked before

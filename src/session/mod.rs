@@ -9,6 +9,10 @@
 //! A cookie that is tampered with, truncated, sealed under an unknown key or past its
 //! expiry (without a refresh token) yields no user and is cleared.
 //!
+//! With a server-side [`store`] (Redis, feature `redis`), the cookie holds a sealed
+//! ticket instead, and the same record lives in the store; everything below (the cache,
+//! refresh, profile re-reads) works the same way, shared by every replica.
+//!
 //! # The opened-session cache
 //! Opening a cookie (base64, AES-GCM, inflating and parsing the profile) costs a few
 //! microseconds for a typical user and tens for one in 40 organizations, so the layer
