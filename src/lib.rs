@@ -55,6 +55,15 @@
 //! | `axum` | `HfUser` / `Option<HfUser>` extractors ([`axum`]) |
 //! | `mock` | [`mock::MockHfProvider`], an offline Hugging Face for development and tests |
 //! | `tonic` | [`tonic::HfUserExt`]: the signed-in user in gRPC handlers |
+//! | `metrics` | counters and histograms through the `metrics` facade ([`observe`]) |
+//!
+//! # Observability
+//! Every sign-in step and background task runs in a `tracing` span (`hf_auth.login`,
+//! `hf_auth.callback`, `hf_auth.refresh`, `hf_auth.profile`, `hf_auth.bearer`, with
+//! `hf_auth.provider` spans for the calls to Hugging Face) whose fields say the
+//! outcome, the error type, a pseudonymous user id and the duration; with the
+//! `metrics` feature the same steps are counted. [`observe`] has the tables of span
+//! fields and of metric names and labels.
 //!
 //! # Security
 //! PKCE `S256`; `state` of 256 random bits per sign-in, single use and checked before
@@ -103,6 +112,7 @@ pub mod layer;
 #[cfg(feature = "mock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub mod mock;
+pub mod observe;
 mod provider;
 pub mod respond;
 mod runtime;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::bearer::BearerValidator;
 use crate::clock::{Clock, unix_seconds};
 use crate::config::HfAuthConfig;
+use crate::observe::UserIds;
 use crate::provider::Provider;
 use crate::session::SessionCookies;
 use crate::session::cache::OpenedSessions;
@@ -35,6 +36,8 @@ pub(crate) struct Runtime {
     pub(crate) bearer: Option<Arc<BearerValidator>>,
     /// Sign-in `state`s whose callback already ran (SHA-256 digests).
     pub(crate) used_states: UsedOnce,
+    /// How spans show users (pseudonyms keyed from the secret, or raw ids).
+    pub(crate) user_ids: Arc<UserIds>,
 }
 
 impl Runtime {
@@ -43,12 +46,12 @@ impl Runtime {
     pub(crate) fn new(config: HfAuthConfig) -> Self {
         let clock = config.openid.clock.clone();
         let provider = Arc::new(Provider::new(config.openid.clone()));
+        let user_ids = Arc::new(UserIds::new(&config.secret, config.raw_user_ids));
         let bearer = config.token_auth.clone().map(|settings| {
-            Arc::new(BearerValidator::new(
-                provider.clone(),
-                settings,
-                clock.clone(),
-            ))
+            Arc::new(
+                BearerValidator::new(provider.clone(), settings, clock.clone())
+                    .with_user_ids(user_ids.clone()),
+            )
         });
         let sessions = SessionCookies {
             name: config.cookie_name.clone(),
@@ -64,7 +67,10 @@ impl Runtime {
             timing: config.session_timing,
         };
         Self {
-            refresher: Arc::new(Refresher::new(provider.clone(), clock.clone())),
+            refresher: Arc::new(
+                Refresher::new(provider.clone(), clock.clone()).with_user_ids(user_ids.clone()),
+            ),
+            user_ids,
             used_states: UsedOnce::new(MAX_USED_STATES),
             opened: OpenedSessions::new(config.session_cache_bytes),
             clock,

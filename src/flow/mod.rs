@@ -27,7 +27,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use http::{HeaderValue, Method, Request, Response, header};
+use tracing::Instrument;
 
+use crate::observe::{self, Step};
 use crate::respond::{self, AuthError, AuthErrorKind, Caller};
 use crate::runtime::Runtime;
 
@@ -71,9 +73,18 @@ pub(crate) fn route<B>(
     let headers = req.headers().clone();
     Some(Answer::Later(Box::pin(async move {
         let res = if login {
-            login::start(&runtime, caller, &query, &headers).await
+            let step = Step::login();
+            let res = login::start(&runtime, caller, &query, &headers)
+                .instrument(step.span().clone())
+                .await;
+            observe::login_done(&step, &res);
+            res
         } else {
-            let res = callback::finish(&runtime, caller, &query, &headers).await;
+            let step = Step::callback();
+            let res = callback::finish(&runtime, caller, &query, &headers)
+                .instrument(step.span().clone())
+                .await;
+            observe::callback_done(&step, &res);
             frame_escape::escape(&runtime, &query, &headers, &res).unwrap_or(res)
         };
         respond::own_page(res, &runtime.config.frame_policy)

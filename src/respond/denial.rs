@@ -31,6 +31,22 @@ pub(crate) enum Denial {
     Predicate(Arc<str>),
 }
 
+impl Denial {
+    /// The kind of error this denial is answered with.
+    pub(crate) fn kind(&self) -> AuthErrorKind {
+        match self {
+            Self::NotSignedIn => AuthErrorKind::Unauthenticated,
+            Self::MissingScopes(_) => AuthErrorKind::InsufficientScope,
+            Self::Org {
+                why: OrgShortfall::Restricted(_),
+                ..
+            } => AuthErrorKind::OrgRestricted,
+            Self::Org { .. } => AuthErrorKind::OrgRequired,
+            Self::Predicate(_) => AuthErrorKind::Forbidden,
+        }
+    }
+}
+
 /// What an organization guard found missing.
 #[derive(Debug)]
 pub(crate) enum OrgShortfall {
@@ -160,6 +176,7 @@ pub(crate) fn deny(
     extensions: &http::Extensions,
     denial: Denial,
 ) -> Response<Body> {
+    crate::observe::denied(denial.kind());
     match denial {
         Denial::NotSignedIn => not_signed_in(runtime, caller, here, extensions),
         Denial::MissingScopes(missing) => {

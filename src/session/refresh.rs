@@ -12,10 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
+use tracing::Instrument;
 
 use super::{Renew, SessionCookies};
 use crate::HfUser;
 use crate::clock::{Clock, unix_seconds};
+use crate::observe::{self, Step, UserIds};
 use crate::provider::{Provider, ProviderError};
 use crate::single_flight::{Key, SingleFlight, key_of};
 use crate::user::{Profile, SessionRecord};
@@ -57,6 +59,8 @@ pub(crate) struct Refresher {
     provider: Arc<Provider>,
     clock: Arc<dyn Clock>,
     outcomes: SingleFlight<Outcome>,
+    /// How the spans of renewals show the user (none: not at all).
+    user_ids: Option<Arc<UserIds>>,
 }
 
 impl fmt::Debug for Refresher {
@@ -76,7 +80,14 @@ impl Refresher {
             provider,
             clock,
             outcomes: SingleFlight::new(CAPACITY),
+            user_ids: None,
         }
+    }
+
+    /// Shows the user in the spans of renewals as `user_ids` says.
+    pub(crate) fn with_user_ids(mut self, user_ids: Arc<UserIds>) -> Self {
+        self.user_ids = Some(user_ids);
+        self
     }
 
     fn now(&self) -> u64 {
@@ -95,7 +106,11 @@ impl Refresher {
 
     /// Synchronous fast path: the remembered outcome of renewing `user`'s session.
     pub(crate) fn remembered(&self, user: &HfUser, renew: Renew) -> Option<Outcome> {
-        self.outcomes.cached(&Self::key(user, renew)?, self.now())
+        let outcome = self.outcomes.cached(&Self::key(user, renew)?, self.now());
+        if let Some(Outcome::Refreshed(_)) = outcome {
+            observe::renewal_remembered(renew == Renew::Profile);
+        }
+        outcome
     }
 
     /// Renews `user`'s session (new tokens and profile, or a new profile only), or hands
@@ -109,7 +124,25 @@ impl Refresher {
     pub(crate) async fn refresh(self: &Arc<Self>, user: &HfUser, renew: Renew) -> Outcome {
         let this = Arc::clone(self);
         let user = user.clone();
-        tokio::spawn(async move { this.refresh_here(&user, renew).await })
+        // The task's span is made here, a child of the request's.
+        let profile_only = renew == Renew::Profile;
+        let step = Step::renewal(profile_only);
+        if let Some(ids) = &self.user_ids {
+            step.user(ids, user.id());
+        }
+        let span = step.span().clone();
+        let task = async move {
+            let (outcome, ran) = this.refresh_here(&user, renew).await;
+            let label = match (&outcome, ran) {
+                (_, false) => "coalesced",
+                (Outcome::Refreshed(_), true) => "refreshed",
+                (Outcome::Unavailable, true) => "unavailable",
+                (Outcome::Refused, true) => "refused",
+            };
+            observe::renewal_done(&step, profile_only, label);
+            outcome
+        };
+        tokio::spawn(task.instrument(span))
             .await
             .unwrap_or(Outcome::Unavailable)
     }
@@ -133,23 +166,31 @@ impl Refresher {
         }
     }
 
-    async fn refresh_here(&self, user: &HfUser, renew: Renew) -> Outcome {
+    /// The outcome, and whether this call asked the provider (rather than sharing
+    /// another call's outcome).
+    async fn refresh_here(&self, user: &HfUser, renew: Renew) -> (Outcome, bool) {
         let Some(key) = Self::key(user, renew) else {
-            return Outcome::Refused;
+            return (Outcome::Refused, true);
         };
         let old = user.record();
-        self.outcomes
+        let mut ran = false;
+        let outcome = self
+            .outcomes
             .run(
                 key,
                 || self.now(),
-                || async {
-                    match renew {
-                        Renew::Tokens => self.new_tokens(old).await,
-                        Renew::Profile => self.new_profile(old).await,
+                || {
+                    ran = true;
+                    async {
+                        match renew {
+                            Renew::Tokens => self.new_tokens(old).await,
+                            Renew::Profile => self.new_profile(old).await,
+                        }
                     }
                 },
             )
-            .await
+            .await;
+        (outcome, ran)
     }
 
     /// Asks the provider for new tokens, then for the profile with the new access
@@ -160,7 +201,7 @@ impl Refresher {
         };
         let answer = self.provider.refresh(token).await;
         let now = self.now();
-        let user = old.profile.preferred_username.as_str();
+        // Who: the span's `user.id` (a pseudonym unless raw ids are on).
         match answer {
             Ok(tokens) => {
                 let mut record = old.refreshed(tokens, now);
@@ -175,14 +216,13 @@ impl Refresher {
                         return (Outcome::Refused, Some(until));
                     }
                 }
-                tracing::debug!(user, "session refreshed");
+                tracing::debug!("session refreshed");
                 // Never remembered past the new access token's own expiry.
                 let until = now.saturating_add(REMEMBER).min(record.expires_at);
                 (Outcome::Refreshed(HfUser::from_record(record)), Some(until))
             }
             Err(err) if is_refused(&err) => {
                 tracing::warn!(
-                    user,
                     error = %err,
                     "the provider refused the session's refresh token; the session ends \
                      when its access token expires"
@@ -194,7 +234,7 @@ impl Refresher {
                 (Outcome::Refused, Some(until))
             }
             Err(err) => {
-                tracing::warn!(user, error = %err, "cannot refresh a session");
+                tracing::warn!(error = %err, "cannot refresh a session");
                 (Outcome::Unavailable, None)
             }
         }
@@ -220,7 +260,6 @@ impl Refresher {
 
     /// Userinfo with `record`'s access token: the same user's profile, or why not.
     async fn read_profile(&self, record: &SessionRecord) -> ProfileRead {
-        let user = record.profile.preferred_username.as_str();
         match self
             .provider
             .userinfo::<Profile>(&record.access_token)
@@ -228,19 +267,19 @@ impl Refresher {
         {
             Ok(mut profile) if profile.sub == record.profile.sub => {
                 profile.normalize();
-                tracing::debug!(user, "profile read again");
+                tracing::debug!("profile read again");
                 ProfileRead::Read(profile)
             }
             Ok(_) => {
-                tracing::warn!(user, "userinfo now describes another user; not trusted");
+                tracing::warn!("userinfo now describes another user; not trusted");
                 ProfileRead::Refused
             }
             Err(err) if err.is_unauthorized() => {
-                tracing::warn!(user, error = %err, "the provider no longer accepts the session's access token");
+                tracing::warn!(error = %err, "the provider no longer accepts the session's access token");
                 ProfileRead::Refused
             }
             Err(err) => {
-                tracing::warn!(user, error = %err, "cannot read the profile again");
+                tracing::warn!(error = %err, "cannot read the profile again");
                 ProfileRead::Unavailable
             }
         }
