@@ -106,6 +106,7 @@ mod flow;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod grpc;
 pub mod guard;
 mod id_token;
 pub mod layer;
@@ -128,6 +129,7 @@ pub mod user;
 pub use bearer::BearerValidation;
 pub use clock::{Clock, SystemClock};
 pub use config::{ConfigError, HfAuthConfig, HfAuthConfigBuilder};
+pub use grpc::GrpcMethods;
 pub use guard::{RequireLogin, RequireOrg, RequireScopes, RequireUser};
 pub use layer::{AuthBody, HfAuth, HfAuthLayer};
 pub use provider::ClientAuth;
