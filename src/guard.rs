@@ -4,7 +4,8 @@
 //! Guards read the user that [`HfAuthLayer`](crate::HfAuthLayer) put into the request,
 //! so that layer must wrap them: in axum, guards go on routes with `route_layer` and
 //! `HfAuthLayer` on the router with `layer`. Each guard is a tower [`Layer`], so the
-//! same values work in tonic's `Server::builder().layer(…)` and any `ServiceBuilder`.
+//! same values work in tonic's `Server::builder().layer(…)` and any `ServiceBuilder`;
+//! [`GrpcMethods`](crate::GrpcMethods) gives each gRPC method its own guards.
 //!
 //! # Cookbook
 //!
