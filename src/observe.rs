@@ -154,11 +154,13 @@ impl Step {
         Self::new(span)
     }
 
-    /// A bearer token the cache does not know: checked with the provider.
+    /// A bearer token the cache did not know when the check began: checked with the
+    /// provider, or answered by a concurrent check of the same token (then `cache` is
+    /// `hit`: this request asked no one).
     pub(crate) fn bearer() -> Self {
         Self::new(tracing::info_span!(
             "hf_auth.bearer",
-            cache = "miss",
+            cache = Empty,
             outcome = Empty,
             "error.type" = Empty,
             "user.id" = Empty,
@@ -256,8 +258,10 @@ pub(crate) fn renewal_remembered(profile_only: bool) {
     metrics::renewal(profile_only, "coalesced");
 }
 
-/// What a bearer check came to, with the error type of a refusal.
+/// What a bearer check came to, with the error type of a refusal; `hit`: answered
+/// without a provider call of this request's own.
 pub(crate) fn bearer_done(step: &Step, outcome: &'static str, error: Option<&str>, hit: bool) {
+    step.span.record("cache", if hit { "hit" } else { "miss" });
     step.end(outcome, error);
     metrics::bearer_cache(hit);
 }

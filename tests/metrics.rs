@@ -106,6 +106,11 @@ async fn metrics_count_sign_ins_denials_bearer_checks_and_refreshes() {
         session,
         "refreshed"
     );
+    // Another tab still sending the old cookie gets that refresh's outcome: coalesced.
+    let other_tab = Browser::new();
+    let old = session.expect("alice had a session cookie");
+    other_tab.set_cookie(&app.base, &format!("hf_auth={old}; Path=/"));
+    assert_eq!(whoami(&app, &other_tab).await.as_deref(), Some("alice"));
 
     let after = Scrape::of(&app).await;
     let count = |name, labels: &[(&str, &str)]| moved(&before, &after, name, labels);
@@ -148,6 +153,13 @@ async fn metrics_count_sign_ins_denials_bearer_checks_and_refreshes() {
         count(
             "hf_auth_refreshes_total",
             &[("kind", "tokens"), ("outcome", "refreshed")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        count(
+            "hf_auth_refreshes_total",
+            &[("kind", "tokens"), ("outcome", "coalesced")]
         ),
         1.0
     );
