@@ -102,14 +102,17 @@ impl UserIds {
 /// One timed step: a span and when it began. Ending it records the outcome fields.
 pub(crate) struct Step {
     span: Span,
-    started: Instant,
+    /// When it began; not read from the clock when nothing would see the duration (no
+    /// subscriber wants the span, no metrics).
+    started: Option<Instant>,
 }
 
 impl Step {
     fn new(span: Span) -> Self {
+        let timed = cfg!(feature = "metrics") || !span.is_disabled();
         Self {
             span,
-            started: Instant::now(),
+            started: timed.then(Instant::now),
         }
     }
 
@@ -210,7 +213,7 @@ impl Step {
     /// Records the outcome, the error type if any and the duration; returns the
     /// duration.
     pub(crate) fn end(&self, outcome: &'static str, error: Option<&str>) -> Duration {
-        let took = self.started.elapsed();
+        let took = self.started.map_or(Duration::ZERO, |at| at.elapsed());
         self.span.record("outcome", outcome);
         if let Some(error) = error {
             self.span.record("error.type", error);
