@@ -15,6 +15,9 @@
 //! | `hf_auth.bearer` | a bearer token is checked (`DEBUG` when the cache answers) | `cache` (`hit`, `miss`), `outcome` (`accepted`, `rejected`, `unavailable`), `error.type`, `user.id`, `duration_ms` |
 //! | `hf_auth.provider` | each HTTP call to the provider, a child of the above | `endpoint` (`discovery`, `jwks`, `token`, `userinfo`, `whoami`), `status`, `outcome` (`ok`, `error`), `error.type`, `duration_ms` |
 //!
+//! A server-side session store (to come) opens an `hf_auth.store` span per call, with
+//! `operation`, `outcome`, `error.type` and `duration_ms`; cookie sessions open none.
+//!
 //! `error.type` is an [`AuthErrorKind`](crate::AuthErrorKind::code) (`invalid_state`,
 //! `provider_timeout`, …) on the sign-in steps; on provider calls it is `timeout`,
 //! `connect`, `transport`, `redirect`, `response_too_large`, or the HTTP status of an
