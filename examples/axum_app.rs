@@ -13,6 +13,12 @@
 //! `HF_AUTH_REDIS_URL` keeps sessions in Redis or Valkey (build with `--features
 //! axum,mock,redis`): several copies of the app then share sessions, and the home page
 //! offers "Sign out everywhere".
+//!
+//! With the `metrics` feature (`--features axum,mock,metrics`) it also serves the
+//! crate's metrics in Prometheus text at `GET /metrics`, rendered by
+//! `metrics-exporter-prometheus` in a route of the app (the exporter opens no listener
+//! of its own). The route is public here; a real app would guard it or serve it on a
+//! port of its own.
 
 use axum::Router;
 use axum::extract::Path;
@@ -29,7 +35,7 @@ use tower_hf_auth::{
 /// The app's routes behind the sign-in layer.
 pub fn app(config: HfAuthConfig) -> Router {
     let settings = config.clone();
-    Router::new()
+    let router = Router::new()
         .route(
             "/",
             get(move |user: Option<HfUser>| home(settings.clone(), user)),
@@ -45,8 +51,37 @@ pub fn app(config: HfAuthConfig) -> Router {
         .route(
             "/acme/admin",
             get(acme_admin).route_layer(RequireOrg::role("acme", OrgRole::Admin)),
-        )
-        .layer(HfAuthLayer::new(config))
+        );
+    // The recorder is installed with the app, before it serves: no sign-in goes uncounted.
+    #[cfg(feature = "metrics")]
+    let router = {
+        metrics::handle();
+        router.route("/metrics", get(metrics::render))
+    };
+    router.layer(HfAuthLayer::new(config))
+}
+
+/// `GET /metrics`: the crate's counters and histograms in Prometheus text.
+#[cfg(feature = "metrics")]
+pub mod metrics {
+    use std::sync::OnceLock;
+
+    use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+    /// The process's Prometheus recorder, installed on first use (an app installs one
+    /// recorder, before it serves requests).
+    pub fn handle() -> &'static PrometheusHandle {
+        static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+        HANDLE.get_or_init(|| {
+            PrometheusBuilder::new()
+                .install_recorder()
+                .expect("no other metrics recorder is installed")
+        })
+    }
+
+    pub(super) async fn render() -> String {
+        handle().render()
+    }
 }
 
 async fn home(config: HfAuthConfig, user: Option<HfUser>) -> Html<String> {
@@ -208,6 +243,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
              key is used and sessions will not survive a restart"
         );
     }
+    #[cfg(feature = "metrics")]
+    println!("Prometheus metrics at {}/metrics", config.public_url());
     println!("tower-hf-auth demo listening on http://{bound}");
     println!("Open {} in a browser", config.public_url());
     axum::serve(listener, app(config)).await?;

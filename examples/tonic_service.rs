@@ -1,8 +1,10 @@
 //! A gRPC service behind "Sign in with Hugging Face": callers send a Hugging Face access
 //! token as `authorization: Bearer <token>` metadata, and each method says what it needs.
+//! Only tonic: `HfAuthLayer` and the per-method guards of `GrpcMethods` are layers of
+//! tonic's own server, no router in between.
 //!
 //! ```sh
-//! cargo run --example tonic_service --features tonic,mock,axum
+//! cargo run --example tonic_service --features tonic,mock
 //! ```
 //!
 //! With no `OAUTH_CLIENT_ID` it starts the offline `MockHfProvider` and prints a token
@@ -10,7 +12,7 @@
 //! `HOST`/`PORT` (default `127.0.0.1:50051`) choose where it listens.
 //!
 //! The service, written by hand so that no `protoc` is needed (with `tonic-build`, the
-//! generated `DemoServer` takes the place of [`Demo`] and the routing stays the same):
+//! generated `DemoServer` takes the place of [`Demo`] and the guards stay the same):
 //!
 //! ```proto
 //! syntax = "proto3";
@@ -40,8 +42,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use axum::Router;
-use axum::routing::post_service;
 use bytes::Bytes;
 use tonic::server::NamedService;
 use tonic::{Status, body::Body};
@@ -49,7 +49,8 @@ use tower::{Service, service_fn};
 use tower_hf_auth::mock::MockHfProvider;
 use tower_hf_auth::tonic::HfUserExt;
 use tower_hf_auth::{
-    HfAuthConfig, HfAuthConfigBuilder, HfAuthLayer, OrgRole, RequireOrg, RequireScopes, scope,
+    GrpcMethods, HfAuthConfig, HfAuthConfigBuilder, HfAuthLayer, OrgRole, RequireOrg,
+    RequireScopes, scope,
 };
 
 /// `demo.Empty`
@@ -81,7 +82,7 @@ pub struct Reply {
     pub message: String,
 }
 
-/// The `demo.Demo` service. Its methods trust the guards in front of them ([`service`]);
+/// The `demo.Demo` service. Its methods trust the guards in front of them ([`guards`]);
 /// `WhoAmI` has none and asks for the user itself with
 /// [`require_hf_user`](HfUserExt::require_hf_user).
 #[derive(Debug, Clone, Copy, Default)]
@@ -180,28 +181,24 @@ async fn unimplemented() -> http::Response<Body> {
     Status::unimplemented("no such method").into_http()
 }
 
-/// The service behind the sign-in layer, one route per method so that each method has
-/// its own guard. Serve it with tonic's server ([`serve`]) or any HTTP/2 server.
-pub fn service(config: HfAuthConfig) -> Router {
-    let demo = Demo;
-    Router::new()
-        // No guard: the handler asks for the user itself (`require_hf_user`).
-        .route(&Demo::path("WhoAmI"), post_service(demo))
+/// What each method needs. `WhoAmI` has no guard: the handler asks for the user itself
+/// (`require_hf_user`); methods nobody serves reach `Demo`, which answers 12.
+pub fn guards() -> GrpcMethods {
+    GrpcMethods::new()
         // Not signed in: `grpc-status: 16`; no `read-repos`: 7.
-        .route(
+        .add_method(
             &Demo::path("ListRepos"),
-            post_service(demo).route_layer(RequireScopes::all([scope::READ_REPOS])),
+            RequireScopes::all([scope::READ_REPOS]),
         )
-        // Not an admin of acme: 7.
-        .route(
+        // Not signed in: 16; not an admin of acme: 7.
+        .add_method(
             &Demo::path("AcmeAdmin"),
-            post_service(demo).route_layer(RequireOrg::role("acme", OrgRole::Admin)),
+            RequireOrg::role("acme", OrgRole::Admin),
         )
-        .fallback(unimplemented)
-        .layer(HfAuthLayer::new(config))
 }
 
-/// Serves [`service`] over HTTP/2 (gRPC) on `listener` with tonic's server.
+/// Serves [`Demo`] over HTTP/2 (gRPC) on `listener` with tonic's server: the sign-in
+/// layer outside, the per-method guards inside it.
 ///
 /// # Errors
 /// When the server fails.
@@ -210,10 +207,9 @@ pub async fn serve(
     config: HfAuthConfig,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
-        .serve_with_incoming(
-            service(config),
-            tonic::transport::server::TcpIncoming::from(listener),
-        )
+        .layer(HfAuthLayer::new(config))
+        .layer(guards())
+        .serve_with_incoming(Demo, tonic::transport::server::TcpIncoming::from(listener))
         .await
 }
 

@@ -93,8 +93,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use crate::Secret;
 use crate::clock::{Clock, unix_seconds};
+use crate::observe::{self, Step, UserIds};
 use crate::provider::{Provider, ProviderError, WhoAmI, WhoAmIAuth};
 #[cfg(feature = "redis")]
 use crate::session::store::redis::RedisStore;
@@ -230,6 +233,8 @@ pub(crate) struct BearerValidator {
     /// The server-side store, where answers are shared with every replica.
     #[cfg(feature = "redis")]
     store: Option<Arc<RedisStore>>,
+    /// How the spans of checks show the user (none: not at all).
+    user_ids: Option<Arc<UserIds>>,
 }
 
 impl fmt::Debug for BearerValidator {
@@ -260,6 +265,7 @@ impl BearerValidator {
             answers,
             #[cfg(feature = "redis")]
             store: None,
+            user_ids: None,
         }
     }
 
@@ -269,13 +275,22 @@ impl BearerValidator {
         Self { store, ..self }
     }
 
+    /// Shows the user in the spans of checks as `user_ids` says.
+    pub(crate) fn with_user_ids(mut self, user_ids: Arc<UserIds>) -> Self {
+        self.user_ids = Some(user_ids);
+        self
+    }
+
     /// Synchronous fast path: the cached answer for this token if still fresh (no
     /// await, no allocation beyond hashing). A malformed token is answered `Invalid`.
     pub(crate) fn cached(&self, token: &str) -> Option<Answer> {
         if !well_formed(token) {
             return Some(Err(BearerRejection::Invalid));
         }
-        self.answers.cached(&key_of(token), self.now())
+        let answer = self.answers.cached(&key_of(token), self.now())?;
+        let step = Step::bearer_cached();
+        self.done(&step, &answer, true);
+        Some(answer)
     }
 
     /// Validates: cache first, else one upstream call per token at a time (concurrent
@@ -286,9 +301,39 @@ impl BearerValidator {
             return Err(BearerRejection::Invalid);
         }
         let key = key_of(token);
-        self.answers
-            .run(key, || self.now(), || self.ask_and_log(token))
-            .await
+        let step = Step::bearer();
+        let mut asked = false;
+        let answer = self
+            .answers
+            .run(
+                key,
+                || self.now(),
+                || {
+                    asked = true;
+                    self.ask_and_log(token)
+                },
+            )
+            .instrument(step.span().clone())
+            .await;
+        self.done(&step, &answer, !asked);
+        answer
+    }
+
+    /// Ends a check's span with its answer; `hit`: no provider call of its own.
+    fn done(&self, step: &Step, answer: &Answer, hit: bool) {
+        let (outcome, error) = match answer {
+            Ok(user) => {
+                if let Some(ids) = &self.user_ids {
+                    step.user(ids, user.id());
+                }
+                ("accepted", None)
+            }
+            Err(BearerRejection::Invalid) => ("rejected", Some("invalid_token")),
+            Err(BearerRejection::Unavailable { .. }) => {
+                ("unavailable", Some("provider_unavailable"))
+            }
+        };
+        observe::bearer_done(step, outcome, error, hit);
     }
 
     fn now(&self) -> u64 {
@@ -305,9 +350,8 @@ impl BearerValidator {
         #[cfg(feature = "redis")]
         self.share(token, &answer, expires_at).await;
         match &answer {
-            Ok(user) => {
-                tracing::debug!(user = user.username(), "bearer token accepted");
-            }
+            // Who: the span's `user.id` (a pseudonym unless raw ids are on).
+            Ok(_) => tracing::debug!("bearer token accepted"),
             Err(BearerRejection::Invalid) => tracing::debug!("bearer token rejected"),
             Err(BearerRejection::Unavailable { .. }) => {}
         }

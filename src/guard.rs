@@ -4,7 +4,8 @@
 //! Guards read the user that [`HfAuthLayer`](crate::HfAuthLayer) put into the request,
 //! so that layer must wrap them: in axum, guards go on routes with `route_layer` and
 //! `HfAuthLayer` on the router with `layer`. Each guard is a tower [`Layer`], so the
-//! same values work in tonic's `Server::builder().layer(…)` and any `ServiceBuilder`.
+//! same values work in tonic's `Server::builder().layer(…)` and any `ServiceBuilder`;
+//! [`GrpcMethods`](crate::GrpcMethods) gives each gRPC method its own guards.
 //!
 //! # Cookbook
 //!
@@ -386,29 +387,40 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let context = req.extensions().get::<AuthContext>();
-        // Who is asking matters only for a denial: decided then, not on the pass path.
-        let caller = |req: &Request<ReqBody>| {
-            self.caller
-                .or_else(|| context.and_then(|c| c.caller))
-                .unwrap_or_else(|| Caller::of(req))
-        };
-        let Some(context) = context else {
-            return ResponseFuture::ready(respond::missing_layer(caller(&req)));
-        };
-        match self.requirement.check(req.extensions().get::<HfUser>()) {
-            Ok(()) => {
-                // `poll_ready` readied `self.inner`; call that one and keep a clone.
-                let clone = self.inner.clone();
-                let mut inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::inner(inner.call(req), Vec::new())
-            }
-            Err(denial) => {
-                let caller = caller(&req);
-                ResponseFuture::ready(deny(context, caller, req.uri(), req.extensions(), denial))
-            }
+        let requirement: &dyn Requirement = &self.requirement;
+        if let Some(refusal) = refusal(&req, self.caller, [requirement]) {
+            return ResponseFuture::ready(refusal);
         }
+        // `poll_ready` readied `self.inner`; call that one and keep a clone.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::inner(inner.call(req), Vec::new())
     }
+}
+
+/// The guards' one decision: `None` when the request's user meets every requirement,
+/// else the answer for the caller (`caller`, when the guard was told, else the layer's
+/// setting, else [`Caller::of`]). Without the layer around, the answer says to add it.
+pub(crate) fn refusal<'r, B>(
+    req: &Request<B>,
+    caller: Option<Caller>,
+    requirements: impl IntoIterator<Item = &'r dyn Requirement>,
+) -> Option<Response<respond::Body>> {
+    let context = req.extensions().get::<AuthContext>();
+    // Who is asking matters only for a denial: decided then, not on the pass path.
+    let caller = || {
+        caller
+            .or_else(|| context.and_then(|c| c.caller))
+            .unwrap_or_else(|| Caller::of(req))
+    };
+    let Some(context) = context else {
+        return Some(respond::missing_layer(caller()));
+    };
+    let user = req.extensions().get::<HfUser>();
+    requirements.into_iter().find_map(|requirement| {
+        let denial = requirement.check(user).err()?;
+        Some(deny(context, caller(), req.uri(), req.extensions(), denial))
+    })
 }
 
 /// The answer to a request denied for `denial`: the request's own path (made a safe

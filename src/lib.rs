@@ -57,6 +57,15 @@
 //! | `mock` | [`mock::MockHfProvider`], an offline Hugging Face for development and tests |
 //! | `tonic` | [`tonic::HfUserExt`]: the signed-in user in gRPC handlers |
 //! | `redis` | [`SessionStore::redis`]: sessions in Redis or Valkey, revocable, shared by replicas ([`session::store`]) |
+//! | `metrics` | counters and histograms through the `metrics` facade ([`observe`]) |
+//!
+//! # Observability
+//! Every sign-in step and background task runs in a `tracing` span (`hf_auth.login`,
+//! `hf_auth.callback`, `hf_auth.refresh`, `hf_auth.profile`, `hf_auth.bearer`, with
+//! `hf_auth.provider` spans for the calls to Hugging Face) whose fields say the
+//! outcome, the error type, a pseudonymous user id and the duration; with the
+//! `metrics` feature the same steps are counted. [`observe`] has the tables of span
+//! fields and of metric names and labels.
 //!
 //! # Security
 //! PKCE `S256`; `state` of 256 random bits per sign-in, single use and checked before
@@ -99,12 +108,14 @@ mod flow;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod grpc;
 pub mod guard;
 mod id_token;
 pub mod layer;
 #[cfg(feature = "mock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub mod mock;
+pub mod observe;
 mod provider;
 pub mod respond;
 mod runtime;
@@ -122,6 +133,7 @@ pub mod user;
 pub use bearer::BearerValidation;
 pub use clock::{Clock, SystemClock};
 pub use config::{ConfigError, HfAuthConfig, HfAuthConfigBuilder};
+pub use grpc::GrpcMethods;
 pub use guard::{RequireLogin, RequireOrg, RequireScopes, RequireUser};
 pub use layer::{AuthBody, HfAuth, HfAuthLayer, RevokeError};
 pub use provider::ClientAuth;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::bearer::BearerValidator;
 use crate::clock::{Clock, unix_seconds};
 use crate::config::HfAuthConfig;
+use crate::observe::UserIds;
 use crate::provider::Provider;
 use crate::session::cache::OpenedSessions;
 use crate::session::codec::{Binding, KeyRing};
@@ -42,6 +43,8 @@ pub(crate) struct Runtime {
     pub(crate) bearer: Option<Arc<BearerValidator>>,
     /// Sign-in `state`s whose callback already ran (SHA-256 digests).
     pub(crate) used_states: UsedOnce,
+    /// How spans show users (pseudonyms keyed from the secret, or raw ids).
+    pub(crate) user_ids: Arc<UserIds>,
 }
 
 impl Runtime {
@@ -50,6 +53,7 @@ impl Runtime {
     pub(crate) fn new(config: HfAuthConfig) -> Self {
         let clock = config.openid.clock.clone();
         let provider = Arc::new(Provider::new(config.openid.clone()));
+        let user_ids = Arc::new(UserIds::new(&config.secret, config.raw_user_ids));
         let sessions = SessionCookies {
             name: config.cookie_name.clone(),
             attrs: config.cookie_attrs.clone(),
@@ -75,16 +79,19 @@ impl Runtime {
         )
         .map(Arc::new);
         let bearer = config.token_auth.clone().map(|settings| {
-            let validator = BearerValidator::new(provider.clone(), settings, clock.clone());
+            let validator = BearerValidator::new(provider.clone(), settings, clock.clone())
+                .with_user_ids(user_ids.clone());
             #[cfg(feature = "redis")]
             let validator = validator.with_store(store.clone());
             Arc::new(validator)
         });
-        let refresher = Refresher::new(provider.clone(), clock.clone());
+        let refresher =
+            Refresher::new(provider.clone(), clock.clone()).with_user_ids(user_ids.clone());
         #[cfg(feature = "redis")]
         let refresher = refresher.with_store(store.clone());
         Self {
             refresher: Arc::new(refresher),
+            user_ids,
             used_states: UsedOnce::new(MAX_USED_STATES),
             opened,
             #[cfg(feature = "redis")]

@@ -16,8 +16,9 @@
 //!   [`RequireScopes`](crate::RequireScopes), [`RequireOrg`](crate::RequireOrg), …)
 //!   answer gRPC requests with `grpc-status` 16 (not signed in) or 7 (not allowed) and a
 //!   `grpc-message` saying why. Around a whole tonic service they guard every method; for
-//!   one guard per method, route each method's path (`/{package}.{Service}/{Method}`) on
-//!   its own with the guard as a route layer, as `examples/tonic_service.rs` does.
+//!   guards per method, [`GrpcMethods`](crate::GrpcMethods) matches method paths
+//!   (`/{package}.{Service}/{Method}`) to guards in one layer, with no router, as
+//!   `examples/tonic_service.rs` does.
 //!
 //! ```
 //! use tonic::{Request, Response, Status};

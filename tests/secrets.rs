@@ -16,8 +16,17 @@
 //! scope or role, revoked, made up) sent by API and gRPC clients, and new tokens while
 //! the provider answers 429, 5xx, HTML or too slowly.
 //!
-//! tracing-subscriber (dev-dependency, feature `fmt`) formats the events into a shared
-//! buffer; it is this binary's global default, so the events of every task count.
+//! A third does the same while sessions are refreshed.
+//!
+//! tracing-subscriber (dev-dependency, features `fmt` and `registry`) formats the events
+//! into a shared buffer, and a span layer of this file's ([`Spans`]) records every span
+//! with all its fields: both are this binary's global default, so the events and spans
+//! of every task count, and the secrets are searched for in the spans' fields too. Each
+//! test also asserts the spans its steps must open (`hf_auth.login`, `hf_auth.callback`,
+//! `hf_auth.refresh`, `hf_auth.bearer`, `hf_auth.provider`) with their outcome fields,
+//! and that the user appears in them only as a pseudonym. A span is the test's own when
+//! it was opened on the test's thread (each `#[tokio::test]` runs a current-thread
+//! runtime on its thread, which the app, the mock and their tasks share).
 #![allow(unreachable_pub)]
 
 mod common;
@@ -35,20 +44,170 @@ use common::*;
 use reqwest::{Response, StatusCode};
 use tower_hf_auth::mock::{MockEndpoint, MockFault};
 
-/// Every formatted `tracing` event of this test binary.
+/// Every formatted `tracing` event and every span of this test binary.
 fn logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
+    capture().0.clone()
+}
+
+/// The spans of this test binary.
+fn all_spans() -> Arc<Mutex<Vec<CapturedSpan>>> {
+    capture().1.clone()
+}
+
+type Capture = (Arc<Mutex<Vec<u8>>>, Arc<Mutex<Vec<CapturedSpan>>>);
+
+fn capture() -> &'static Capture {
+    static CAPTURE: OnceLock<Capture> = OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        use tracing_subscriber::layer::SubscriberExt;
         let buffer = Arc::new(Mutex::new(Vec::new()));
+        let spans = Arc::new(Mutex::new(Vec::new()));
         let sink = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || Sink(sink.clone()))
-            .finish();
+        // No filter: every level of every span and event.
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::fmt::layer().with_writer(move || Sink(sink.clone())))
+            .with(Spans(spans.clone()));
         tracing::subscriber::set_global_default(subscriber).expect("first subscriber");
-        buffer
+        (buffer, spans)
     })
-    .clone()
+}
+
+/// A span as the app opened it: its name, its parent's name, the thread (test) that
+/// opened it, every field recorded (at opening or later) and whether it has closed.
+#[derive(Debug, Clone)]
+struct CapturedSpan {
+    name: &'static str,
+    parent: Option<&'static str>,
+    thread: String,
+    fields: Vec<(String, String)>,
+    closed: bool,
+}
+
+impl CapturedSpan {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A `tracing_subscriber::Layer` that records spans and their fields.
+struct Spans(Arc<Mutex<Vec<CapturedSpan>>>);
+
+/// Where a live span's record is in [`Spans`]' list (kept in the span's extensions).
+struct Index(usize);
+
+/// Collects fields as `(name, value)`; strings without quotes.
+struct Fields<'a>(&'a mut Vec<(String, String)>);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.push((field.name().to_owned(), value.to_owned()));
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push((field.name().to_owned(), format!("{value:?}")));
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for Spans
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let span = ctx.span(id).expect("a new span is known");
+        let mut fields = Vec::new();
+        attrs.record(&mut Fields(&mut fields));
+        let mut all = self.0.lock().unwrap();
+        all.push(CapturedSpan {
+            name: span.name(),
+            parent: span.parent().map(|p| p.name()),
+            thread: std::thread::current().name().unwrap_or("").to_owned(),
+            fields,
+            closed: false,
+        });
+        span.extensions_mut().insert(Index(all.len() - 1));
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let span = ctx.span(id).expect("a recorded span is known");
+        if let Some(Index(i)) = span.extensions().get::<Index>() {
+            values.record(&mut Fields(&mut self.0.lock().unwrap()[*i].fields));
+        }
+    }
+
+    fn on_close(&self, id: tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        let span = ctx.span(&id).expect("a closing span is known");
+        if let Some(Index(i)) = span.extensions().get::<Index>() {
+            self.0.lock().unwrap()[*i].closed = true;
+        }
+    }
+}
+
+/// The spans the calling test's thread opened, once none named `name` is still open.
+async fn spans_of_this_test(name: &str) -> Vec<CapturedSpan> {
+    let thread = std::thread::current().name().unwrap_or("").to_owned();
+    let mine = || -> Vec<CapturedSpan> {
+        all_spans()
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.thread == thread)
+            .cloned()
+            .collect()
+    };
+    wait_until("the test's spans close", || {
+        mine().iter().all(|s| s.closed || s.name != name)
+    })
+    .await;
+    mine()
+}
+
+/// Every span's name and fields as text, to search for secrets.
+fn spans_text(spans: &[CapturedSpan]) -> String {
+    spans
+        .iter()
+        .map(|s| format!("{} {:?}\n", s.name, s.fields))
+        .collect()
+}
+
+/// Asserts a closed span named `name` whose fields include all of `fields`, and
+/// returns it.
+#[track_caller]
+fn assert_span<'a>(
+    spans: &'a [CapturedSpan],
+    name: &str,
+    fields: &[(&str, &str)],
+) -> &'a CapturedSpan {
+    spans
+        .iter()
+        .find(|s| s.name == name && s.closed && fields.iter().all(|(k, v)| s.field(k) == Some(*v)))
+        .unwrap_or_else(|| {
+            let named: Vec<_> = spans.iter().filter(|s| s.name == name).collect();
+            panic!("no closed span {name} with {fields:?}; spans named so: {named:#?}")
+        })
+}
+
+/// Asserts that `span` shows the user as a pseudonym (16 hex digits), not `raw_id`.
+#[track_caller]
+fn assert_pseudonym(span: &CapturedSpan, raw_id: &str) {
+    let shown = span.field("user.id").expect("the span names the user");
+    assert_eq!(shown.len(), 16, "{shown}");
+    assert!(shown.bytes().all(|b| b.is_ascii_hexdigit()), "{shown}");
+    assert_ne!(shown, raw_id);
+    assert!(span.field("duration_ms").is_some(), "{span:?}");
 }
 
 struct Sink(Arc<Mutex<Vec<u8>>>);
@@ -233,6 +392,7 @@ async fn no_secret_reaches_logs_pages_or_headers() {
         .await;
     assert_eq!(me.0, StatusCode::OK);
     assert!(me.1.contains("\"username\":\"alice\""), "{}", me.1);
+    let alice_id = user_id(&me.1);
     ev.record("/", browser.get(&format!("{}/", app.base)).await)
         .await;
     ev.record("replay", browser.get(&callback).await).await;
@@ -338,7 +498,71 @@ async fn no_secret_reaches_logs_pages_or_headers() {
         logs.contains("sign-in failed talking to the provider"),
         "failures are logged: {logs}"
     );
-    ev.assert_nothing_leaked(&logs);
+
+    // The spans of each step, with their outcomes; the user only as a pseudonym.
+    let spans = spans_of_this_test("hf_auth.callback").await;
+    assert_span(&spans, "hf_auth.login", &[("outcome", "redirected")]);
+    let signed_in = assert_span(&spans, "hf_auth.callback", &[("outcome", "success")]);
+    assert_pseudonym(signed_in, &alice_id);
+    for (outcome, error) in [
+        ("failure", "invalid_state"),  // the replayed callback, the forged state
+        ("failure", "provider_error"), // the reused code, 500s, bad ID tokens
+        ("failure", "provider_timeout"), // the slow token endpoint
+        ("failure", "subject_mismatch"),
+        ("failure", "invalid_token_response"),
+        ("denied", "access_denied"),
+    ] {
+        let span = assert_span(
+            &spans,
+            "hf_auth.callback",
+            &[("outcome", outcome), ("error.type", error)],
+        );
+        assert!(
+            span.field("user.id").is_none(),
+            "nobody signed in: {span:?}"
+        );
+    }
+    let token = assert_span(
+        &spans,
+        "hf_auth.provider",
+        &[("endpoint", "token"), ("status", "200"), ("outcome", "ok")],
+    );
+    assert_eq!(token.parent, Some("hf_auth.callback"));
+    for fields in [
+        [("endpoint", "token"), ("error.type", "500")],
+        [("endpoint", "token"), ("error.type", "timeout")],
+        [("endpoint", "userinfo"), ("error.type", "redirect")],
+        [("endpoint", "token"), ("error.type", "response_too_large")],
+    ] {
+        assert_span(&spans, "hf_auth.provider", &fields);
+    }
+    let discovery = assert_span(&spans, "hf_auth.provider", &[("endpoint", "discovery")]);
+    assert_eq!(discovery.parent, Some("hf_auth.login"));
+
+    // No secret in any event, response or span field of the whole binary.
+    let all = all_spans().lock().unwrap().clone();
+    ev.assert_nothing_leaked(&format!("{logs}{}", spans_text(&all)));
+}
+
+/// The `id` of the user JSON of `/me`.
+fn user_id(me: &str) -> String {
+    let json: serde_json::Value = serde_json::from_str(me).unwrap();
+    let id = json["id"].as_str().expect("the user JSON has an id");
+    assert_eq!(id.len(), 24, "{id}");
+    id.to_owned()
+}
+
+#[tokio::test]
+async fn spans_show_raw_user_ids_only_when_configured() {
+    logs();
+    let app = app_with(mock().await, |b| b.with_raw_user_ids(true)).await;
+    let browser = Browser::new();
+    signed_in(&app, &browser, "bob").await;
+    let me = browser.get_json(&format!("{}/me", app.base)).await;
+    let bob_id = user_id(&me.text().await.unwrap());
+    let spans = spans_of_this_test("hf_auth.callback").await;
+    let span = assert_span(&spans, "hf_auth.callback", &[("outcome", "success")]);
+    assert_eq!(span.field("user.id"), Some(bob_id.as_str()));
 }
 
 /// Sends `token` as a bearer token to `path`, as an API or a gRPC client.
@@ -394,6 +618,15 @@ async fn no_bearer_token_reaches_logs_or_responses() {
     ] {
         ev.secret(what, token);
     }
+
+    let (status, me) = ev
+        .record(
+            "/me with the OAuth token",
+            bearer(&app, "/me", &oauth, false).await,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let alice_id = user_id(&me);
 
     // Accepted, lacking a scope, lacking a role, refused: as API and gRPC callers.
     let mut statuses = Vec::new();
@@ -452,7 +685,44 @@ async fn no_bearer_token_reaches_logs_or_responses() {
     }
 
     let logs = captured(&logs).await;
-    ev.assert_nothing_leaked(&logs);
+    let spans = spans_of_this_test("hf_auth.bearer").await;
+    let accepted = assert_span(
+        &spans,
+        "hf_auth.bearer",
+        &[("cache", "miss"), ("outcome", "accepted")],
+    );
+    assert_pseudonym(accepted, &alice_id);
+    assert_span(
+        &spans,
+        "hf_auth.bearer",
+        &[("cache", "hit"), ("outcome", "accepted")],
+    );
+    assert_span(
+        &spans,
+        "hf_auth.bearer",
+        &[("outcome", "rejected"), ("error.type", "invalid_token")],
+    );
+    assert_span(
+        &spans,
+        "hf_auth.bearer",
+        &[
+            ("outcome", "unavailable"),
+            ("error.type", "provider_unavailable"),
+        ],
+    );
+    let whoami = assert_span(
+        &spans,
+        "hf_auth.provider",
+        &[("endpoint", "whoami"), ("status", "200")],
+    );
+    assert_eq!(whoami.parent, Some("hf_auth.bearer"));
+    assert_span(
+        &spans,
+        "hf_auth.provider",
+        &[("endpoint", "userinfo"), ("status", "429")],
+    );
+    let all = all_spans().lock().unwrap().clone();
+    ev.assert_nothing_leaked(&format!("{logs}{}", spans_text(&all)));
 }
 
 #[tokio::test]
@@ -464,6 +734,8 @@ async fn no_token_reaches_logs_or_responses_when_sessions_are_refreshed() {
     ev.secret("an access or refresh token", "hf_oauth_");
     let browser = Browser::new();
     signed_in(&app, &browser, "alice").await;
+    let me = browser.get_json(&format!("{}/me", app.base)).await;
+    let alice_id = user_id(&me.text().await.unwrap());
     let session = browser
         .cookie(&format!("{}/", app.base), "hf_auth")
         .expect("a session cookie");
@@ -529,5 +801,18 @@ async fn no_token_reaches_logs_or_responses_when_sessions_are_refreshed() {
         logs.contains("refused the session's refresh token"),
         "{logs}"
     );
-    ev.assert_nothing_leaked(&logs);
+    let spans = spans_of_this_test("hf_auth.refresh").await;
+    for outcome in ["unavailable", "refused"] {
+        assert_span(&spans, "hf_auth.refresh", &[("outcome", outcome)]);
+    }
+    let refreshed = assert_span(&spans, "hf_auth.refresh", &[("outcome", "refreshed")]);
+    assert_pseudonym(refreshed, &alice_id);
+    let down = assert_span(
+        &spans,
+        "hf_auth.provider",
+        &[("endpoint", "token"), ("status", "503")],
+    );
+    assert_eq!(down.parent, Some("hf_auth.refresh"));
+    let all = all_spans().lock().unwrap().clone();
+    ev.assert_nothing_leaked(&format!("{logs}{}", spans_text(&all)));
 }

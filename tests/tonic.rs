@@ -1,7 +1,7 @@
-//! gRPC over real sockets: the example's `demo.Demo` service (examples/tonic_service.rs)
-//! served by tonic's server with bearer tokens on, against `MockHfProvider`, called by
-//! tonic's client. Per-method guards answer `Unauthenticated` (16) and
-//! `PermissionDenied` (7) with a message saying why.
+//! gRPC over real sockets, tonic only (no axum): the example's `demo.Demo` service
+//! (examples/tonic_service.rs) served by tonic's server with bearer tokens on, against
+//! `MockHfProvider`, called by tonic's client. The per-method guards of `GrpcMethods`
+//! answer `Unauthenticated` (16) and `PermissionDenied` (7) with a message saying why.
 #![allow(unreachable_pub)]
 
 #[cfg(not(all(feature = "tonic", feature = "mock")))]
@@ -18,10 +18,13 @@ use std::time::Duration;
 
 use example::{Demo, Empty, Reply, User};
 use http::uri::PathAndQuery;
+use tonic::server::NamedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 use tower_hf_auth::mock::MockHfProvider;
-use tower_hf_auth::{HfAuthConfig, HfAuthLayer, RequireScopes};
+use tower_hf_auth::{
+    GrpcMethods, HfAuthConfig, HfAuthLayer, RequireLogin, RequireScopes, RequireUser,
+};
 
 const SECRET: &str = "test secret: thirty-two characters or more, really";
 
@@ -238,5 +241,74 @@ async fn layers_wrap_a_whole_tonic_server() {
         call::<User>(&served, "WhoAmI", Some(&fine_grained)).await,
         Code::PermissionDenied,
         &["read-repos"],
+    );
+}
+
+/// A service-wide guard applies to every method, a method's own guards add to it.
+#[tokio::test]
+async fn service_guards_cover_every_method_and_method_guards_add_to_them() {
+    let served = served_with(|listener, config| async move {
+        let guards = GrpcMethods::new()
+            .add_service(
+                Demo::NAME,
+                RequireUser::new("to be bob", |u| u.username() == "bob"),
+            )
+            .add_method(&Demo::path("ListRepos"), RequireScopes::all(["read-repos"]));
+        tonic::transport::Server::builder()
+            .layer(HfAuthLayer::new(config))
+            .layer(guards)
+            .serve_with_incoming(Demo, tonic::transport::server::TcpIncoming::from(listener))
+            .await
+    })
+    .await;
+
+    // Nobody signed in: the service guard answers 16 before any handler runs.
+    assert_status(
+        call::<Reply>(&served, "AcmeAdmin", None).await,
+        Code::Unauthenticated,
+        &["Sign in with Hugging Face"],
+    );
+    // Alice is not bob: 7 on every method, guarded on its own or not.
+    let alice = served.mock.issue_user_token("alice", "read");
+    for method in ["WhoAmI", "ListRepos", "AcmeAdmin"] {
+        assert_status(
+            call::<Reply>(&served, method, Some(&alice)).await,
+            Code::PermissionDenied,
+            &["This needs to be bob"],
+        );
+    }
+    // Bob passes the service guard; `AcmeAdmin` has no guard of its own here.
+    let bob = served.mock.issue_user_token("bob", "write");
+    let me: User = call(&served, "WhoAmI", Some(&bob)).await.unwrap();
+    assert_eq!(me.username, "bob");
+    let reply: Reply = call(&served, "AcmeAdmin", Some(&bob)).await.unwrap();
+    assert_eq!(reply.message, "@bob administers acme");
+    // ListRepos adds `read-repos`, which bob's fine-grained token lacks.
+    let fine_grained = served.mock.issue_user_token("bob", "fineGrained");
+    assert_status(
+        call::<Reply>(&served, "ListRepos", Some(&fine_grained)).await,
+        Code::PermissionDenied,
+        &["read-repos"],
+    );
+    let reply: Reply = call(&served, "ListRepos", Some(&bob)).await.unwrap();
+    assert!(reply.message.contains("@bob"), "{reply:?}");
+}
+
+/// Without `HfAuthLayer` around them, guarded methods answer `Internal` (13) saying so;
+/// the app's mistake is never taken for the caller's.
+#[tokio::test]
+async fn guarded_methods_without_the_sign_in_layer_say_it_is_missing() {
+    let served = served_with(|listener, _config| async move {
+        tonic::transport::Server::builder()
+            .layer(GrpcMethods::new().add_method(&Demo::path("ListRepos"), RequireLogin))
+            .serve_with_incoming(Demo, tonic::transport::server::TcpIncoming::from(listener))
+            .await
+    })
+    .await;
+    let token = served.mock.issue_user_token("alice", "read");
+    assert_status(
+        call::<Reply>(&served, "ListRepos", Some(&token)).await,
+        Code::Internal,
+        &["HfAuthLayer is missing"],
     );
 }

@@ -49,6 +49,7 @@ pub struct HfAuthConfigBuilder {
     pub(super) refresh_grace: Option<Duration>,
     pub(super) session_cache_bytes: Option<usize>,
     pub(super) session_store: Option<SessionStore>,
+    pub(super) raw_user_ids: bool,
     pub(super) clock: Option<Arc<dyn Clock>>,
 }
 
@@ -556,6 +557,18 @@ impl HfAuthConfigBuilder {
         S: Into<String>,
     {
         self.authorized_orgs = orgs.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Puts users' Hugging Face ids (their `sub`) into the `user.id` field of the
+    /// crate's `tracing` spans. Default: off, spans show a pseudonym, a keyed hash of
+    /// the id (see [`observe`](crate::observe)).
+    ///
+    /// ```
+    /// let b = tower_hf_auth::HfAuthConfig::builder().with_raw_user_ids(true);
+    /// ```
+    pub fn with_raw_user_ids(mut self, raw: bool) -> Self {
+        self.raw_user_ids = raw;
         self
     }
 

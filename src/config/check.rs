@@ -161,6 +161,7 @@ impl HfAuthConfigBuilder {
             frame_policy: frame_policy(&self.frame_ancestors, iframe)?,
             cross_origin,
             public_url,
+            raw_user_ids: self.raw_user_ids,
         })
     }
 

@@ -120,6 +120,8 @@ pub struct HfAuthConfig {
     pub(crate) cross_origin: CrossOriginSettings,
     /// The value of `Content-Security-Policy` on the crate's own pages.
     pub(crate) frame_policy: String,
+    /// Spans show users' ids as they are rather than pseudonyms.
+    pub(crate) raw_user_ids: bool,
 }
 
 impl HfAuthConfig {

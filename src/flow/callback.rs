@@ -431,7 +431,12 @@ async fn store(
             "The session is too large to store in cookies.",
         )
     })?;
-    tracing::info!(user = %record.profile.preferred_username, "signed in with Hugging Face");
+    // Who: the callback span's `user.id` (a pseudonym unless raw ids are on).
+    let span = tracing::Span::current();
+    if !span.is_disabled() {
+        span.record("user.id", runtime.user_ids.of(user.id()));
+    }
+    tracing::info!("signed in with Hugging Face");
     Ok(set_cookies)
 }
 

@@ -133,7 +133,7 @@ async fn end_stored(
     let Some(user) = user else { return Ok(()) };
     if everywhere {
         let ended = store.revoke_user(user.id()).await?;
-        tracing::info!(user = %user.username(), sessions = ended, "signed out everywhere");
+        tracing::info!(sessions = ended, "signed out everywhere");
     } else if let Some(stored) = &user.record().stored {
         store.delete(&stored.handle).await?;
     }

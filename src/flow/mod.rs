@@ -27,7 +27,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use http::{HeaderValue, Method, Request, Response, header};
+use tracing::Instrument;
 
+use crate::observe::{self, Step};
 use crate::respond::{self, AuthError, AuthErrorKind, Caller};
 use crate::runtime::Runtime;
 
@@ -85,13 +87,41 @@ fn own_get_route<B>(
     let headers = req.headers().clone();
     Some(Answer::Later(Box::pin(async move {
         let res = if login {
-            login::start(&runtime, caller, &query, &headers).await
+            let step = Step::login();
+            let res = login::start(&runtime, caller, &query, &headers)
+                .instrument(step.span().clone())
+                .await;
+            observe::login_done(
+                &step,
+                res.extensions().get::<AuthError>().map(AuthError::code),
+            );
+            res
         } else {
-            let res = callback::finish(&runtime, caller, &query, &headers).await;
+            let step = Step::callback();
+            let res = callback::finish(&runtime, caller, &query, &headers)
+                .instrument(step.span().clone())
+                .await;
+            let (outcome, error) = sign_in_outcome(&res);
+            observe::callback_done(&step, outcome, error);
             frame_escape::escape(&runtime, &query, &headers, &res).unwrap_or(res)
         };
         respond::own_page(res, &runtime.config.frame_policy)
     })))
+}
+
+/// What a callback's answer says of the sign-in: `success`, `denied` (the user or an
+/// organization rule refused) or `failure`, and the error's code.
+fn sign_in_outcome<B>(res: &Response<B>) -> (&'static str, Option<&'static str>) {
+    let Some(err) = res.extensions().get::<AuthError>() else {
+        return ("success", None);
+    };
+    let outcome = match err.kind() {
+        AuthErrorKind::AccessDenied | AuthErrorKind::OrgRequired | AuthErrorKind::OrgRestricted => {
+            "denied"
+        }
+        _ => "failure",
+    };
+    (outcome, Some(err.code()))
 }
 
 pub(super) fn method_not_allowed(caller: Caller, allow: &'static str) -> Response<respond::Body> {

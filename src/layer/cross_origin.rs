@@ -35,6 +35,7 @@ pub(super) fn refuse<B>(
         path = req.uri().path(),
         "refused a cross-origin request"
     );
+    crate::observe::denied(AuthErrorKind::CrossOriginRequest.code());
     let err = AuthError::new(AuthErrorKind::CrossOriginRequest, message);
     // A form another site submits is a navigation: the user sees a page, not JSON.
     let navigation = headers

@@ -148,6 +148,37 @@ impl ProviderError {
         }
     }
 
+    /// The HTTP status the provider answered with, when it answered.
+    pub(crate) fn status(&self) -> Option<StatusCode> {
+        match self {
+            Self::Redirect { status, .. }
+            | Self::Status { status, .. }
+            | Self::OAuth { status, .. } => Some(*status),
+            Self::Unauthorized { .. } => Some(StatusCode::UNAUTHORIZED),
+            _ => None,
+        }
+    }
+
+    /// A short, stable name of what went wrong, for spans and metrics (`error.type`).
+    pub(crate) fn kind_code(&self) -> &'static str {
+        match self {
+            Self::InvalidUrl { .. } | Self::InsecureUrl { .. } => "invalid_url",
+            Self::HttpClient { .. } => "http_client",
+            Self::Connect { .. } => "connect",
+            Self::Timeout { .. } => "timeout",
+            Self::Transport { .. } => "transport",
+            Self::Redirect { .. } => "redirect",
+            Self::Status { .. } => "status",
+            Self::Unauthorized { .. } => "unauthorized",
+            Self::ResponseTooLarge { .. } => "response_too_large",
+            Self::InvalidResponse { .. } => "invalid_response",
+            Self::OAuth { .. } => "oauth_error",
+            Self::TokenType(_) => "token_type",
+            Self::IssuerMismatch { .. } => "issuer_mismatch",
+            Self::IdToken(_) => "id_token",
+        }
+    }
+
     /// The status to answer with when this error ends a request: 504 for timeouts, 503
     /// when the provider is unreachable or overloaded (connect failures, 5xx, 429), 500
     /// for local misconfiguration and 502 for answers that cannot be used.

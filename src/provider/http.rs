@@ -7,9 +7,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::StatusCode;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use super::error::ProviderError;
 use crate::id_token::printable;
+use crate::observe;
 
 /// Longest OAuth `error_description` kept, in characters.
 const MAX_DESCRIPTION: usize = 200;
@@ -31,8 +33,26 @@ pub(crate) struct Fetched {
     pub(crate) retry_after: Option<Duration>,
 }
 
-/// Sends the request and reads the answer, refusing redirects and bodies over `limit`.
+/// Sends the request and reads the answer, refusing redirects and bodies over `limit`,
+/// in an `hf_auth.provider` span (counted with feature `metrics`).
 pub(crate) async fn fetch(
+    endpoint: &'static str,
+    request: reqwest::RequestBuilder,
+    limit: usize,
+) -> Result<Fetched, ProviderError> {
+    let step = observe::provider_span(endpoint);
+    let result = fetch_here(endpoint, request, limit)
+        .instrument(step.span().clone())
+        .await;
+    let (status, failure) = match &result {
+        Ok(fetched) => (Some(fetched.status), None),
+        Err(err) => (err.status(), Some(err.kind_code())),
+    };
+    observe::provider_done(&step, endpoint, status, failure);
+    result
+}
+
+async fn fetch_here(
     endpoint: &'static str,
     request: reqwest::RequestBuilder,
     limit: usize,
@@ -42,6 +62,9 @@ pub(crate) async fn fetch(
         .await
         .map_err(|e| transport_error(endpoint, e))?;
     let status = response.status();
+    // The call's `hf_auth.provider` span (the current one) gets the status now, before
+    // the body is read (which may still fail).
+    tracing::Span::current().record("status", status.as_u16());
     tracing::debug!(endpoint, status = status.as_u16(), "provider answered");
     if status.is_redirection() {
         return Err(ProviderError::Redirect { endpoint, status });

@@ -32,6 +32,22 @@ pub(crate) enum Denial {
     Predicate(Arc<str>),
 }
 
+impl Denial {
+    /// The kind of error this denial is answered with.
+    pub(crate) fn kind(&self) -> AuthErrorKind {
+        match self {
+            Self::NotSignedIn => AuthErrorKind::Unauthenticated,
+            Self::MissingScopes(_) => AuthErrorKind::InsufficientScope,
+            Self::Org {
+                why: OrgShortfall::Restricted(_),
+                ..
+            } => AuthErrorKind::OrgRestricted,
+            Self::Org { .. } => AuthErrorKind::OrgRequired,
+            Self::Predicate(_) => AuthErrorKind::Forbidden,
+        }
+    }
+}
+
 /// What an organization guard found missing.
 #[derive(Debug)]
 pub(crate) enum OrgShortfall {
@@ -165,6 +181,7 @@ pub(crate) fn deny(
     if extensions.get::<StoreUnavailable>().is_some() && extensions.get::<HfUser>().is_none() {
         return super::store_unavailable(caller);
     }
+    crate::observe::denied(denial.kind().code());
     match denial {
         Denial::NotSignedIn => not_signed_in(runtime, caller, here, extensions),
         Denial::MissingScopes(missing) => {

@@ -12,12 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
+use tracing::Instrument;
 
 #[cfg(feature = "redis")]
 use super::store::redis::{RedisStore, Replaced};
 use super::{Renew, SessionCookies};
 use crate::HfUser;
 use crate::clock::{Clock, unix_seconds};
+use crate::observe::{self, Step, UserIds};
 use crate::provider::{Provider, ProviderError};
 use crate::single_flight::{Key, SingleFlight, key_of};
 #[cfg(feature = "redis")]
@@ -69,6 +71,8 @@ pub(crate) struct Refresher {
     /// The server-side store, whose sessions are renewed once for every replica.
     #[cfg(feature = "redis")]
     store: Option<Arc<RedisStore>>,
+    /// How the spans of renewals show the user (none: not at all).
+    user_ids: Option<Arc<UserIds>>,
 }
 
 impl fmt::Debug for Refresher {
@@ -90,6 +94,7 @@ impl Refresher {
             outcomes: SingleFlight::new(CAPACITY),
             #[cfg(feature = "redis")]
             store: None,
+            user_ids: None,
         }
     }
 
@@ -97,6 +102,12 @@ impl Refresher {
     #[cfg(feature = "redis")]
     pub(crate) fn with_store(self, store: Option<Arc<RedisStore>>) -> Self {
         Self { store, ..self }
+    }
+
+    /// Shows the user in the spans of renewals as `user_ids` says.
+    pub(crate) fn with_user_ids(mut self, user_ids: Arc<UserIds>) -> Self {
+        self.user_ids = Some(user_ids);
+        self
     }
 
     fn now(&self) -> u64 {
@@ -115,7 +126,11 @@ impl Refresher {
 
     /// Synchronous fast path: the remembered outcome of renewing `user`'s session.
     pub(crate) fn remembered(&self, user: &HfUser, renew: Renew) -> Option<Outcome> {
-        self.outcomes.cached(&Self::key(user, renew)?, self.now())
+        let outcome = self.outcomes.cached(&Self::key(user, renew)?, self.now());
+        if let Some(Outcome::Refreshed(_)) = outcome {
+            observe::renewal_remembered(renew == Renew::Profile);
+        }
+        outcome
     }
 
     /// Renews `user`'s session (new tokens and profile, or a new profile only), or hands
@@ -129,7 +144,26 @@ impl Refresher {
     pub(crate) async fn refresh(self: &Arc<Self>, user: &HfUser, renew: Renew) -> Outcome {
         let this = Arc::clone(self);
         let user = user.clone();
-        tokio::spawn(async move { this.refresh_here(&user, renew).await })
+        // The task's span is made here, a child of the request's.
+        let profile_only = renew == Renew::Profile;
+        let step = Step::renewal(profile_only);
+        if let Some(ids) = &self.user_ids {
+            step.user(ids, user.id());
+        }
+        let span = step.span().clone();
+        let task = async move {
+            let (outcome, ran) = this.refresh_here(&user, renew).await;
+            let label = match (&outcome, ran) {
+                (_, false) => "coalesced",
+                (Outcome::Refreshed(_), true) => "refreshed",
+                (Outcome::Unavailable, true) => "unavailable",
+                (Outcome::Refused, true) => "refused",
+                (Outcome::Ended, true) => "ended",
+            };
+            observe::renewal_done(&step, profile_only, label);
+            outcome
+        };
+        tokio::spawn(task.instrument(span))
             .await
             .unwrap_or(Outcome::Unavailable)
     }
@@ -153,24 +187,32 @@ impl Refresher {
         }
     }
 
-    async fn refresh_here(&self, user: &HfUser, renew: Renew) -> Outcome {
+    /// The outcome, and whether this call asked the provider (rather than sharing
+    /// another call's outcome).
+    async fn refresh_here(&self, user: &HfUser, renew: Renew) -> (Outcome, bool) {
         let Some(key) = Self::key(user, renew) else {
-            return Outcome::Refused;
+            return (Outcome::Refused, true);
         };
         let old = user.record();
-        self.outcomes
+        let mut ran = false;
+        let outcome = self
+            .outcomes
             .run(
                 key,
                 || self.now(),
-                || async {
-                    #[cfg(feature = "redis")]
-                    if let (Some(store), Some(stored)) = (&self.store, &old.stored) {
-                        return self.renew_shared(store, stored, old, renew).await;
+                || {
+                    ran = true;
+                    async {
+                        #[cfg(feature = "redis")]
+                        if let (Some(store), Some(stored)) = (&self.store, &old.stored) {
+                            return self.renew_shared(store, stored, old, renew).await;
+                        }
+                        self.renew_here(old, renew).await
                     }
-                    self.renew_here(old, renew).await
                 },
             )
-            .await
+            .await;
+        (outcome, ran)
     }
 
     /// Renews the session `old` by asking the provider.
@@ -254,7 +296,6 @@ impl Refresher {
                 _ => (outcome, until),
             };
         };
-        let user_name = old.profile.preferred_username.as_str();
         match store
             .replace(stored, user.record().clone(), self.now())
             .await
@@ -262,7 +303,6 @@ impl Refresher {
             Ok(Replaced::Written(user)) => (Outcome::Refreshed(user), until),
             Ok(Replaced::Newer) => {
                 tracing::warn!(
-                    user = user_name,
                     "another replica renewed this session first (this one's lease ran \
                      out); its session is kept"
                 );
@@ -275,7 +315,7 @@ impl Refresher {
             // Not written: this process serves the new session (remembered, so it does
             // not spend the refresh token again); the store keeps the old one.
             Err(err) => {
-                tracing::warn!(user = user_name, error = %err, "cannot store a renewed session");
+                tracing::warn!(error = %err, "cannot store a renewed session");
                 (outcome, until)
             }
         }
@@ -289,7 +329,7 @@ impl Refresher {
         };
         let answer = self.provider.refresh(token).await;
         let now = self.now();
-        let user = old.profile.preferred_username.as_str();
+        // Who: the span's `user.id` (a pseudonym unless raw ids are on).
         match answer {
             Ok(tokens) => {
                 let mut record = old.refreshed(tokens, now);
@@ -304,14 +344,13 @@ impl Refresher {
                         return (Outcome::Refused, Some(until));
                     }
                 }
-                tracing::debug!(user, "session refreshed");
+                tracing::debug!("session refreshed");
                 // Never remembered past the new access token's own expiry.
                 let until = now.saturating_add(REMEMBER).min(record.expires_at);
                 (Outcome::Refreshed(HfUser::from_record(record)), Some(until))
             }
             Err(err) if is_refused(&err) => {
                 tracing::warn!(
-                    user,
                     error = %err,
                     "the provider refused the session's refresh token; the session ends \
                      when its access token expires"
@@ -323,7 +362,7 @@ impl Refresher {
                 (Outcome::Refused, Some(until))
             }
             Err(err) => {
-                tracing::warn!(user, error = %err, "cannot refresh a session");
+                tracing::warn!(error = %err, "cannot refresh a session");
                 (Outcome::Unavailable, None)
             }
         }
@@ -349,7 +388,6 @@ impl Refresher {
 
     /// Userinfo with `record`'s access token: the same user's profile, or why not.
     async fn read_profile(&self, record: &SessionRecord) -> ProfileRead {
-        let user = record.profile.preferred_username.as_str();
         match self
             .provider
             .userinfo::<Profile>(&record.access_token)
@@ -357,19 +395,19 @@ impl Refresher {
         {
             Ok(mut profile) if profile.sub == record.profile.sub => {
                 profile.normalize();
-                tracing::debug!(user, "profile read again");
+                tracing::debug!("profile read again");
                 ProfileRead::Read(profile)
             }
             Ok(_) => {
-                tracing::warn!(user, "userinfo now describes another user; not trusted");
+                tracing::warn!("userinfo now describes another user; not trusted");
                 ProfileRead::Refused
             }
             Err(err) if err.is_unauthorized() => {
-                tracing::warn!(user, error = %err, "the provider no longer accepts the session's access token");
+                tracing::warn!(error = %err, "the provider no longer accepts the session's access token");
                 ProfileRead::Refused
             }
             Err(err) => {
-                tracing::warn!(user, error = %err, "cannot read the profile again");
+                tracing::warn!(error = %err, "cannot read the profile again");
                 ProfileRead::Unavailable
             }
         }

@@ -230,6 +230,17 @@ pub(crate) enum StoreError {
     Full,
 }
 
+impl StoreError {
+    /// The `error.type` of spans: `timeout` or `full`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            Self::Unavailable => "unavailable",
+            Self::Full => "full",
+        }
+    }
+}
+
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

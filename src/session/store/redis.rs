@@ -8,7 +8,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError, Script};
 
 use super::{SessionStore, StoreError, StoreKind};
+use tracing::Instrument;
+
 use crate::Secret;
+use crate::observe::{self, Step};
 use crate::session::cache::OpenedSessions;
 use crate::session::codec::KeyRing;
 use crate::session::{lifetime, record};
@@ -210,19 +213,31 @@ impl RedisStore {
         Ok(self.conn.get_or_init(|| conn).clone())
     }
 
-    /// `fut` within the store's timeout.
+    /// `fut` within the store's timeout, in an `hf_auth.store` span.
     async fn timed<T>(
         &self,
+        operation: &'static str,
         fut: impl Future<Output = Result<T, RedisError>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, fut).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => {
-                tracing::warn!(error = %err.category(), "session store call failed");
-                Err(store_error(&err))
+        let step = Step::store(operation);
+        let answer = tokio::time::timeout(self.timeout, fut)
+            .instrument(step.span().clone())
+            .await;
+        let failed = match answer {
+            Ok(Ok(value)) => {
+                step.end("ok", None);
+                return Ok(value);
             }
-            Err(_) => Err(StoreError::Unavailable),
-        }
+            Ok(Err(err)) => {
+                let error = store_error(&err);
+                tracing::warn!(parent: step.span(), error = %err.category(), "session store call failed");
+                error
+            }
+            Err(_) => StoreError::Unavailable,
+        };
+        step.end("error", Some(failed.code()));
+        observe::store_error(operation);
+        Err(failed)
     }
 
     fn channel(&self) -> String {
@@ -305,7 +320,7 @@ impl RedisStore {
             .arg(self.channel())
             .arg(&tag);
         let call = script.invoke_async::<i64>(&mut conn);
-        self.timed(call).await?;
+        self.timed("create", call).await?;
         let cookie = Secret::new(keys.seal(name, &ticket.to_bytes()));
         Ok(SessionRecord {
             stored: Some(Stored {
@@ -347,7 +362,7 @@ impl RedisStore {
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(&key).arg("v").arg("d");
         let call = cmd.query_async::<(Option<u64>, Option<Vec<u8>>)>(&mut conn);
-        let (Some(version), Some(sealed)) = self.timed(call).await? else {
+        let (Some(version), Some(sealed)) = self.timed("load", call).await? else {
             return Ok(None);
         };
         let opened = ticket::open(ticket.secret(), SESSION, &Self::aad(&key, version), &sealed);
@@ -402,7 +417,7 @@ impl RedisStore {
             .arg(self.channel())
             .arg(format!("s:{}", old.handle));
         let call = script.invoke_async::<i64>(&mut conn);
-        Ok(match self.timed(call).await? {
+        Ok(match self.timed("replace", call).await? {
             1 => Replaced::Written(HfUser::from_record(SessionRecord {
                 stored: Some(Stored {
                     version,
@@ -433,7 +448,10 @@ impl RedisStore {
             .arg("PX")
             .arg(u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX));
         let call = cmd.query_async::<Option<String>>(&mut conn);
-        Ok(self.timed(call).await?.map(|_| Lease { key, token }))
+        Ok(self
+            .timed("lease", call)
+            .await?
+            .map(|_| Lease { key, token }))
     }
 
     /// How long a lease lasts.
@@ -448,7 +466,7 @@ impl RedisStore {
         script.key(&lease.key).arg(&lease.token);
         let call = script.invoke_async::<i64>(&mut conn);
         // An unreleased lease ends by itself.
-        let _ = self.timed(call).await;
+        let _ = self.timed("release", call).await;
     }
 
     /// Ends the session `stored` (sign-out): its record goes, every replica forgets it.
@@ -465,7 +483,7 @@ impl RedisStore {
             .arg(self.channel())
             .arg(format!("s:{handle}"));
         let call = script.invoke_async::<i64>(&mut conn);
-        Ok(self.timed(call).await? > 0)
+        Ok(self.timed("delete", call).await? > 0)
     }
 
     /// Ends every session of the user `user_id`; how many there were.
@@ -479,7 +497,7 @@ impl RedisStore {
             .arg(self.channel())
             .arg(format!("u:{tag}"));
         let call = script.invoke_async::<i64>(&mut conn);
-        Ok(usize::try_from(self.timed(call).await?).unwrap_or(0))
+        Ok(usize::try_from(self.timed("revoke_user", call).await?).unwrap_or(0))
     }
 
     /// Claims a use-once secret (a sign-in `state`) until `ttl` from now: `true` the
@@ -503,7 +521,7 @@ impl RedisStore {
             .arg("PX")
             .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
         let call = cmd.query_async::<Option<String>>(&mut conn);
-        Ok(self.timed(call).await?.is_some())
+        Ok(self.timed("claim_once", call).await?.is_some())
     }
 
     /// A value cached for the whole fleet under a secret (a bearer token): sealed under
@@ -518,7 +536,7 @@ impl RedisStore {
         let mut cmd = redis::cmd("GET");
         cmd.arg(&key);
         let call = cmd.query_async::<Option<Vec<u8>>>(&mut conn);
-        Ok(self.timed(call).await?.and_then(|sealed| {
+        Ok(self.timed("shared_get", call).await?.and_then(|sealed| {
             ticket::open(secret.as_bytes(), label.as_bytes(), key.as_bytes(), &sealed)
         }))
     }
@@ -540,7 +558,7 @@ impl RedisStore {
             .arg("PX")
             .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
         let call = cmd.query_async::<()>(&mut conn);
-        self.timed(call).await
+        self.timed("shared_put", call).await
     }
 
     fn shared_key(&self, label: &str, secret: &str) -> String {

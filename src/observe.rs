@@ -1,0 +1,398 @@
+//! What the crate lets operators see: `tracing` spans for every sign-in step and
+//! background task, and (feature `metrics`) counters and histograms through the
+//! [`metrics`](https://docs.rs/metrics) facade. Every span and metric is made here, so
+//! the rest of the crate calls one-liners, and a build without the `metrics` feature
+//! has no metrics code at all.
+//!
+//! # Spans
+//!
+//! | span | when | fields |
+//! |---|---|---|
+//! | `hf_auth.login` | `GET /login` | `outcome` (`redirected`, `failure`), `error.type`, `duration_ms` |
+//! | `hf_auth.callback` | `GET /login/callback` | `outcome` (`success`, `denied`, `failure`), `error.type`, `user.id`, `duration_ms` |
+//! | `hf_auth.refresh` | a session's tokens are refreshed (a task of its own) | `outcome` (`refreshed`, `unavailable`, `refused`, `ended` (revoked in the store), `coalesced`), `user.id`, `duration_ms` |
+//! | `hf_auth.profile` | a session's profile is read again (a task of its own) | as `hf_auth.refresh` |
+//! | `hf_auth.bearer` | a bearer token is checked (`DEBUG` when the cache answers) | `cache` (`hit`, `miss`), `outcome` (`accepted`, `rejected`, `unavailable`), `error.type`, `user.id`, `duration_ms` |
+//! | `hf_auth.provider` | each HTTP call to the provider, a child of the above | `endpoint` (`discovery`, `jwks`, `token`, `userinfo`, `whoami`), `status`, `outcome` (`ok`, `error`), `error.type`, `duration_ms` |
+//!
+//! A server-side session store (the Redis store, feature `redis`) opens an
+//! `hf_auth.store` span per call, with `operation` (`load`, `create`, `replace`,
+//! `lease`, `release`, `delete`, `revoke_user`, `claim_once`, `shared_get`,
+//! `shared_put`), `outcome` (`ok`, `error`), `error.type` (`unavailable`, `full`) and
+//! `duration_ms`; cookie sessions open none.
+//!
+//! `error.type` is an [`AuthErrorKind`](crate::AuthErrorKind::code) (`invalid_state`,
+//! `provider_timeout`, …) on the sign-in steps; on provider calls it is `timeout`,
+//! `connect`, `transport`, `redirect`, `response_too_large`, or the HTTP status of an
+//! error answer (`401`, `503`, …). Spans are at `INFO` level.
+//!
+//! `user.id` is a pseudonym: the first 8 bytes, in hex, of HMAC-SHA256 of the user's
+//! Hugging Face id under a key derived from the app's cookie key material
+//! ([`with_secret`](crate::HfAuthConfigBuilder::with_secret)). The same user has the
+//! same pseudonym on every replica sharing the secret, and a new one after the secret
+//! changes. [`with_raw_user_ids`](crate::HfAuthConfigBuilder::with_raw_user_ids) puts
+//! the Hugging Face id itself there instead. No span field, and no event, ever holds a
+//! token, code, `state`, nonce, cookie or secret (`tests/secrets.rs` captures them all
+//! to check).
+//!
+//! # Metrics (feature `metrics`)
+//!
+//! Recorded through the `metrics` facade: install any recorder (the example app uses
+//! `metrics-exporter-prometheus` and serves the text format at `/metrics`).
+//!
+//! | metric | type | labels | counts |
+//! |---|---|---|---|
+//! | `hf_auth_sign_ins_total` | counter | `outcome` = `success`, `denied`, `failure` | callbacks; `denied`: the user cancelled or the app refused them (organizations) |
+//! | `hf_auth_sign_in_duration_seconds` | histogram | `outcome` | the callback's own time (code exchange, ID token, userinfo), not the user's time on Hugging Face |
+//! | `hf_auth_refreshes_total` | counter | `kind` = `tokens`, `profile`; `outcome` = `refreshed`, `unavailable`, `refused`, `coalesced` | session renewals; `coalesced`: answered by another request's call to the provider |
+//! | `hf_auth_denials_total` | counter | `reason` = `unauthenticated`, `insufficient_scope`, `org_required`, `org_restricted`, `forbidden`, `cross_origin_request` | guards', extractors' and the cross-origin check's refusals |
+//! | `hf_auth_bearer_cache_total` | counter | `result` = `hit`, `miss` | bearer checks; `hit`: answered without a call to the provider by this request |
+//! | `hf_auth_provider_requests_total` | counter | `endpoint`; `status` = the HTTP status, or `timeout`, `connect`, `transport` | calls to the provider |
+//! | `hf_auth_provider_request_duration_seconds` | histogram | `endpoint` | calls to the provider, body read included |
+//! | `hf_auth_store_errors_total` | counter | `operation` | failed calls to a server-side session store (none with cookie sessions) |
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::hmac;
+use tracing::Span;
+use tracing::field::Empty;
+
+use crate::secret::Secret;
+
+/// Turns Hugging Face user ids into the `user.id` of spans: a keyed hash, or the id
+/// itself when the app asked for raw ids.
+pub(crate) struct UserIds {
+    key: hmac::Key,
+    raw: bool,
+}
+
+impl fmt::Debug for UserIds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserIds")
+            .field("raw", &self.raw)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many bytes of the HMAC a pseudonym keeps: 64 bits, hex-encoded.
+const PSEUDONYM_BYTES: usize = 8;
+
+impl UserIds {
+    /// Pseudonyms keyed from `secret` (the cookie key material), or raw ids.
+    pub(crate) fn new(secret: &Secret, raw: bool) -> Self {
+        // A key of its own, derived under a fixed label: a pseudonym reveals nothing
+        // about the cookie keys, which are derived from the same material under others.
+        let root = hmac::Key::new(hmac::HMAC_SHA256, secret.expose().as_bytes());
+        let derived = hmac::sign(&root, b"tower-hf-auth telemetry user ids v1");
+        Self {
+            key: hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
+            raw,
+        }
+    }
+
+    /// What spans show for the user with Hugging Face id `id`.
+    pub(crate) fn of(&self, id: &str) -> String {
+        if self.raw {
+            return id.to_owned();
+        }
+        let tag = hmac::sign(&self.key, id.as_bytes());
+        tag.as_ref()[..PSEUDONYM_BYTES]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// One timed step: a span and when it began. Ending it records the outcome fields.
+pub(crate) struct Step {
+    span: Span,
+    /// When it began; not read from the clock when nothing would see the duration (no
+    /// subscriber wants the span, no metrics).
+    started: Option<Instant>,
+}
+
+impl Step {
+    fn new(span: Span) -> Self {
+        let timed = cfg!(feature = "metrics") || !span.is_disabled();
+        Self {
+            span,
+            started: timed.then(Instant::now),
+        }
+    }
+
+    /// `GET /login`.
+    pub(crate) fn login() -> Self {
+        Self::new(tracing::info_span!(
+            "hf_auth.login",
+            outcome = Empty,
+            "error.type" = Empty,
+            duration_ms = Empty,
+        ))
+    }
+
+    /// `GET /login/callback`.
+    pub(crate) fn callback() -> Self {
+        Self::new(tracing::info_span!(
+            "hf_auth.callback",
+            outcome = Empty,
+            "error.type" = Empty,
+            "user.id" = Empty,
+            duration_ms = Empty,
+        ))
+    }
+
+    /// Renewing a session: new tokens (`profile_only == false`) or a new profile.
+    pub(crate) fn renewal(profile_only: bool) -> Self {
+        let span = if profile_only {
+            tracing::info_span!(
+                "hf_auth.profile",
+                outcome = Empty,
+                "user.id" = Empty,
+                duration_ms = Empty,
+            )
+        } else {
+            tracing::info_span!(
+                "hf_auth.refresh",
+                outcome = Empty,
+                "user.id" = Empty,
+                duration_ms = Empty,
+            )
+        };
+        Self::new(span)
+    }
+
+    /// A bearer token the cache did not know when the check began: checked with the
+    /// provider, or answered by a concurrent check of the same token (then `cache` is
+    /// `hit`: this request asked no one).
+    pub(crate) fn bearer() -> Self {
+        Self::new(tracing::info_span!(
+            "hf_auth.bearer",
+            cache = Empty,
+            outcome = Empty,
+            "error.type" = Empty,
+            "user.id" = Empty,
+            duration_ms = Empty,
+        ))
+    }
+
+    /// A bearer token answered by the cache (`DEBUG`: it happens on every request).
+    pub(crate) fn bearer_cached() -> Self {
+        Self::new(tracing::debug_span!(
+            "hf_auth.bearer",
+            cache = "hit",
+            outcome = Empty,
+            "error.type" = Empty,
+            "user.id" = Empty,
+            duration_ms = Empty,
+        ))
+    }
+
+    /// A call to a server-side session store (`operation`: `load`, `create`, …).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn store(operation: &'static str) -> Self {
+        Self::new(tracing::info_span!(
+            "hf_auth.store",
+            operation,
+            outcome = Empty,
+            "error.type" = Empty,
+            duration_ms = Empty,
+        ))
+    }
+
+    /// The span, to instrument a future with.
+    pub(crate) fn span(&self) -> &Span {
+        &self.span
+    }
+
+    /// Records who the step is about (as [`UserIds`] shows them).
+    pub(crate) fn user(&self, ids: &UserIds, id: &str) {
+        if !self.span.is_disabled() {
+            self.span.record("user.id", ids.of(id));
+        }
+    }
+
+    /// Records the outcome, the error type if any and the duration; returns the
+    /// duration.
+    pub(crate) fn end(&self, outcome: &'static str, error: Option<&str>) -> Duration {
+        let took = self.started.map_or(Duration::ZERO, |at| at.elapsed());
+        self.span.record("outcome", outcome);
+        if let Some(error) = error {
+            self.span.record("error.type", error);
+        }
+        self.span.record("duration_ms", took.as_secs_f64() * 1000.0);
+        took
+    }
+}
+
+/// Ends a `/login` step: redirected, or failed with `error` (an error code).
+pub(crate) fn login_done(step: &Step, error: Option<&'static str>) {
+    match error {
+        None => step.end("redirected", None),
+        Some(code) => step.end("failure", Some(code)),
+    };
+}
+
+/// Ends a callback step (`outcome`: `success`, `denied`, `failure`; `error`: the
+/// answer's error code), and counts the sign-in.
+pub(crate) fn callback_done(step: &Step, outcome: &'static str, error: Option<&'static str>) {
+    let took = step.end(outcome, error);
+    metrics::sign_in(outcome, took);
+}
+
+/// A session renewal's outcome label: `coalesced` when another caller's run answered.
+pub(crate) fn renewal_done(step: &Step, profile_only: bool, outcome: &'static str) {
+    step.end(outcome, None);
+    metrics::renewal(profile_only, outcome);
+}
+
+/// A request served a renewal that another request already made.
+pub(crate) fn renewal_remembered(profile_only: bool) {
+    metrics::renewal(profile_only, "coalesced");
+}
+
+/// What a bearer check came to, with the error type of a refusal; `hit`: answered
+/// without a provider call of this request's own.
+pub(crate) fn bearer_done(step: &Step, outcome: &'static str, error: Option<&str>, hit: bool) {
+    step.span.record("cache", if hit { "hit" } else { "miss" });
+    step.end(outcome, error);
+    metrics::bearer_cache(hit);
+}
+
+/// A guard, an extractor or the cross-origin check refused a request (`code`: the
+/// [`AuthErrorKind`](crate::AuthErrorKind) code).
+pub(crate) fn denied(code: &'static str) {
+    metrics::denial(code);
+}
+
+/// A call to a server-side session store failed.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn store_error(operation: &'static str) {
+    metrics::store_error(operation);
+}
+
+/// The span of one HTTP call to the provider (child of the step that makes it).
+pub(crate) fn provider_span(endpoint: &'static str) -> Step {
+    Step::new(tracing::info_span!(
+        "hf_auth.provider",
+        endpoint,
+        status = Empty,
+        outcome = Empty,
+        "error.type" = Empty,
+        duration_ms = Empty,
+    ))
+}
+
+/// Ends a provider call: its HTTP status (which the call recorded in the span as soon
+/// as it knew it), or the failure that kept it from one.
+pub(crate) fn provider_done(
+    step: &Step,
+    endpoint: &'static str,
+    status: Option<http::StatusCode>,
+    failure: Option<&'static str>,
+) {
+    let error_status = status
+        .filter(|s| s.is_client_error() || s.is_server_error())
+        .map(|s| s.as_u16().to_string());
+    let error = failure.or(error_status.as_deref());
+    let outcome = if error.is_none() { "ok" } else { "error" };
+    let took = step.end(outcome, error);
+    metrics::provider_call(endpoint, status, failure, took);
+}
+
+/// The `metrics` calls; empty functions, compiled away, without the feature.
+#[cfg(feature = "metrics")]
+mod metrics {
+    use std::time::Duration;
+
+    use ::metrics::{counter, histogram};
+
+    pub(super) fn sign_in(outcome: &'static str, took: Duration) {
+        counter!("hf_auth_sign_ins_total", "outcome" => outcome).increment(1);
+        histogram!("hf_auth_sign_in_duration_seconds", "outcome" => outcome).record(took);
+    }
+
+    pub(super) fn renewal(profile_only: bool, outcome: &'static str) {
+        let kind = if profile_only { "profile" } else { "tokens" };
+        counter!("hf_auth_refreshes_total", "kind" => kind, "outcome" => outcome).increment(1);
+    }
+
+    pub(super) fn bearer_cache(hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        counter!("hf_auth_bearer_cache_total", "result" => result).increment(1);
+    }
+
+    pub(super) fn denial(reason: &'static str) {
+        counter!("hf_auth_denials_total", "reason" => reason).increment(1);
+    }
+
+    pub(super) fn store_error(operation: &'static str) {
+        counter!("hf_auth_store_errors_total", "operation" => operation).increment(1);
+    }
+
+    pub(super) fn provider_call(
+        endpoint: &'static str,
+        status: Option<http::StatusCode>,
+        failure: Option<&'static str>,
+        took: Duration,
+    ) {
+        let status = match (status, failure) {
+            (Some(status), _) => status.as_u16().to_string(),
+            (None, failure) => failure.unwrap_or("error").to_owned(),
+        };
+        counter!(
+            "hf_auth_provider_requests_total",
+            "endpoint" => endpoint,
+            "status" => status
+        )
+        .increment(1);
+        histogram!("hf_auth_provider_request_duration_seconds", "endpoint" => endpoint)
+            .record(took);
+    }
+}
+
+#[cfg(not(feature = "metrics"))]
+mod metrics {
+    use std::time::Duration;
+
+    #[inline(always)]
+    pub(super) fn sign_in(_: &'static str, _: Duration) {}
+    #[inline(always)]
+    pub(super) fn renewal(_: bool, _: &'static str) {}
+    #[inline(always)]
+    pub(super) fn bearer_cache(_: bool) {}
+    #[inline(always)]
+    pub(super) fn denial(_: &'static str) {}
+    #[inline(always)]
+    #[allow(dead_code)]
+    pub(super) fn store_error(_: &'static str) {}
+    #[inline(always)]
+    pub(super) fn provider_call(
+        _: &'static str,
+        _: Option<http::StatusCode>,
+        _: Option<&'static str>,
+        _: Duration,
+    ) {
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pseudonyms_are_keyed_stable_and_never_the_id() {
+        let id = "66f1b5a1c2d3e4f5a6b7c8d9";
+        let ids = UserIds::new(&Secret::new("a".repeat(32)), false);
+        let pseudonym = ids.of(id);
+        assert_eq!(pseudonym.len(), 2 * PSEUDONYM_BYTES);
+        assert!(pseudonym.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(!pseudonym.contains(id) && !id.contains(&pseudonym));
+        assert_eq!(pseudonym, ids.of(id), "stable for one key");
+        let other = UserIds::new(&Secret::new("b".repeat(32)), false);
+        assert_ne!(pseudonym, other.of(id), "keyed");
+        assert_ne!(pseudonym, ids.of("66f1b5a1c2d3e4f5a6b7c8da"));
+        let raw = UserIds::new(&Secret::new("a".repeat(32)), true);
+        assert_eq!(raw.of(id), id);
+    }
+}
