@@ -794,3 +794,105 @@ async fn an_app_revokes_a_user_or_one_session_through_the_layer() {
         Err(RevokeError::NoServerStore)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_revocation_channel_stops_the_cache_being_trusted() {
+    let redis = RedisServer::start();
+    let apps = replicas(&redis, mock().await, 1).await;
+    let app = &apps[0];
+    let browser = Browser::new();
+    signed_in(app, &browser, "alice").await;
+    assert_eq!(
+        whoami(app, &browser).await.as_deref(),
+        Some("alice"),
+        "cached now"
+    );
+    // The subscription drops and cannot come back (no room for another client), and
+    // the session is deleted behind the replica's back (no message it could hear): it
+    // must read Redis rather than serve its cache.
+    let mut conn = redis.connection();
+    let clients: String = redis::cmd("CLIENT").arg("LIST").query(&mut conn).unwrap();
+    let kept = clients
+        .lines()
+        .filter(|l| !l.contains("cmd=subscribe") && !l.contains("sub=1"))
+        .count();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxclients")
+        .arg(kept)
+        .query(&mut conn)
+        .unwrap();
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query(&mut conn)
+        .unwrap();
+    let records: Vec<String> = redis::cmd("KEYS").arg("*:s:*").query(&mut conn).unwrap();
+    let _: i64 = redis::cmd("DEL").arg(&records).query(&mut conn).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while whoami(app, &browser).await.is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the cache is dropped when the channel is lost"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And once the channel is back, sessions are served (and cached) again.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxclients")
+        .arg(100)
+        .query(&mut conn)
+        .unwrap();
+    signed_in(app, &browser, "alice").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_used_states_and_bearer_answers() {
+    let redis = RedisServer::start();
+    let mock = mock().await;
+    let clock = Arc::new(TestClock::default());
+    let mut apps = Vec::new();
+    for _ in 0..2 {
+        let store = redis_sessions(&redis, PATIENT);
+        let config = move |b| store(b).with_bearer_tokens(true);
+        apps.push(serve_on(mock.clone(), clock.clone(), config, example::app).await);
+    }
+    // A callback replayed on another replica is refused there as already used.
+    let browser = Browser::new();
+    let authorize_url = start_login(&apps[0], &browser, "/").await;
+    let callback = authorize(&browser, &authorize_url, "alice").await;
+    let pending = browser.cookies(&callback);
+    assert_eq!(browser.get(&callback).await.status(), StatusCode::SEE_OTHER);
+    let other = callback.replace(&apps[0].base, &apps[1].base);
+    let res = reqwest::Client::new()
+        .get(&other)
+        .header(header::ACCEPT, "text/html")
+        .header(header::COOKIE, pending)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(res.text().await.unwrap().contains("already used"));
+
+    // A bearer token checked on one replica is known to the other without asking.
+    let token = mock.issue_oauth_token("bob", &["openid", "profile"], Duration::from_secs(600));
+    let asked = || mock.requests(MockEndpoint::Userinfo) + mock.requests(MockEndpoint::WhoAmI);
+    let before = asked();
+    for app in &apps {
+        let res = reqwest::Client::new()
+            .get(format!("{}/me", app.base))
+            .header(header::ACCEPT, "application/json")
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{}", app.base);
+    }
+    assert_eq!(
+        asked() - before,
+        1,
+        "the provider was asked once for both replicas"
+    );
+}
