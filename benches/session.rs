@@ -395,7 +395,7 @@ fn per_request(c: &mut Criterion, rt: &Runtime, fx: &Fixture) {
                 assert_eq!(answer(rt, router, stored_req()), *expected);
             }
             // The revocation channel is up before the cache is trusted.
-            rt.block_on(tokio::time::sleep(Duration::from_millis(500)));
+            rt.block_on(async { tokio::time::sleep(Duration::from_millis(500)).await });
             time(
                 &mut group,
                 rt,
@@ -419,7 +419,7 @@ fn per_request(c: &mut Criterion, rt: &Runtime, fx: &Fixture) {
 #[cfg(feature = "fuzzing")]
 fn miss_stages(c: &mut Criterion, fx: &Fixture) {
     use tower_hf_auth::fuzzing::SessionStages;
-    let stages = SessionStages::new(SECRET, "hf_auth");
+    let stages = SessionStages::new(SECRET, fx.mock.client_id(), "hf_auth");
     let mut group = c.benchmark_group("miss_stages");
     for (profile, user) in PROFILES.iter().zip(&fx.users) {
         // The chunks' values, joined in order (`hf_auth`, `hf_auth.1`, …).

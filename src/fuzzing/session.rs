@@ -206,12 +206,17 @@ pub struct SessionStages {
 }
 
 impl SessionStages {
-    /// Opens cookies named `name` sealed under `secret`.
+    /// Opens cookies named `name` sealed under `secret` by the app with OAuth client
+    /// id `client_id` (cookie keys are bound to both).
     #[must_use]
-    pub fn new(secret: &str, name: &str) -> Self {
+    pub fn new(secret: &str, client_id: &str, name: &str) -> Self {
+        let binding = crate::session::codec::Binding {
+            client_id,
+            cookie_name: name,
+        };
         Self {
             name: name.to_owned(),
-            keys: KeyRing::from_secrets(&Secret::from(secret), []),
+            keys: KeyRing::for_app(&Secret::from(secret), [], binding),
         }
     }
 
