@@ -13,6 +13,17 @@
 //! [`MockFault`]s: forged ID tokens, a wrong issuer, error statuses (always, or one
 //! request in n), slow, huge or non-JSON answers.
 //!
+//! Refresh tokens rotate: each works once, and a rotated one presented again is refused
+//! (`invalid_grant`) and counted ([`MockHfProvider::reused_refresh_tokens`]). They live
+//! forever unless [`with_refresh_token_lifetime`] ends a chain a while after the
+//! sign-in, or [`with_refresh_token_idle_timeout`] ends one left unused (a sliding
+//! window); either is answered `invalid_grant` ("refresh token expired"). Tokens are
+//! issued and expire by the mock's [clock](MockHfProviderBuilder::with_clock): give it
+//! the app's test clock to step past an expiry without waiting.
+//!
+//! [`with_refresh_token_lifetime`]: MockHfProviderBuilder::with_refresh_token_lifetime
+//! [`with_refresh_token_idle_timeout`]: MockHfProviderBuilder::with_refresh_token_idle_timeout
+//!
 //! To pick a user without a browser, add `mock_user=NAME` to the authorize URL (or
 //! `mock_deny=1` to decline); [`MockHfProviderBuilder::with_auto_approve`] signs everyone
 //! in as one user. Otherwise the authorize endpoint shows a small page listing the users.
