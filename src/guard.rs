@@ -440,3 +440,17 @@ fn original_uri(extensions: &http::Extensions) -> Option<&http::Uri> {
 fn original_uri(_: &http::Extensions) -> Option<&http::Uri> {
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn require_user_debug_shows_its_name() {
+        let guard = RequireUser::new("a PRO subscription", |u: &HfUser| u.is_pro());
+        assert_eq!(
+            format!("{guard:?}"),
+            "RequireUser { name: \"a PRO subscription\", .. }"
+        );
+    }
+}
