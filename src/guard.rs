@@ -452,3 +452,45 @@ fn original_uri(extensions: &http::Extensions) -> Option<&http::Uri> {
 fn original_uri(_: &http::Extensions) -> Option<&http::Uri> {
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn require_user_debug_shows_its_name() {
+        let guard = RequireUser::new("a PRO subscription", |u: &HfUser| u.is_pro());
+        assert_eq!(
+            format!("{guard:?}"),
+            "RequireUser { name: \"a PRO subscription\", .. }"
+        );
+    }
+
+    /// An inner service that is never ready (overloaded, or a concurrency limit reached).
+    #[derive(Clone)]
+    struct NeverReady;
+
+    impl Service<Request<()>> for NeverReady {
+        type Response = Response<()>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Response<()>, Self::Error>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Pending
+        }
+
+        fn call(&mut self, _: Request<()>) -> Self::Future {
+            unreachable!("never ready")
+        }
+    }
+
+    #[test]
+    fn a_guard_is_ready_only_when_its_inner_service_is() {
+        let mut guard = RequireLogin.layer(NeverReady);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(
+            guard.poll_ready(&mut cx).is_pending(),
+            "backpressure passes through"
+        );
+    }
+}

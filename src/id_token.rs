@@ -852,10 +852,80 @@ pub(crate) mod tests {
     #[test]
     fn rejects_claims_of_wrong_types_after_signature() {
         let claims = with(good_claims(), "exp", json!("tomorrow"));
-        assert!(matches!(
+        assert_eq!(
             verify_claims(claims),
-            Err(IdTokenError::Malformed(_))
-        ));
+            Err(IdTokenError::Malformed(
+                "the claims are not a JSON object of the expected shape"
+            ))
+        );
+    }
+
+    /// The bit length counts from the first set bit: a 256-byte modulus whose top bit
+    /// is clear (2047 bits) is too small, one with it set (2048 bits) is kept, and leading
+    /// zero bytes do not count.
+    #[test]
+    fn key_set_measures_the_modulus_in_bits() {
+        let modulus = |first: u8, zeros: usize| {
+            let mut n = vec![0u8; zeros];
+            n.push(first);
+            n.extend([0xffu8; 255]);
+            URL_SAFE_NO_PAD.encode(n)
+        };
+        let set = keys(json!({"keys": [
+            {"kty": "RSA", "kid": "2048", "n": modulus(0x80, 0), "e": "AQAB"},
+            {"kty": "RSA", "kid": "2047", "n": modulus(0x7f, 0), "e": "AQAB"},
+            {"kty": "RSA", "kid": "2041", "n": modulus(0x01, 2), "e": "AQAB"},
+        ]}));
+        assert!(set.contains_kid("2048"));
+        assert!(!set.contains_kid("2047"));
+        assert!(!set.contains_kid("2041"), "leading zero bytes are not bits");
+        assert_eq!(set.len(), 1);
+    }
+
+    /// Dates are non-negative numbers of seconds: a negative `iat`, which would pass the
+    /// "not in the future" rule, is malformed rather than read as 0; a fraction is
+    /// truncated.
+    #[test]
+    fn negative_dates_are_malformed_and_fractions_truncated() {
+        for iat in [json!(-1), json!(-1.5)] {
+            let claims = with(good_claims(), "iat", iat.clone());
+            assert!(
+                matches!(verify_claims(claims), Err(IdTokenError::Malformed(_))),
+                "iat {iat}"
+            );
+        }
+        let fraction: Value = serde_json::from_str(&format!("{NOW}.75")).unwrap();
+        let claims = with(good_claims(), "iat", fraction);
+        assert!(verify_claims(claims).is_ok());
+    }
+
+    /// The cap is the documented 64 KiB and inclusive: a good token of exactly 65,536
+    /// bytes verifies. (The header is varied to reach every length base64 allows.)
+    #[test]
+    fn a_token_of_exactly_64_kib_verifies() {
+        const DOCUMENTED_CAP: usize = 64 * 1024;
+        let b64_len = |bytes: usize| (bytes * 4).div_ceil(3);
+        let signature_len = b64_len(rsa_key(0).public_modulus_len());
+        let unpadded = with(good_claims(), "padding", json!("")).to_string().len();
+        let headers = [
+            header(Some("k0")),
+            header(None),
+            json!({"alg": "RS256", "kid": "k0"}),
+            json!({"alg": "RS256"}),
+        ];
+        let (header, padding) = headers
+            .iter()
+            .find_map(|header| {
+                let fixed = b64_len(header.to_string().len()) + 2 + signature_len;
+                (0..DOCUMENTED_CAP)
+                    .find(|len| fixed + b64_len(unpadded + len) == DOCUMENTED_CAP)
+                    .map(|len| (header, len))
+            })
+            .expect("some header reaches the exact length");
+        let claims = with(good_claims(), "padding", json!("x".repeat(padding)));
+        let token = sign(rsa_key(0), header, &claims);
+        assert_eq!(token.len(), DOCUMENTED_CAP);
+        assert!(verify(&token, &one_key(), &expect()).is_ok());
     }
 
     #[test]

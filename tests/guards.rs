@@ -280,3 +280,40 @@ async fn guards_stack_and_callers_can_be_fixed() {
     signed_in(&app, &alice, "alice").await;
     assert_eq!(alice.get(&url("/pro")).await.text().await.unwrap(), "pro");
 }
+
+/// `RequireLogin` by itself, in front of a handler that does not ask for the user (so
+/// no extractor refuses in its place): nobody is sent to sign in (browser), told 401
+/// (API) or `UNAUTHENTICATED` (gRPC); a signed-in user gets the page.
+#[tokio::test]
+async fn login_guard_alone_refuses_nobody_and_admits_a_user() {
+    use axum::{Router, routing::get};
+    use tower_hf_auth::{HfAuthLayer, RequireLogin};
+
+    let app = serve(
+        mock().await,
+        |b| b,
+        |config| {
+            Router::new()
+                .route(
+                    "/me",
+                    get(|user: tower_hf_auth::HfUser| async move { axum::Json(user) }),
+                )
+                .route("/page", get(|| async { "page" }).route_layer(RequireLogin))
+                .layer(HfAuthLayer::new(config))
+        },
+    )
+    .await;
+    let page = format!("{}/page", app.base);
+    let nobody = Browser::new();
+    let res = nobody.get(&page).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&res), "/login?return_to=%2Fpage");
+    assert_eq!(api(&nobody, &page).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(grpc_status(&grpc(&nobody, &page).await), "16");
+
+    let bob = Browser::new();
+    signed_in(&app, &bob, "bob").await;
+    let res = bob.get(&page).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.text().await.unwrap(), "page");
+}

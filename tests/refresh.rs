@@ -365,14 +365,18 @@ async fn a_slow_provider_does_not_hold_up_a_still_valid_session() {
     assert_eq!(token_calls(&app), 2, "one refresh for all those requests");
 }
 
-/// The `Max-Age` of the session cookie a sign-in as alice sets.
-async fn session_max_age(refresh_tokens: bool) -> u64 {
+/// The `Max-Age` of the session cookie a sign-in as alice sets, with the app's
+/// settings changed by `customize`.
+async fn session_max_age(
+    refresh_tokens: bool,
+    customize: impl FnOnce(tower_hf_auth::HfAuthConfigBuilder) -> tower_hf_auth::HfAuthConfigBuilder,
+) -> u64 {
     let mock = mock_with(|b| {
         b.with_token_lifetime(LIFETIME)
             .with_refresh_tokens(refresh_tokens)
     })
     .await;
-    let app = app_with(mock, |b| b).await;
+    let app = app_with(mock, customize).await;
     let res = sign_in(&app, &Browser::new(), "alice", "/").await;
     let session = res
         .headers()
@@ -391,6 +395,115 @@ async fn session_max_age(refresh_tokens: bool) -> u64 {
 #[tokio::test]
 async fn the_browser_keeps_a_refreshable_session_past_its_access_token() {
     let week = 7 * 24 * 3600;
-    assert!(session_max_age(true).await >= LIFETIME.as_secs() - 5 + week);
-    assert!(session_max_age(false).await <= LIFETIME.as_secs());
+    assert!(session_max_age(true, |b| b).await >= LIFETIME.as_secs() - 5 + week);
+    assert!(session_max_age(false, |b| b).await <= LIFETIME.as_secs());
+}
+
+/// `with_refresh_grace` replaces the week: set to Hugging Face's refresh-token lifetime
+/// when it is known, the cookie goes when the refresh token would.
+#[tokio::test]
+async fn with_refresh_grace_sets_how_long_the_cookie_outlives_the_access_token() {
+    let grace = Duration::from_secs(3 * 24 * 3600);
+    let max_age = session_max_age(true, |b| b.with_refresh_grace(grace)).await;
+    let expected = LIFETIME.as_secs() + grace.as_secs();
+    assert!(
+        (expected - 5..=expected).contains(&max_age),
+        "Max-Age {max_age}, expected about {expected}"
+    );
+    let max_age = session_max_age(false, |b| b.with_refresh_grace(grace)).await;
+    assert!(
+        max_age <= LIFETIME.as_secs(),
+        "no grace without a refresh token"
+    );
+}
+
+/// `/me` as a browser (HTML, cookie jar): the username, or `None` when it is sent to
+/// sign in (a redirect to the login route).
+async fn browse_me(app: &TestApp, browser: &Browser) -> Option<String> {
+    let res = browser.get(&format!("{}/me", app.base)).await;
+    match res.status() {
+        StatusCode::OK => {
+            let body = res.text().await.unwrap();
+            assert!(body.contains("alice"), "{body}");
+            Some("alice".to_owned())
+        }
+        status if status.is_redirection() => {
+            let to = location(&res);
+            assert!(to.contains("/login"), "sent to sign in, not {to}");
+            None
+        }
+        other => panic!("/me answered {other}"),
+    }
+}
+
+/// The mock's refresh tokens end 900 s after the sign-in (Hugging Face does not say
+/// when its own do). The session is refreshed once, then its refresh token is refused
+/// as expired: it is served until its access token expires, then the browser is sent
+/// to sign in (not an error page) and the cookie is cleared.
+#[tokio::test]
+async fn a_session_whose_refresh_token_expired_ends_at_access_token_expiry() {
+    let app = app_and_mock_on_one_clock(|b| {
+        b.with_token_lifetime(LIFETIME)
+            .with_refresh_token_lifetime(Duration::from_secs(900))
+    })
+    .await;
+    app.clock.freeze();
+    let browser = Browser::new();
+    signed_in(&app, &browser, "alice").await;
+    app.clock.advance(Duration::from_secs(400));
+    assert_eq!(browse_me(&app, &browser).await.as_deref(), Some("alice"));
+    assert_eq!(
+        token_calls(&app),
+        2,
+        "refreshed: the new access token ends at 1000 s"
+    );
+
+    // 950 s: due for a refresh, which the mock refuses (the chain ended at 900 s).
+    app.clock.advance(Duration::from_secs(550));
+    assert_eq!(browse_me(&app, &browser).await.as_deref(), Some("alice"));
+    assert_eq!(token_calls(&app), 3, "one refresh tried");
+    app.clock.advance(Duration::from_secs(49));
+    assert_eq!(browse_me(&app, &browser).await.as_deref(), Some("alice"));
+    assert_eq!(token_calls(&app), 3, "the refusal is remembered");
+
+    // 1000 s: the access token expired.
+    app.clock.advance(Duration::from_secs(1));
+    let res = browser.get(&format!("{}/me", app.base)).await;
+    assert!(res.status().is_redirection(), "{}", res.status());
+    assert!(location(&res).contains("/login"), "{}", location(&res));
+    let cleared = res
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect::<Vec<_>>();
+    assert!(clears_session(&cleared), "cookie cleared: {cleared:?}");
+    assert_eq!(whoami(&app, &browser).await, None);
+    assert_eq!(token_calls(&app), 3);
+    assert_eq!(app.mock.reused_refresh_tokens(), 0);
+}
+
+/// Refresh tokens idle for 700 s expire at the mock; each refresh hands out one with a
+/// new window. A session used every 400 s is refreshed each time and lives far past
+/// 700 s; left alone for 750 s its refresh token has expired and it ends.
+#[tokio::test]
+async fn a_sliding_refresh_window_keeps_a_used_session_alive() {
+    let app = app_and_mock_on_one_clock(|b| {
+        b.with_token_lifetime(LIFETIME)
+            .with_refresh_token_idle_timeout(Duration::from_secs(700))
+    })
+    .await;
+    app.clock.freeze();
+    let browser = Browser::new();
+    signed_in(&app, &browser, "alice").await;
+    for refreshes in 1..=5 {
+        app.clock.advance(Duration::from_secs(400));
+        assert_eq!(browse_me(&app, &browser).await.as_deref(), Some("alice"));
+        assert_eq!(token_calls(&app), 1 + refreshes, "refreshed each time");
+    }
+    // 2000 s since the sign-in; now idle past the window (the access token expired too).
+    app.clock.advance(Duration::from_secs(750));
+    assert_eq!(browse_me(&app, &browser).await, None, "sent to sign in");
+    assert_eq!(token_calls(&app), 7, "the refresh was tried and refused");
+    assert_eq!(app.mock.reused_refresh_tokens(), 0);
 }

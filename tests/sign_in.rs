@@ -539,3 +539,44 @@ async fn another_site_cannot_sign_users_out() {
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(whoami(&app, &browser).await, None);
 }
+
+/// Another provider error is named on the page with the provider's own description
+/// (tamed), so the user and the app's developer see why.
+#[tokio::test]
+async fn a_provider_error_shows_its_description() {
+    let app = app().await;
+    app.mock
+        .add_fault(MockFault::AuthorizeError("temporarily_unavailable".into()));
+    let browser = Browser::new();
+    let res = sign_in(&app, &browser, "alice", "/").await;
+    assert_rejected(
+        &app,
+        &browser,
+        res,
+        StatusCode::FORBIDDEN,
+        "(temporarily_unavailable). mock fault: authorize error",
+    )
+    .await;
+}
+
+/// Incremental consent passes on only what RFC 6749 allows as a scope token, at most
+/// 64 characters: a scope with a quote or a backslash, or a longer one, is dropped.
+#[tokio::test]
+async fn login_passes_on_only_scope_tokens() {
+    let app = app().await;
+    let long = "x".repeat(65);
+    let asked = format!("read-repos a\"b c\\d {long} {}", &long[..64]);
+    let url = reqwest::Url::parse_with_params(&format!("{}/login", app.base), [("scope", &asked)])
+        .unwrap();
+    let res = Browser::new().get(url.as_str()).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let scope = query_param(&location(&res), "scope").unwrap();
+    let scopes: Vec<&str> = scope.split(' ').collect();
+    assert!(scopes.contains(&"read-repos"), "{scope}");
+    assert!(
+        scopes.contains(&&long[..64]),
+        "64 characters are allowed: {scope}"
+    );
+    assert!(!scope.contains('"') && !scope.contains('\\'), "{scope}");
+    assert!(!scopes.contains(&long.as_str()), "{scope}");
+}

@@ -9,7 +9,7 @@ use url::{Host, Url, form_urlencoded};
 
 use super::MockFault;
 use super::state::{CODE_LIFETIME, CodeGrant, Config, Shared};
-use super::util::{Resp, empty, escape_html, html_response, page, parse_params, unix_now};
+use super::util::{Resp, empty, escape_html, html_response, page, parse_params};
 
 /// Validates an authorize request and answers with a page or a redirect back: never a
 /// redirect to an unvalidated `redirect_uri`.
@@ -113,7 +113,7 @@ fn consent(shared: &Shared, grant: Consent<'_>) -> String {
         nonce: grant.nonce.map(str::to_owned),
         user: grant.user,
         scopes,
-        auth_time: unix_now(),
+        auth_time: shared.unix_now(),
         expires_at: Instant::now() + CODE_LIFETIME,
         used: false,
         issued: Vec::new(),

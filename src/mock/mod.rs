@@ -13,6 +13,17 @@
 //! [`MockFault`]s: forged ID tokens, a wrong issuer, error statuses (always, or one
 //! request in n), slow, huge or non-JSON answers.
 //!
+//! Refresh tokens rotate: each works once, and a rotated one presented again is refused
+//! (`invalid_grant`) and counted ([`MockHfProvider::reused_refresh_tokens`]). They live
+//! forever unless [`with_refresh_token_lifetime`] ends a chain a while after the
+//! sign-in, or [`with_refresh_token_idle_timeout`] ends one left unused (a sliding
+//! window); either is answered `invalid_grant` ("refresh token expired"). Tokens are
+//! issued and expire by the mock's [clock](MockHfProviderBuilder::with_clock): give it
+//! the app's test clock to step past an expiry without waiting.
+//!
+//! [`with_refresh_token_lifetime`]: MockHfProviderBuilder::with_refresh_token_lifetime
+//! [`with_refresh_token_idle_timeout`]: MockHfProviderBuilder::with_refresh_token_idle_timeout
+//!
 //! To pick a user without a browser, add `mock_user=NAME` to the authorize URL (or
 //! `mock_deny=1` to decline); [`MockHfProviderBuilder::with_auto_approve`] signs everyone
 //! in as one user. Otherwise the authorize endpoint shows a small page listing the users.
@@ -63,6 +74,7 @@ use tokio::task::JoinHandle;
 pub use file::MockUsersError;
 pub use users::{MockOrg, MockUser};
 
+use crate::clock::{Clock, SystemClock};
 use jwt::SigningKey;
 use state::{AccessToken, Config, Shared, Strictness, TokenKind};
 
@@ -215,7 +227,8 @@ impl MockHfProvider {
             expires_at,
             kind,
         };
-        self.shared.lock().insert_access_token(prefix, token)
+        let now = self.shared.now();
+        self.shared.lock().insert_access_token(prefix, token, now)
     }
 
     /// Revokes an access, user or refresh token: it stops working everywhere.
@@ -228,6 +241,23 @@ impl MockHfProvider {
     /// working until they expire.
     pub fn revoke_refresh_tokens(&self) {
         self.shared.lock().refresh_tokens.clear();
+    }
+
+    /// How many times a refresh token that was already rotated away was presented
+    /// again. Each such request is refused with `invalid_grant`, as a rotating OAuth
+    /// server refuses a replayed refresh token; a client that refreshes once per
+    /// rotation (single flight, also across replicas) keeps this at 0.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let provider = tower_hf_auth::mock::MockHfProvider::start().await?;
+    /// assert_eq!(provider.reused_refresh_tokens(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn reused_refresh_tokens(&self) -> usize {
+        self.shared.lock().reused_refresh_tokens
     }
 
     /// Replaces the user with `user`'s username by `user` (organizations, roles,
@@ -253,8 +283,9 @@ impl MockHfProvider {
     }
 
     /// Issues an OAuth access token (`hf_oauth_…`) for `username`, as if they had
-    /// signed in and granted `scopes`, expiring after `lifetime` (by the real clock;
-    /// `Duration::ZERO` issues one that has already expired). `/oauth/userinfo` and
+    /// signed in and granted `scopes`, expiring after `lifetime` (by the mock's
+    /// [clock](MockHfProviderBuilder::with_clock); `Duration::ZERO` issues one that has
+    /// already expired). `/oauth/userinfo` and
     /// `/api/whoami-v2` accept it until then; it can be revoked.
     ///
     /// ```
@@ -274,7 +305,7 @@ impl MockHfProvider {
     /// If `username` is not one of the provider's [`users`](Self::users).
     pub fn issue_oauth_token(&self, username: &str, scopes: &[&str], lifetime: Duration) -> String {
         let scopes = scopes.iter().map(|&s| s.to_owned()).collect();
-        let expires_at = Some(std::time::SystemTime::now() + lifetime);
+        let expires_at = Some(self.shared.now() + lifetime);
         self.issue_token("hf_oauth_", username, scopes, expires_at, TokenKind::OAuth)
     }
 }
@@ -317,6 +348,9 @@ pub struct MockHfProviderBuilder {
     allowed_scopes: Option<Vec<String>>,
     space_host: Option<String>,
     whoami_limit: Option<(u32, Duration)>,
+    refresh_lifetime: Option<Duration>,
+    refresh_idle_timeout: Option<Duration>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Default for MockHfProviderBuilder {
@@ -335,6 +369,9 @@ impl Default for MockHfProviderBuilder {
             allowed_scopes: None,
             space_host: None,
             whoami_limit: None,
+            refresh_lifetime: None,
+            refresh_idle_timeout: None,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -358,6 +395,9 @@ impl fmt::Debug for MockHfProviderBuilder {
             .field("allowed_scopes", &self.allowed_scopes)
             .field("space_host", &self.space_host)
             .field("whoami_limit", &self.whoami_limit)
+            .field("refresh_lifetime", &self.refresh_lifetime)
+            .field("refresh_idle_timeout", &self.refresh_idle_timeout)
+            .field("clock", &self.clock)
             .finish()
     }
 }
@@ -523,6 +563,57 @@ impl MockHfProviderBuilder {
         self
     }
 
+    /// How long refresh tokens go on working after a sign-in, however often they are
+    /// used: every token of the chain that a code exchange starts (each refresh rotates
+    /// to the next) is refused with `invalid_grant` ("refresh token expired") from
+    /// `lifetime` after that exchange, so the user must sign in again. Default: no limit.
+    /// Hugging Face does not document a refresh-token lifetime; use this to test what
+    /// your app does when one ends (the crate ends the session when its access token
+    /// expires, and the browser is sent to sign in).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let b = tower_hf_auth::mock::MockHfProvider::builder()
+    ///     .with_refresh_token_lifetime(Duration::from_secs(30 * 24 * 60 * 60));
+    /// ```
+    pub fn with_refresh_token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.refresh_lifetime = Some(lifetime);
+        self
+    }
+
+    /// A sliding window for refresh tokens: a refresh token not used within `timeout`
+    /// of being issued is refused with `invalid_grant` ("refresh token expired"); using
+    /// it in time hands out the next token with a new window, so a session refreshed
+    /// often enough lives on (up to [`with_refresh_token_lifetime`] if set too).
+    /// Default: no idle limit.
+    ///
+    /// [`with_refresh_token_lifetime`]: Self::with_refresh_token_lifetime
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let b = tower_hf_auth::mock::MockHfProvider::builder()
+    ///     .with_refresh_token_idle_timeout(Duration::from_secs(14 * 24 * 60 * 60));
+    /// ```
+    pub fn with_refresh_token_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.refresh_idle_timeout = Some(timeout);
+        self
+    }
+
+    /// The clock tokens are issued and expire by: access and refresh token expiry, and
+    /// the `iat`, `exp` and `auth_time` of ID tokens. Give the mock the clock you give
+    /// the app ([`HfAuthConfigBuilder::with_clock`](crate::HfAuthConfigBuilder::with_clock))
+    /// to test expiry without waiting. Authorization codes (60 seconds) and the whoami
+    /// rate limit's window always run on real time. Default: the system clock.
+    ///
+    /// ```
+    /// let b = tower_hf_auth::mock::MockHfProvider::builder()
+    ///     .with_clock(std::sync::Arc::new(tower_hf_auth::SystemClock));
+    /// ```
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Binds `127.0.0.1` on a free port and starts serving on the current tokio runtime.
     ///
     /// # Errors
@@ -563,6 +654,9 @@ impl MockHfProviderBuilder {
             allowed_scopes: self.allowed_scopes,
             space_host: self.space_host,
             whoami_limit: self.whoami_limit,
+            refresh_lifetime: self.refresh_lifetime,
+            refresh_idle_timeout: self.refresh_idle_timeout,
+            clock: self.clock,
         }));
         let task = tokio::spawn(server::serve(listener, Arc::clone(&shared)));
         Ok(MockHfProvider { shared, addr, task })

@@ -1,7 +1,7 @@
 //! What the mock remembers: its fixed configuration, and the codes, tokens, keys and
 //! faults that change while it runs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::jwt::SigningKey;
 use super::users::MockUser;
 use super::{MockClientAuth, MockEndpoint, MockFault};
+use crate::clock::{Clock, unix_seconds};
 
 /// How long an authorization code can be redeemed.
 pub(crate) const CODE_LIFETIME: Duration = Duration::from_secs(60);
@@ -41,6 +42,13 @@ pub(crate) struct Config {
     pub(crate) space_host: Option<String>,
     /// At most this many whoami calls per window, then 429 with `Retry-After`.
     pub(crate) whoami_limit: Option<(u32, Duration)>,
+    /// How long a chain of refresh tokens lives from the sign-in; `None`: forever.
+    pub(crate) refresh_lifetime: Option<Duration>,
+    /// How long a refresh token lives unused (each use hands out one with a new
+    /// window); `None`: forever.
+    pub(crate) refresh_idle_timeout: Option<Duration>,
+    /// The time tokens are issued and expire by.
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 /// Checks stricter than huggingface.co's, for suites that rely on them.
@@ -70,6 +78,10 @@ pub(crate) struct State {
     pub(crate) codes: HashMap<String, CodeGrant>,
     pub(crate) access_tokens: HashMap<String, AccessToken>,
     pub(crate) refresh_tokens: HashMap<String, RefreshGrant>,
+    /// Refresh tokens already rotated away: using one again is reuse.
+    pub(crate) spent_refresh_tokens: HashSet<String>,
+    /// How many times a spent refresh token was presented again.
+    pub(crate) reused_refresh_tokens: usize,
     /// The users as they are now (indexes as in `Config::users`): tests change them
     /// with `MockHfProvider::update_user`, and consent grants organizations.
     pub(crate) users: Vec<MockUser>,
@@ -131,6 +143,39 @@ pub(crate) struct RefreshGrant {
     pub(crate) user: usize,
     pub(crate) scopes: Vec<String>,
     pub(crate) auth_time: u64,
+    /// The end of the chain this token belongs to, fixed at the sign-in.
+    pub(crate) chain_expires_at: Option<SystemTime>,
+    /// The end of this token's idle window, from when it was issued.
+    pub(crate) idle_expires_at: Option<SystemTime>,
+}
+
+impl RefreshGrant {
+    /// A grant for a new chain (at a sign-in), or the next of a chain (`chain_expires_at`
+    /// carried over), issued at `now` under `config`'s lifetimes.
+    pub(crate) fn new(
+        config: &Config,
+        user: usize,
+        scopes: Vec<String>,
+        auth_time: u64,
+        chain_expires_at: Option<SystemTime>,
+        now: SystemTime,
+    ) -> Self {
+        Self {
+            client_id: config.client_id.clone(),
+            user,
+            scopes,
+            auth_time,
+            chain_expires_at,
+            idle_expires_at: config.refresh_idle_timeout.map(|idle| now + idle),
+        }
+    }
+
+    pub(crate) fn is_expired(&self, now: SystemTime) -> bool {
+        [self.chain_expires_at, self.idle_expires_at]
+            .into_iter()
+            .flatten()
+            .any(|at| now >= at)
+    }
 }
 
 impl Shared {
@@ -145,6 +190,8 @@ impl Shared {
                 codes: HashMap::new(),
                 access_tokens: HashMap::new(),
                 refresh_tokens: HashMap::new(),
+                spent_refresh_tokens: HashSet::new(),
+                reused_refresh_tokens: 0,
                 users,
                 whoami_window: None,
             }),
@@ -152,12 +199,22 @@ impl Shared {
         }
     }
 
-    /// Locks the state; a panic elsewhere while it was held does not make it unusable.
     /// The user at `index` as they are now.
     pub(crate) fn user(&self, index: usize) -> MockUser {
         self.lock().users[index].clone()
     }
 
+    /// Now, by the mock's clock.
+    pub(crate) fn now(&self) -> SystemTime {
+        self.config.clock.now()
+    }
+
+    /// Now in Unix seconds, by the mock's clock.
+    pub(crate) fn unix_now(&self) -> u64 {
+        unix_seconds(self.config.clock.as_ref())
+    }
+
+    /// Locks the state; a panic elsewhere while it was held does not make it unusable.
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -218,9 +275,13 @@ impl State {
         code
     }
 
-    /// Stores a new bearer token, forgetting expired ones.
-    pub(crate) fn insert_access_token(&mut self, prefix: &str, token: AccessToken) -> String {
-        let now = SystemTime::now();
+    /// Stores a new bearer token, forgetting those expired at `now`.
+    pub(crate) fn insert_access_token(
+        &mut self,
+        prefix: &str,
+        token: AccessToken,
+        now: SystemTime,
+    ) -> String {
         self.access_tokens.retain(|_, t| !t.is_expired(now));
         let value = random_token(prefix);
         self.access_tokens.insert(value.clone(), token);

@@ -593,6 +593,152 @@ async fn refresh_tokens_rotate() {
     assert!(tokens.get("refresh_token").is_none());
 }
 
+/// A clock only tests move.
+#[derive(Debug)]
+struct StepClock(std::sync::Mutex<std::time::SystemTime>);
+
+impl StepClock {
+    fn new() -> Arc<Self> {
+        Arc::new(Self(std::sync::Mutex::new(std::time::SystemTime::now())))
+    }
+
+    fn advance(&self, by: Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl crate::Clock for StepClock {
+    fn now(&self) -> std::time::SystemTime {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// Signs `user` in and returns the token response's refresh token.
+async fn first_refresh_token(provider: &MockHfProvider) -> String {
+    let (code, verifier) = sign_in(provider, "alice").await;
+    let (_, tokens) = json(token_basic(provider, &code_form(&code, &verifier)).await).await;
+    tokens["refresh_token"].as_str().unwrap().to_owned()
+}
+
+/// Refreshes with `token`: the status, the `error` or the next refresh token.
+async fn refresh(provider: &MockHfProvider, token: &str) -> (StatusCode, String) {
+    let form = [("grant_type", "refresh_token"), ("refresh_token", token)];
+    let (status, body) = json(token_basic(provider, &form).await).await;
+    let value = match status {
+        StatusCode::OK => &body["refresh_token"],
+        _ => &body["error"],
+    };
+    (status, value.as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn a_reused_refresh_token_is_refused_and_counted() {
+    let provider = MockHfProvider::start().await.unwrap();
+    let first = first_refresh_token(&provider).await;
+    let (status, second) = refresh(&provider, &first).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(provider.reused_refresh_tokens(), 0, "one use is no reuse");
+
+    assert_eq!(
+        refresh(&provider, &first).await,
+        (StatusCode::BAD_REQUEST, "invalid_grant".to_owned())
+    );
+    assert_eq!(refresh(&provider, &first).await.1, "invalid_grant");
+    assert_eq!(provider.reused_refresh_tokens(), 2);
+
+    // Unknown and revoked tokens are refused but are not reuse.
+    assert_eq!(
+        refresh(&provider, "hf_oauth_refresh_x").await.1,
+        "invalid_grant"
+    );
+    provider.revoke_token(&second);
+    assert_eq!(refresh(&provider, &second).await.1, "invalid_grant");
+    assert_eq!(provider.reused_refresh_tokens(), 2);
+}
+
+#[tokio::test]
+async fn a_refresh_token_chain_ends_at_its_lifetime_however_often_it_is_used() {
+    let clock = StepClock::new();
+    let provider = MockHfProvider::builder()
+        .with_refresh_token_lifetime(Duration::from_secs(100))
+        .with_clock(clock.clone())
+        .start()
+        .await
+        .unwrap();
+    let mut token = first_refresh_token(&provider).await;
+    for _ in 0..3 {
+        clock.advance(Duration::from_secs(33));
+        let (status, next) = refresh(&provider, &token).await;
+        assert_eq!(status, StatusCode::OK, "{next}");
+        token = next;
+    }
+    // 99 s after the sign-in: one second left.
+    clock.advance(Duration::from_secs(1));
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", token.as_str()),
+    ];
+    let (status, body) = json(token_basic(&provider, &form).await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "invalid_grant");
+    assert_eq!(body["error_description"], "refresh token expired");
+    assert_eq!(provider.reused_refresh_tokens(), 0, "expiry is not reuse");
+
+    // A new sign-in starts a new chain.
+    let token = first_refresh_token(&provider).await;
+    clock.advance(Duration::from_secs(99));
+    assert_eq!(refresh(&provider, &token).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_idle_refresh_token_expires_and_each_use_slides_the_window() {
+    let clock = StepClock::new();
+    let provider = MockHfProvider::builder()
+        .with_refresh_token_idle_timeout(Duration::from_secs(60))
+        .with_clock(clock.clone())
+        .start()
+        .await
+        .unwrap();
+    let mut token = first_refresh_token(&provider).await;
+    // Used every 59 s, far past one window in all.
+    for _ in 0..5 {
+        clock.advance(Duration::from_secs(59));
+        let (status, next) = refresh(&provider, &token).await;
+        assert_eq!(status, StatusCode::OK, "{next}");
+        token = next;
+    }
+    clock.advance(Duration::from_secs(60));
+    assert_eq!(
+        refresh(&provider, &token).await,
+        (StatusCode::BAD_REQUEST, "invalid_grant".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn tokens_are_issued_and_expire_by_the_mock_clock() {
+    let clock = StepClock::new();
+    let provider = MockHfProvider::builder()
+        .with_token_lifetime(Duration::from_secs(600))
+        .with_clock(clock.clone())
+        .start()
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(1_000_000));
+    let (code, verifier) = sign_in(&provider, "alice").await;
+    let (_, tokens) = json(token_basic(&provider, &code_form(&code, &verifier)).await).await;
+    let (_, claims) = verify_id_token(&provider, tokens["id_token"].as_str().unwrap()).await;
+    let now = crate::clock::unix_seconds(clock.as_ref());
+    assert_eq!(claims["iat"], now);
+    assert_eq!(claims["auth_time"], now);
+    let access_token = tokens["access_token"].as_str().unwrap();
+    clock.advance(Duration::from_secs(599));
+    let response = get_with_bearer(&provider, "/oauth/userinfo", access_token).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    clock.advance(Duration::from_secs(1));
+    let response = get_with_bearer(&provider, "/oauth/userinfo", access_token).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
 #[tokio::test]
 async fn rotate_keys_changes_the_kid_and_the_jwks() {
     let provider = MockHfProvider::start().await.unwrap();

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::jwt::{self, Signing, SigningKey};
 use super::state::{AccessToken, CodeGrant, RefreshGrant, Shared, TokenKind};
 use super::users::MockUser;
-use super::util::{Resp, json_response, oauth_error, parse_params, read_body, unix_now};
+use super::util::{Resp, json_response, oauth_error, parse_params, read_body};
 use super::{MockClientAuth, MockFault};
 
 /// Authenticates the client, then runs the grant.
@@ -207,22 +207,28 @@ fn authorization_code_grant(
         grant.nonce.clone(),
         grant.auth_time,
     );
+    let now = shared.now();
     let access_token = state.insert_access_token(
         "hf_oauth_",
         AccessToken {
             user,
             scopes: scopes.clone(),
-            expires_at: Some(SystemTime::now() + config.token_lifetime),
+            expires_at: Some(now + config.token_lifetime),
             kind: TokenKind::OAuth,
         },
+        now,
     );
+    // A sign-in starts a new chain of refresh tokens.
+    let chain_expires_at = config.refresh_lifetime.map(|life| now + life);
     let refresh_token = config.refresh_tokens.then(|| {
-        state.insert_refresh_token(RefreshGrant {
-            client_id: config.client_id.clone(),
+        state.insert_refresh_token(RefreshGrant::new(
+            config,
             user,
-            scopes: scopes.clone(),
+            scopes.clone(),
             auth_time,
-        })
+            chain_expires_at,
+            now,
+        ))
     });
     if let Some(grant) = state.codes.get_mut(code) {
         grant.issued.push(access_token.clone());
@@ -300,12 +306,21 @@ fn refresh_token_grant(
     let Some(refresh_token) = params.get("refresh_token") else {
         return invalid_grant("refresh_token is required");
     };
+    let now = shared.now();
     let mut state = shared.lock();
+    if state.spent_refresh_tokens.contains(refresh_token) {
+        // Rotation means one use: a second one is a replay, or two clients racing.
+        state.reused_refresh_tokens += 1;
+        return invalid_grant("refresh token was already used");
+    }
     let Some(grant) = state.refresh_tokens.get(refresh_token) else {
-        return invalid_grant("unknown, revoked or already used refresh token");
+        return invalid_grant("unknown or revoked refresh token");
     };
     if grant.client_id != config.client_id {
         return invalid_grant("refresh token was issued to another client");
+    }
+    if grant.is_expired(now) {
+        return invalid_grant("refresh token expired");
     }
     // A narrower `scope` may be asked for, never a wider one.
     let scopes = match params.get("scope") {
@@ -327,24 +342,29 @@ fn refresh_token_grant(
                 .collect()
         }
     };
-    let (user, auth_time) = (grant.user, grant.auth_time);
+    let (user, auth_time, chain_expires_at) = (grant.user, grant.auth_time, grant.chain_expires_at);
     // Rotation: the old refresh token is spent.
     state.refresh_tokens.remove(refresh_token);
+    state.spent_refresh_tokens.insert(refresh_token.clone());
     let access_token = state.insert_access_token(
         "hf_oauth_",
         AccessToken {
             user,
             scopes: scopes.clone(),
-            expires_at: Some(SystemTime::now() + config.token_lifetime),
+            expires_at: Some(now + config.token_lifetime),
             kind: TokenKind::OAuth,
         },
+        now,
     );
-    let refresh_token = state.insert_refresh_token(RefreshGrant {
-        client_id: config.client_id.clone(),
+    // The next token of the chain: the chain's end stays, the idle window starts anew.
+    let refresh_token = state.insert_refresh_token(RefreshGrant::new(
+        config,
         user,
-        scopes: scopes.clone(),
+        scopes.clone(),
         auth_time,
-    });
+        chain_expires_at,
+        now,
+    ));
     let key = Arc::clone(&state.key);
     let user = state.users[user].clone();
     drop(state);
@@ -422,7 +442,7 @@ fn id_token(
     issued: &Issued<'_>,
 ) -> String {
     let config = &shared.config;
-    let now = unix_now();
+    let now = shared.unix_now();
     let lifetime = config.id_token_lifetime.as_secs();
     let mut claims = issued.user.profile_claims(issued.scopes);
     claims.insert("iss".into(), json!(config.issuer));

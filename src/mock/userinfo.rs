@@ -1,6 +1,6 @@
 //! The endpoints that take a bearer token: `/oauth/userinfo` and `/api/whoami-v2`.
 
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -18,7 +18,7 @@ pub(super) fn userinfo(shared: &Shared, faults: &[MockFault], headers: &HeaderMa
     };
     let found = shared.lock().access_tokens.get(token).cloned();
     let token = match found {
-        Some(t) if t.kind == TokenKind::OAuth && !t.is_expired(SystemTime::now()) => t,
+        Some(t) if t.kind == TokenKind::OAuth && !t.is_expired(shared.now()) => t,
         Some(t) if t.kind == TokenKind::OAuth => {
             return bearer_challenge(Some("The access token expired"));
         }
@@ -68,7 +68,7 @@ pub(super) fn whoami(shared: &Shared, headers: &HeaderMap) -> Resp {
     }
     let found =
         bearer_token(headers).and_then(|token| shared.lock().access_tokens.get(token).cloned());
-    let Some(token) = found.filter(|t| !t.is_expired(SystemTime::now())) else {
+    let Some(token) = found.filter(|t| !t.is_expired(shared.now())) else {
         return json_response(
             StatusCode::UNAUTHORIZED,
             &json!({"error": "Invalid credentials in Authorization header"}),

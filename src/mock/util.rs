@@ -107,12 +107,6 @@ pub(super) fn method_not_allowed(allow: &'static str) -> Resp {
 
 pub(super) use crate::respond::html_escape as escape_html;
 
-pub(super) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// `2024-05-01T12:00:00.000Z`, as JavaScript's `toISOString` writes it.
 pub(super) fn rfc3339(time: SystemTime) -> String {
     let millis = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());

@@ -672,4 +672,36 @@ mod tests {
             }
         }
     }
+
+    /// Removals compact the eviction queue of stale tags: a shard whose sessions are
+    /// removed and replaced again and again (each refresh replaces one) keeps a short
+    /// queue. (21 stale tags first, so the queue's length never equals the bound on
+    /// its way up.)
+    #[test]
+    fn the_eviction_queue_stays_short_under_removals() {
+        let alice = user("a", 0);
+        let mut shard = Shard::default();
+        for hash in 0..21 {
+            shard.insert(hash, Box::from(&b"k"[..]), alice.clone(), 1);
+        }
+        for hash in 0..21 {
+            shard.remove(hash);
+        }
+        for _ in 0..100 {
+            shard.insert(99, Box::from(&b"k"[..]), alice.clone(), 1);
+            shard.remove(99);
+        }
+        assert!(shard.queue.len() <= 17, "{} tags queued", shard.queue.len());
+        assert_eq!(shard.bytes, 0);
+    }
+
+    /// The allocator's view of `n` bytes: an 8-byte header, 16-byte steps, 32 at least.
+    #[test]
+    fn allocation_rounds_like_glibc() {
+        assert_eq!(allocation(0), 32);
+        assert_eq!(allocation(24), 32);
+        assert_eq!(allocation(25), 48);
+        assert_eq!(allocation(100), 112);
+        assert_eq!(allocation(4096), 4112);
+    }
 }

@@ -420,4 +420,17 @@ mod tests {
             }
         }
     }
+
+    /// Every seal draws a fresh nonce (AES-GCM must never reuse one under a key), so
+    /// the same session sealed twice gives two different values that both open; the
+    /// random bytes behind sign-in states differ from call to call too.
+    #[test]
+    fn each_seal_uses_a_fresh_nonce() {
+        let r = ring("a-long-enough-secret-for-testing-purposes");
+        let (a, b) = (r.seal("session", b"same"), r.seal("session", b"same"));
+        assert_ne!(a, b);
+        assert_eq!(r.open("session", &a).as_deref(), Some(&b"same"[..]));
+        assert_eq!(r.open("session", &b).as_deref(), Some(&b"same"[..]));
+        assert_ne!(r.random_bytes::<32>(), r.random_bytes::<32>());
+    }
 }

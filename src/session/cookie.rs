@@ -300,4 +300,20 @@ mod tests {
             "s=v; Path=/; HttpOnly; Secure; SameSite=None; Partitioned"
         );
     }
+
+    /// Only a deletion carries the 1970 `Expires` (for browsers that ignore
+    /// `Max-Age`); a live cookie has `Max-Age` alone, and a browser-session cookie
+    /// neither.
+    #[test]
+    fn only_deletions_carry_an_expires_in_the_past() {
+        let live = set("s", "v", "/", Some(3600), &LAX);
+        assert_eq!(live, "s=v; Path=/; HttpOnly; Max-Age=3600; SameSite=Lax");
+        let gone = set("s", "", "/", Some(0), &LAX);
+        assert_eq!(
+            gone,
+            "s=; Path=/; HttpOnly; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; SameSite=Lax"
+        );
+        let session = set("s", "v", "/", None, &LAX);
+        assert_eq!(session, "s=v; Path=/; HttpOnly; SameSite=Lax");
+    }
 }

@@ -151,6 +151,19 @@ pub async fn serve_on(
     }
 }
 
+/// The example app and a strict mock (customized by `f`) that both run on one
+/// [`TestClock`], `app.clock`: advancing it ages the tokens at the mock as well, so
+/// refresh-token expiry is tested without waiting.
+pub async fn app_and_mock_on_one_clock(
+    f: impl FnOnce(MockHfProviderBuilder) -> MockHfProviderBuilder,
+) -> TestApp {
+    let clock = Arc::new(TestClock::default());
+    let mock = mock_with(|b| f(b.with_clock(clock.clone()))).await;
+    let mut app = app_with(mock, |b| b.with_clock(clock.clone())).await;
+    app.clock = clock;
+    app
+}
+
 pub async fn app() -> TestApp {
     app_with(mock().await, |b| b).await
 }
