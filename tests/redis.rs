@@ -306,6 +306,12 @@ async fn three_replicas_refresh_a_session_once() {
         2,
         "one refresh for {served} requests on 3 replicas"
     );
+    assert_eq!(
+        mock.reused_refresh_tokens(),
+        0,
+        "no refresh token spent twice"
+    );
+    eprintln!("3 replicas x {PER_REPLICA} requests: 1 refresh, 0 reused refresh tokens");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -554,6 +560,9 @@ async fn a_lease_holder_paused_past_its_lease_never_overwrites_the_newer_session
     assert_eq!(json["username"], "alice");
     assert_eq!(version(), 2, "nothing written over B's session");
     assert_eq!(mock.requests(MockEndpoint::Token), 3);
+    // The paused holder's late call spent the rotated token: the provider refused it
+    // (what a pause past the lease costs), and nobody was signed out for it.
+    assert_eq!(mock.reused_refresh_tokens(), 1);
     // The stored refresh token is the live one: the next refresh works.
     clock.advance(LIFETIME + Duration::from_secs(60));
     assert_eq!(whoami(&b, &browser).await.as_deref(), Some("alice"));
