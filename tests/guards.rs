@@ -282,10 +282,10 @@ async fn guards_stack_and_callers_can_be_fixed() {
 }
 
 /// `RequireLogin` by itself, in front of a handler that does not ask for the user (so
-/// no extractor refuses in its place): nobody is sent to sign in (browser), told 401
-/// (API) or `UNAUTHENTICATED` (gRPC); a signed-in user gets the page.
+/// no extractor refuses in its place): a caller who is not signed in is sent to sign in
+/// (browser), told 401 (API) or `UNAUTHENTICATED` (gRPC); a signed-in user gets the page.
 #[tokio::test]
-async fn login_guard_alone_refuses_nobody_and_admits_a_user() {
+async fn login_guard_alone_refuses_an_anonymous_caller_and_admits_a_user() {
     use axum::{Router, routing::get};
     use tower_hf_auth::{HfAuthLayer, RequireLogin};
 

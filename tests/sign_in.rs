@@ -580,3 +580,31 @@ async fn login_passes_on_only_scope_tokens() {
     assert!(!scope.contains('"') && !scope.contains('\\'), "{scope}");
     assert!(!scopes.contains(&long.as_str()), "{scope}");
 }
+
+/// A callback whose state does not match the pending sign-in it names deletes that
+/// pending cookie, like every other failed callback: the browser holds no pending
+/// sign-in afterwards.
+#[tokio::test]
+async fn a_mismatched_state_deletes_its_pending_cookie() {
+    let app = app().await;
+    let browser = Browser::new();
+    let authorize_url = start_login(&app, &browser, "/").await;
+    let callback = authorize(&browser, &authorize_url, "alice").await;
+    let pending_url = format!("{}/login/callback", app.base);
+    assert!(browser.cookies(&pending_url).contains("hf_auth_login_"));
+    let state = query_param(&callback, "state").unwrap();
+    let mut wrong = state.clone().into_bytes();
+    let last = wrong.len() - 1;
+    wrong[last] = if wrong[last] == b'A' { b'B' } else { b'A' };
+    let forged = callback.replace(&state, std::str::from_utf8(&wrong).unwrap());
+    let res = browser.get(&forged).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let deleted = res
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .any(|c| c.contains("hf_auth_login_") && c.contains("Max-Age=0"));
+    assert!(deleted, "the pending cookie is deleted");
+    assert!(!browser.cookies(&pending_url).contains("hf_auth_login_"));
+}

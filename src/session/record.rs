@@ -304,4 +304,17 @@ mod tests {
         long[1] = 0xff;
         assert!(decode(&long).is_none(), "a length past the end");
     }
+
+    /// A profile read again replaces the old one and its time; the tokens stay.
+    #[test]
+    fn with_profile_replaces_the_profile_and_its_time() {
+        let old = record(1);
+        let fresh: Profile =
+            serde_json::from_str(r#"{"sub":"abc","preferred_username":"carol-renamed"}"#).unwrap();
+        let new = old.with_profile(fresh, 1_700_000_500);
+        assert_eq!(new.profile.preferred_username, "carol-renamed");
+        assert_eq!(new.profile_at, 1_700_000_500);
+        assert_eq!(new.access_token.expose(), old.access_token.expose());
+        assert_eq!(new.expires_at, old.expires_at);
+    }
 }
