@@ -249,7 +249,9 @@ fn main() {
     // The bare server gets the same requests, cookie included, so both parse the same
     // bytes (it ignores the cookie). The two alternate, `ROUNDS` times each, so that
     // whatever else the machine does falls on both alike.
-    for (cookie, profile) in cookies.iter().zip(["2_orgs", "41_orgs"]) {
+    // `ONLY_SIGN_INS=1`: skip the request loads (to profile sign-ins alone).
+    let loads = std::env::var_os("ONLY_SIGN_INS").is_none();
+    for (cookie, profile) in cookies.iter().zip(["2_orgs", "41_orgs"]).filter(|_| loads) {
         let (mut bare_rps, mut auth_rps) = (0.0, 0.0);
         for _ in 0..ROUNDS {
             bare_rps += load(&client, &bare, Some(cookie)) / ROUNDS as f64;

@@ -87,6 +87,26 @@ pub(crate) struct State {
     pub(crate) users: Vec<MockUser>,
     /// The whoami rate limit's window: when it started and the calls in it.
     pub(crate) whoami_window: Option<(Instant, u32)>,
+    /// Sizes of `codes` and `access_tokens` past which the next insert sweeps out the
+    /// expired ones (twice the size left by the last sweep): each insert costs O(1)
+    /// amortized, not a scan of every token ever issued.
+    sweep_codes_at: usize,
+    sweep_tokens_at: usize,
+}
+
+/// The least size at which the token maps are swept.
+const MIN_SWEEP: usize = 64;
+
+/// Sweeps `map` with `keep` when it reached `*at`, then sets the next threshold.
+fn sweep<V>(
+    map: &mut HashMap<String, V>,
+    at: &mut usize,
+    keep: impl FnMut(&String, &mut V) -> bool,
+) {
+    if map.len() >= *at {
+        map.retain(keep);
+        *at = (2 * map.len()).max(MIN_SWEEP);
+    }
 }
 
 /// An authorization code and everything it was issued for.
@@ -194,6 +214,8 @@ impl Shared {
                 reused_refresh_tokens: 0,
                 users,
                 whoami_window: None,
+                sweep_codes_at: MIN_SWEEP,
+                sweep_tokens_at: MIN_SWEEP,
             }),
             counters: Default::default(),
         }
@@ -269,7 +291,9 @@ impl State {
     /// Stores a new code, forgetting codes long past their lifetime.
     pub(crate) fn insert_code(&mut self, grant: CodeGrant) -> String {
         let now = Instant::now();
-        self.codes.retain(|_, c| c.expires_at + CODE_LIFETIME > now);
+        sweep(&mut self.codes, &mut self.sweep_codes_at, |_, c| {
+            c.expires_at + CODE_LIFETIME > now
+        });
         let code = random_token("");
         self.codes.insert(code.clone(), grant);
         code
@@ -282,7 +306,11 @@ impl State {
         token: AccessToken,
         now: SystemTime,
     ) -> String {
-        self.access_tokens.retain(|_, t| !t.is_expired(now));
+        sweep(
+            &mut self.access_tokens,
+            &mut self.sweep_tokens_at,
+            |_, t| !t.is_expired(now),
+        );
         let value = random_token(prefix);
         self.access_tokens.insert(value.clone(), token);
         value
