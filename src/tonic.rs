@@ -68,7 +68,7 @@ use ::tonic::{Request, Status};
 
 use crate::HfUser;
 use crate::layer::AuthContext;
-use crate::respond::{Caller, missing_layer_error, not_signed_in_message};
+use crate::respond::{AuthErrorKind, Caller, missing_layer_error, not_signed_in_message};
 use crate::session::store::StoreUnavailable;
 
 /// Reads the [`HfUser`] that [`HfAuthLayer`](crate::HfAuthLayer) put into a
@@ -109,10 +109,12 @@ impl<T> HfUserExt for Request<T> {
             return Err(Status::internal(missing_layer_error().message()));
         };
         if extensions.get::<StoreUnavailable>().is_some() {
+            crate::observe::denied(AuthErrorKind::StoreUnavailable.code());
             return Err(Status::unavailable(
                 "the session store is not answering; you are still signed in, retry shortly",
             ));
         }
+        crate::observe::denied(AuthErrorKind::Unauthenticated.code());
         Err(Status::unauthenticated(not_signed_in_message(
             &context.runtime,
             extensions,
