@@ -90,6 +90,29 @@ async fn a_session_made_on_one_replica_is_served_by_the_others() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_again_ends_the_browsers_previous_session() {
+    let redis = RedisServer::start();
+    let apps = replicas(&redis, mock().await, 1).await;
+    let browser = Browser::new();
+    signed_in(&apps[0], &browser, "alice").await;
+    let first = browser.cookies(&apps[0].base);
+    signed_in(&apps[0], &browser, "alice").await;
+    let records = |redis: &RedisServer| {
+        let keys = redis.dump().into_iter().map(|(k, _)| k);
+        keys.filter(|k| k.contains(":s:")).count()
+    };
+    assert_eq!(records(&redis), 1, "one session per browser");
+    let old = Browser::new();
+    old.set_cookie(&apps[0].base, &first);
+    assert_eq!(
+        whoami(&apps[0], &old).await,
+        None,
+        "the replaced session is over"
+    );
+    assert_eq!(whoami(&apps[0], &browser).await.as_deref(), Some("alice"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_dump_holds_no_token_profile_field_or_cookie() {
     let redis = RedisServer::start();
     let mock = mock().await;

@@ -420,6 +420,13 @@ async fn store(
                 .create(record.clone(), keys, name, now)
                 .await
                 .map_err(store_failure)?;
+            // The session this browser had before is replaced: end it, rather than
+            // leave it to its expiry. Best effort: it ends by itself in any case.
+            if let Ok(Some(previous)) = runtime.session_user_or_error(headers).await
+                && let Some(old) = &previous.record().stored
+            {
+                let _ = store.delete(&old.handle).await;
+            }
             &stored
         }
         None => record,
