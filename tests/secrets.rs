@@ -816,3 +816,65 @@ async fn no_token_reaches_logs_or_responses_when_sessions_are_refreshed() {
     let all = all_spans().lock().unwrap().clone();
     ev.assert_nothing_leaked(&format!("{logs}{}", spans_text(&all)));
 }
+
+/// With sessions in Redis: a sign-in, requests read from Redis, a refresh under the
+/// store's lease and a sign-out everywhere log and trace no token, ticket or Redis
+/// password, and every store call is an `hf_auth.store` span.
+#[tokio::test]
+async fn no_secret_reaches_logs_or_spans_with_sessions_in_redis() {
+    use common::redis_server::RedisServer;
+    let logs = logs();
+    let redis = RedisServer::start();
+    let mock = mock_with(|b| b.with_token_lifetime(Duration::from_secs(600))).await;
+    let url = redis.url();
+    let app = app_with(mock, |b| {
+        b.with_session_store(tower_hf_auth::SessionStore::redis(url))
+    })
+    .await;
+    let mut ev = Evidence::default();
+    ev.secret("an access or refresh token", "hf_oauth_");
+    let browser = Browser::new();
+    signed_in(&app, &browser, "alice").await;
+    let ticket = browser
+        .cookie(&format!("{}/", app.base), "hf_auth")
+        .expect("a ticket cookie");
+    let me = format!("{}/me", app.base);
+    let (status, _) = ev.record("me", browser.get_json(&me).await).await;
+    assert_eq!(status, StatusCode::OK);
+    app.clock.advance(Duration::from_secs(400));
+    let (status, _) = ev.record("refreshed", browser.get_json(&me).await).await;
+    assert_eq!(status, StatusCode::OK);
+    let res = browser
+        .http
+        .post(format!("{}/logout", app.base))
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body("everywhere=1")
+        .send()
+        .await
+        .unwrap();
+    let (status, _) = ev.record("everywhere", res).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+
+    let spans = spans_of_this_test("hf_auth.store").await;
+    for operation in ["claim_once", "create", "lease", "replace", "revoke_user"] {
+        assert_span(
+            &spans,
+            "hf_auth.store",
+            &[("operation", operation), ("outcome", "ok")],
+        );
+    }
+    assert_span(&spans, "hf_auth.refresh", &[("outcome", "refreshed")]);
+    let logs = captured(&logs).await;
+    let all = all_spans().lock().unwrap().clone();
+    let traced = format!("{logs}{}", spans_text(&all));
+    ev.assert_nothing_leaked(&traced);
+    // The ticket travels in `Set-Cookie` (again after a refresh), never in logs.
+    assert!(!traced.contains(&ticket), "the ticket is logged or traced");
+    assert!(
+        !traced.contains(&redis.url()),
+        "the Redis URL is logged or traced"
+    );
+}

@@ -198,16 +198,16 @@ impl SessionStore {
         }
         #[cfg(feature = "redis")]
         if let StoreKind::Redis(url) = &self.kind {
-            if let Err(err) = ::redis::Client::open(url.expose()) {
-                // The error names the part that is wrong, not the password.
-                return Some(format!("the Redis URL does not parse: {}", err.category()));
-            }
             if url.expose().starts_with("rediss:") {
                 return Some(
                     "TLS (`rediss://`) is not supported yet: reach Redis over a private \
                      network or a local TLS tunnel"
                         .into(),
                 );
+            }
+            if let Err(err) = ::redis::Client::open(url.expose()) {
+                // The error names the part that is wrong, not the password.
+                return Some(format!("the Redis URL does not parse: {}", err.category()));
             }
         }
         None
@@ -247,5 +247,59 @@ impl fmt::Display for StoreError {
             Self::Unavailable => "the session store is not answering",
             Self::Full => "the session store is full",
         })
+    }
+}
+
+#[cfg(all(test, feature = "redis"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_never_show_the_redis_password() {
+        let store = SessionStore::redis("redis://:hunter2@127.0.0.1:6379/0");
+        assert!(!format!("{store:?}").contains("hunter2"));
+        let config = crate::HfAuthConfig::builder()
+            .with_client_id("id")
+            .with_public_url("http://127.0.0.1:1")
+            .with_secret("x".repeat(40))
+            .with_session_store(store)
+            .build()
+            .unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+        let bad = SessionStore::redis("redis://:hunter2@[bad");
+        let err = bad.problem().expect("a bad URL is refused");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn odd_settings_are_refused_with_a_reason() {
+        let url = "redis://127.0.0.1:6379";
+        assert!(SessionStore::redis(url).problem().is_none());
+        for (store, needle) in [
+            (SessionStore::redis(url).with_key_prefix("{x}"), "prefix"),
+            (SessionStore::redis(url).with_key_prefix("a b"), "prefix"),
+            (
+                SessionStore::redis(url).with_timeout(Duration::ZERO),
+                "timeout",
+            ),
+            (
+                SessionStore::redis(url).with_max_sessions_per_user(0),
+                "session",
+            ),
+            (
+                SessionStore::redis(url).with_refresh_lease(Duration::from_millis(10)),
+                "lease",
+            ),
+            (SessionStore::redis("rediss://127.0.0.1:6379"), "TLS"),
+        ] {
+            let problem = store.problem().expect("refused");
+            assert!(problem.contains(needle), "{problem}");
+        }
+        let ephemeral = crate::HfAuthConfig::builder()
+            .with_client_id("id")
+            .with_public_url("http://127.0.0.1:1")
+            .with_session_store(SessionStore::redis(url))
+            .build();
+        assert!(ephemeral.is_err(), "replicas need shared key material");
     }
 }
