@@ -186,4 +186,31 @@ async fn metrics_count_sign_ins_denials_bearer_checks_and_refreshes() {
         "{}",
         after.0
     );
+
+    // With feature `redis`, a session store that does not answer (nothing listens on
+    // its port): the sign-in is refused with 503, and the failed store call is counted.
+    #[cfg(feature = "redis")]
+    {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("redis://{}/0", closed.local_addr().unwrap());
+        drop(closed);
+        let stored = app_with(app.mock.clone(), move |b| {
+            b.with_session_store(tower_hf_auth::SessionStore::redis(url))
+        })
+        .await;
+        let res = sign_in(&stored, &Browser::new(), "alice", "/").await;
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let last = Scrape::of(&app).await;
+        assert_eq!(
+            moved(
+                &after,
+                &last,
+                "hf_auth_store_errors_total",
+                &[("operation", "claim_once")]
+            ),
+            1.0,
+            "{}",
+            last.0
+        );
+    }
 }
