@@ -382,6 +382,20 @@ async fn redis_paused_or_restarted_signs_nobody_out() {
         StatusCode::SERVICE_UNAVAILABLE,
         "browsers too, no redirect"
     );
+    let grpc = browser
+        .http
+        .get(format!("{}/me", apps[1].base))
+        .header(header::CONTENT_TYPE, "application/grpc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        grpc.headers()
+            .get("grpc-status")
+            .map(|v| v.to_str().unwrap()),
+        Some("14"),
+        "gRPC callers get UNAVAILABLE"
+    );
     let home = browser.get(&format!("{}/", apps[1].base)).await;
     assert_eq!(home.status(), StatusCode::OK, "public routes keep serving");
     redis.resume();
