@@ -1,7 +1,7 @@
 //! A small axum app with "Sign in with Hugging Face".
 //!
 //! ```sh
-//! cargo run --example axum_app --features axum,mock
+//! cargo run --example axum_app --features axum,mock,redis
 //! ```
 //!
 //! With no `OAUTH_CLIENT_ID` it starts the offline `MockHfProvider` and signs in
@@ -245,6 +245,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     #[cfg(feature = "metrics")]
     println!("Prometheus metrics at {}/metrics", config.public_url());
+    if config.session_store().is_server_side() {
+        println!("sessions live in the Redis server of HF_AUTH_REDIS_URL");
+    }
     println!("tower-hf-auth demo listening on http://{bound}");
     println!("Open {} in a browser", config.public_url());
     axum::serve(listener, app(config)).await?;
