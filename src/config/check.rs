@@ -17,6 +17,7 @@ use crate::session::cache::DEFAULT_SESSION_CACHE_BYTES;
 use crate::session::codec::secret_from_client_secret;
 use crate::session::cookie::{CookieAttrs, SameSite};
 use crate::session::refresh::DEFAULT_REFRESH_BEFORE;
+use crate::session::store::SessionStore;
 use crate::session::{DEFAULT_PROFILE_MAX_AGE, REFRESH_GRACE, SessionTiming};
 use crate::user::Scopes;
 
@@ -107,18 +108,7 @@ impl HfAuthConfigBuilder {
                 SameSite::Lax
             },
         };
-        let session_store = self.session_store.unwrap_or_default();
-        if let Some(reason) = session_store.problem() {
-            return Err(invalid(REDIS_URL, reason));
-        }
-        if session_store.is_server_side() && ephemeral_keys {
-            return Err(ConfigError::Missing {
-                setting: SECRET,
-                hint: "a server-side session store needs key material every replica \
-                       shares: set HF_AUTH_SECRET (or OAUTH_CLIENT_SECRET)"
-                    .into(),
-            });
-        }
+        let session_store = session_store(self.session_store.unwrap_or_default(), ephemeral_keys)?;
         Ok(HfAuthConfig {
             session_store,
             redirect_uri: format!("{public_url}{}", paths.callback),
@@ -429,4 +419,21 @@ pub(super) fn common_path(a: &str, b: &str) -> String {
     } else {
         common
     }
+}
+
+/// The session store, checked; a server-side one needs key material every replica
+/// shares (not a random per-process key).
+fn session_store(store: SessionStore, ephemeral_keys: bool) -> Result<SessionStore, ConfigError> {
+    if let Some(reason) = store.problem() {
+        return Err(invalid(REDIS_URL, reason));
+    }
+    if store.is_server_side() && ephemeral_keys {
+        return Err(ConfigError::Missing {
+            setting: SECRET,
+            hint: "a server-side session store needs key material every replica shares: \
+                   set HF_AUTH_SECRET (or OAUTH_CLIENT_SECRET)"
+                .into(),
+        });
+    }
+    Ok(store)
 }

@@ -149,6 +149,18 @@ impl HfAuthLayer {
     /// # Errors
     /// [`RevokeError::NoServerStore`] with cookie sessions (which cannot be revoked);
     /// [`RevokeError::StoreUnavailable`] when the store does not answer in time.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use tower_hf_auth::{HfAuthConfig, HfAuthLayer, RevokeError};
+    /// # let config = HfAuthConfig::builder()
+    /// #     .with_client_id("id").with_public_url("http://127.0.0.1:1").build().unwrap();
+    /// let layer = HfAuthLayer::new(config);
+    /// // Cookie sessions cannot be revoked; with `SessionStore::redis` this ends them all.
+    /// assert_eq!(layer.revoke_user("62e0a7d9c5e0e1c0b8f0a1b2").await, Err(RevokeError::NoServerStore));
+    /// # }
+    /// ```
     pub async fn revoke_user(&self, user_id: &str) -> Result<usize, RevokeError> {
         #[cfg(feature = "redis")]
         if let Some(store) = &self.runtime.store {

@@ -53,6 +53,8 @@
 //!   and public routes keep serving. The connection comes back by itself.
 
 #[cfg(feature = "redis")]
+mod listen;
+#[cfg(feature = "redis")]
 pub(crate) mod redis;
 
 use std::fmt;
@@ -108,6 +110,11 @@ impl Default for SessionStore {
 
 impl SessionStore {
     /// Sessions sealed in the cookie: nothing to run, nothing to revoke.
+    ///
+    /// ```
+    /// let store = tower_hf_auth::SessionStore::cookie();
+    /// assert!(!store.is_server_side());
+    /// ```
     #[must_use]
     pub fn cookie() -> Self {
         Self {
@@ -118,6 +125,13 @@ impl SessionStore {
 
     /// Sessions in the Redis or Valkey server at `url` (`redis://[:password@]host:port/db`
     /// or `redis+unix:///path`). Nothing connects until the first request needs it.
+    ///
+    /// ```
+    /// # #[cfg(feature = "redis")] {
+    /// let store = tower_hf_auth::SessionStore::redis("redis://127.0.0.1:6379/0");
+    /// assert!(store.is_server_side());
+    /// # }
+    /// ```
     #[cfg(feature = "redis")]
     #[must_use]
     pub fn redis(url: impl Into<String>) -> Self {
@@ -139,6 +153,12 @@ impl SessionStore {
 
     /// The prefix of every key and channel (`HF_AUTH_REDIS_PREFIX`), so apps can share
     /// a server. Default `hf-auth:`. Letters, digits and `-_:.` only.
+    ///
+    /// ```
+    /// # #[cfg(feature = "redis")] {
+    /// let store = tower_hf_auth::SessionStore::redis("redis://127.0.0.1:6379").with_key_prefix("my-app:");
+    /// # }
+    /// ```
     #[must_use]
     pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
@@ -147,6 +167,14 @@ impl SessionStore {
 
     /// How long one store call may take before the request goes on without it
     /// (`503` on guarded routes). Default 100 ms.
+    ///
+    /// ```
+    /// # #[cfg(feature = "redis")] {
+    /// use std::time::Duration;
+    /// let store = tower_hf_auth::SessionStore::redis("redis://127.0.0.1:6379")
+    ///     .with_timeout(Duration::from_millis(250));
+    /// # }
+    /// ```
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -155,6 +183,13 @@ impl SessionStore {
 
     /// How many sessions one user may have at once; a new sign-in past it ends the
     /// oldest. Default 100.
+    ///
+    /// ```
+    /// # #[cfg(feature = "redis")] {
+    /// let store = tower_hf_auth::SessionStore::redis("redis://127.0.0.1:6379")
+    ///     .with_max_sessions_per_user(20);
+    /// # }
+    /// ```
     #[must_use]
     pub fn with_max_sessions_per_user(mut self, max: usize) -> Self {
         self.max_per_user = max;
@@ -166,6 +201,14 @@ impl SessionStore {
     /// the two provider calls a refresh makes, so only a replica paused past it (a VM
     /// freeze, a stopped process) loses it; its late answer is then never written over
     /// the newer session.
+    ///
+    /// ```
+    /// # #[cfg(feature = "redis")] {
+    /// use std::time::Duration;
+    /// let store = tower_hf_auth::SessionStore::redis("redis://127.0.0.1:6379")
+    ///     .with_refresh_lease(Duration::from_secs(30));
+    /// # }
+    /// ```
     #[must_use]
     pub fn with_refresh_lease(mut self, lease: Duration) -> Self {
         self.lease = Some(lease);

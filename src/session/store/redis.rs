@@ -1,7 +1,7 @@
 //! Sessions in Redis or Valkey: tickets in, sealed records out, revocations heard by
 //! every replica (see the [module docs](super) for the guarantees).
 
-use std::sync::{Arc, Once, OnceLock, Weak};
+use std::sync::{Arc, Once, OnceLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -21,9 +21,6 @@ use crate::user::{HfUser, SessionRecord};
 
 /// The label of session records' keys (HKDF info) and their associated data.
 const SESSION: &[u8] = b"tower-hf-auth session v1";
-/// How often the subscription is checked with a ping; a ping not answered within the
-/// store's timeout (at least this) counts as a lost subscription.
-const PING_EVERY: Duration = Duration::from_millis(250);
 
 const CREATE: &str = r"
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[5])
@@ -110,18 +107,18 @@ pub(crate) struct Lease {
 
 /// The Redis session store of one layer.
 pub(crate) struct RedisStore {
-    client: Client,
+    pub(super) client: Client,
     conn: OnceLock<ConnectionManager>,
     scripts: Scripts,
     names: Names,
     prefix: String,
-    timeout: Duration,
+    pub(super) timeout: Duration,
     max_per_user: usize,
     /// How long a refresh lease lasts: longer than two provider calls.
     lease: Duration,
     /// How long past its access token's expiry a refreshable session is kept.
     grace: u64,
-    opened: Arc<OpenedSessions>,
+    pub(super) opened: Arc<OpenedSessions>,
     listening: Once,
 }
 
@@ -198,7 +195,7 @@ impl RedisStore {
     /// subscription that keeps the cache honest.
     fn conn(self: &Arc<Self>) -> Result<ConnectionManager, StoreError> {
         self.listening.call_once(|| {
-            tokio::spawn(listen(Arc::downgrade(self)));
+            tokio::spawn(super::listen::listen(Arc::downgrade(self)));
         });
         if let Some(conn) = self.conn.get() {
             return Ok(conn.clone());
@@ -240,7 +237,7 @@ impl RedisStore {
         Err(failed)
     }
 
-    fn channel(&self) -> String {
+    pub(super) fn channel(&self) -> String {
         format!("{}revoked", self.prefix)
     }
 
@@ -567,83 +564,6 @@ impl RedisStore {
             self.prefix,
             self.names.secret(label.as_bytes(), secret.as_bytes())
         )
-    }
-
-    /// Forgets the cached sessions a revocation message names.
-    fn heard(&self, message: &str) {
-        if let Some(user) = message.strip_prefix("u:") {
-            let prefix = format!("{user}.");
-            self.opened.forget(|u| {
-                u.record()
-                    .stored
-                    .as_ref()
-                    .is_some_and(|s| s.handle.starts_with(&prefix))
-            });
-        } else if let Some(session) = message.strip_prefix("s:") {
-            self.opened.forget(|u| {
-                u.record()
-                    .stored
-                    .as_ref()
-                    .is_some_and(|s| s.handle == session)
-            });
-        }
-    }
-}
-
-/// Keeps the subscription to revocations up while the store lives: while it is down,
-/// the opened-session cache is suspended (every request reads Redis); when it is back,
-/// the cache starts empty, since messages may have been missed.
-async fn listen(store: Weak<RedisStore>) {
-    loop {
-        let Some(this) = store.upgrade() else { return };
-        let client = this.client.clone();
-        let channel = this.channel();
-        let wait = this.timeout.max(PING_EVERY);
-        drop(this);
-        let subscribed = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, RedisError>(pubsub.split())
-        };
-        let (mut sink, mut stream) = match tokio::time::timeout(wait * 4, subscribed).await {
-            Ok(Ok(parts)) => parts,
-            _ => {
-                tokio::time::sleep(PING_EVERY).await;
-                continue;
-            }
-        };
-        let Some(this) = store.upgrade() else { return };
-        this.opened.resume();
-        drop(this);
-        loop {
-            let next = std::future::poll_fn(|cx| {
-                use futures_core::Stream;
-                std::pin::Pin::new(&mut stream).poll_next(cx)
-            });
-            match tokio::time::timeout(PING_EVERY, next).await {
-                Ok(Some(msg)) => {
-                    let Some(this) = store.upgrade() else { return };
-                    if let Ok(text) = msg.get_payload::<String>() {
-                        this.heard(&text);
-                    }
-                }
-                Ok(None) => break,
-                Err(_) => {
-                    let ping = tokio::time::timeout(wait, sink.ping::<String>()).await;
-                    if !matches!(ping, Ok(Ok(_))) {
-                        break;
-                    }
-                    if store.strong_count() == 0 {
-                        return;
-                    }
-                }
-            }
-        }
-        let Some(this) = store.upgrade() else { return };
-        tracing::warn!(
-            "lost the session store's revocation channel; reading every session from the store until it is back"
-        );
-        this.opened.suspend();
     }
 }
 

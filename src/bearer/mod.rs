@@ -101,6 +101,9 @@ use crate::observe::{self, Step, UserIds};
 use crate::provider::{Provider, ProviderError, WhoAmI, WhoAmIAuth};
 #[cfg(feature = "redis")]
 use crate::session::store::redis::RedisStore;
+#[cfg(feature = "redis")]
+mod shared;
+
 use crate::single_flight::{SingleFlight, key_of};
 use crate::user::{HfUser, OrgRole, Profile, Scopes, SessionRecord};
 
@@ -214,10 +217,6 @@ pub(crate) enum BearerRejection {
         retry_after: Option<Duration>,
     },
 }
-
-/// The label of bearer answers shared through a server-side store.
-#[cfg(feature = "redis")]
-const SHARED: &str = "bearer";
 
 /// The answer about one token.
 type Answer = Result<HfUser, BearerRejection>;
@@ -356,52 +355,6 @@ impl BearerValidator {
             Err(BearerRejection::Unavailable { .. }) => {}
         }
         (answer, expires_at)
-    }
-
-    /// The answer another replica (or this one) stored for `token`, if any.
-    #[cfg(feature = "redis")]
-    async fn shared(&self, token: &str) -> Option<(Answer, Option<u64>)> {
-        let store = self.store.as_ref()?;
-        let value = store.shared_get(SHARED, token).await.ok()??;
-        let (&kind, rest) = value.split_first()?;
-        let until = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
-        if until <= self.now() {
-            return None;
-        }
-        let answer = match kind {
-            0 => Err(BearerRejection::Invalid),
-            _ => Ok(HfUser::from_record(crate::session::record::decode(
-                &rest[8..],
-            )?)),
-        };
-        Some((answer, Some(until)))
-    }
-
-    /// Stores an answer for every replica, until it may no longer be cached.
-    #[cfg(feature = "redis")]
-    async fn share(&self, token: &str, answer: &Answer, until: Option<u64>) {
-        let (Some(store), Some(until)) = (&self.store, until) else {
-            return;
-        };
-        let mut value = Vec::new();
-        match answer {
-            Ok(user) => {
-                let Some(plain) = crate::session::record::encode(user.record()) else {
-                    return;
-                };
-                value.push(1);
-                value.extend_from_slice(&until.to_be_bytes());
-                value.extend_from_slice(&plain);
-            }
-            Err(BearerRejection::Invalid) => {
-                value.push(0);
-                value.extend_from_slice(&until.to_be_bytes());
-            }
-            Err(BearerRejection::Unavailable { .. }) => return,
-        }
-        let ttl = Duration::from_secs(until.saturating_sub(self.now()).max(1));
-        // Not shared when the store does not answer: this replica still caches it.
-        let _ = store.shared_put(SHARED, token, &value, ttl).await;
     }
 
     /// Asks the provider. Returns the answer and until when it may be cached (`None`:
