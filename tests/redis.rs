@@ -26,7 +26,7 @@ const LIFETIME: Duration = Duration::from_secs(600);
 fn redis_sessions(
     redis: &RedisServer,
     timeout: Duration,
-) -> impl Fn(HfAuthConfigBuilder) -> HfAuthConfigBuilder {
+) -> impl Fn(HfAuthConfigBuilder) -> HfAuthConfigBuilder + Clone {
     let url = redis.url();
     move |b| b.with_session_store(SessionStore::redis(url.clone()).with_timeout(timeout))
 }
@@ -38,19 +38,20 @@ const PATIENT: Duration = Duration::from_secs(10);
 
 /// `n` replicas of the example app on one Redis, one mock and one clock.
 async fn replicas(redis: &RedisServer, mock: Arc<MockHfProvider>, n: usize) -> Vec<TestApp> {
-    replicas_with(redis, mock, n, PATIENT).await
+    replicas_with(mock, n, redis_sessions(redis, PATIENT)).await
 }
 
+/// `n` replicas of the example app with the settings `customize` makes, on one mock and
+/// one clock.
 async fn replicas_with(
-    redis: &RedisServer,
     mock: Arc<MockHfProvider>,
     n: usize,
-    timeout: Duration,
+    customize: impl Fn(HfAuthConfigBuilder) -> HfAuthConfigBuilder + Clone,
 ) -> Vec<TestApp> {
     let clock = Arc::new(TestClock::default());
     let mut apps = Vec::new();
     for _ in 0..n {
-        let config = redis_sessions(redis, timeout);
+        let config = customize.clone();
         apps.push(serve_on(mock.clone(), clock.clone(), config, example::app).await);
     }
     apps
@@ -60,12 +61,7 @@ async fn replicas_with(
 async fn me(app: &TestApp, browser: &Browser) -> (StatusCode, Vec<String>, Option<String>) {
     let res = browser.get_json(&format!("{}/me", app.base)).await;
     let status = res.status();
-    let set_cookies = res
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect();
+    let set_cookies = set_cookies(&res);
     let retry_after = res
         .headers()
         .get(header::RETRY_AFTER)
@@ -340,7 +336,7 @@ async fn three_replicas_refresh_a_session_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_paused_or_restarted_signs_nobody_out() {
     let mut redis = RedisServer::start();
-    let apps = replicas_with(&redis, mock().await, 2, OUTAGE_TIMEOUT).await;
+    let apps = replicas_with(mock().await, 2, redis_sessions(&redis, OUTAGE_TIMEOUT)).await;
     let browser = Browser::new();
     signed_in(&apps[0], &browser, "alice").await;
 
@@ -355,10 +351,7 @@ async fn redis_paused_or_restarted_signs_nobody_out() {
             .header(header::ACCEPT, "application/json");
         load.spawn(async move {
             let res = req.send().await.unwrap();
-            (
-                res.status(),
-                res.headers().get_all(header::SET_COOKIE).iter().count(),
-            )
+            (res.status(), set_cookies(&res).len())
         });
     }
     while let Some(answer) = load.join_next().await {
@@ -459,11 +452,7 @@ async fn a_full_redis_refuses_new_sign_ins_clearly_and_makes_no_session() {
         res.headers()
     );
     assert!(res.headers().get(header::RETRY_AFTER).is_some());
-    let set_session = res
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .any(|v| v.to_str().unwrap().starts_with("hf_auth="));
+    let set_session = set_cookies(&res).iter().any(|c| c.starts_with("hf_auth="));
     assert!(!set_session, "no session cookie");
     let page = res.text().await.unwrap();
     assert!(page.contains("session store is full"), "{page}");
@@ -898,20 +887,17 @@ async fn a_lost_revocation_channel_stops_the_cache_being_trusted() {
 async fn replicas_share_used_states_and_bearer_answers() {
     let redis = RedisServer::start();
     let mock = mock().await;
-    let clock = Arc::new(TestClock::default());
-    let mut apps = Vec::new();
-    for _ in 0..2 {
-        let store = redis_sessions(&redis, PATIENT);
-        let config = move |b| store(b).with_bearer_tokens(true);
-        apps.push(serve_on(mock.clone(), clock.clone(), config, example::app).await);
-    }
-    // A callback replayed on another replica is refused there as already used.
+    let store = redis_sessions(&redis, PATIENT);
+    let apps = replicas_with(mock.clone(), 2, move |b| store(b).with_bearer_tokens(true)).await;
+    // A callback replayed on another replica is refused there as already used, before
+    // the provider is asked (which would refuse the used code too).
     let browser = Browser::new();
     let authorize_url = start_login(&apps[0], &browser, "/").await;
     let callback = authorize(&browser, &authorize_url, "alice").await;
     let pending = browser.cookies(&callback);
     assert_eq!(browser.get(&callback).await.status(), StatusCode::SEE_OTHER);
     let other = callback.replace(&apps[0].base, &apps[1].base);
+    let exchanges = mock.requests(MockEndpoint::Token);
     let res = reqwest::Client::new()
         .get(&other)
         .header(header::ACCEPT, "text/html")
@@ -921,6 +907,11 @@ async fn replicas_share_used_states_and_bearer_answers() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert!(res.text().await.unwrap().contains("already used"));
+    assert_eq!(
+        mock.requests(MockEndpoint::Token),
+        exchanges,
+        "refused by the shared used state, not by the provider"
+    );
 
     // A bearer token checked on one replica is known to the other without asking.
     let token = mock.issue_oauth_token("bob", &["openid", "profile"], Duration::from_secs(600));

@@ -53,12 +53,7 @@ async fn me_with(app: &TestApp, cookie: &str) -> (Option<String>, Vec<String>) {
         .send()
         .await
         .unwrap();
-    let set_cookies = res
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect();
+    let set_cookies = set_cookies(&res);
     let user = match res.status() {
         StatusCode::OK => {
             let json: serde_json::Value = res.json().await.unwrap();
@@ -153,13 +148,7 @@ async fn concurrent_requests_share_one_refresh() {
             start.wait().await;
             let res = request.send().await.unwrap();
             let status = res.status();
-            let fresh = sets_session(
-                &res.headers()
-                    .get_all(header::SET_COOKIE)
-                    .iter()
-                    .map(|v| v.to_str().unwrap().to_owned())
-                    .collect::<Vec<_>>(),
-            );
+            let fresh = sets_session(&set_cookies(&res));
             let json: serde_json::Value = res.json().await.unwrap();
             (status, json["username"].as_str().map(str::to_owned), fresh)
         });
@@ -378,11 +367,8 @@ async fn session_max_age(
     .await;
     let app = app_with(mock, customize).await;
     let res = sign_in(&app, &Browser::new(), "alice", "/").await;
-    let session = res
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
+    let session = set_cookies(&res)
+        .into_iter()
         .find(|c| c.starts_with("hf_auth="))
         .expect("the callback sets the session");
     let age = session.split("Max-Age=").nth(1).expect("a Max-Age");
@@ -471,12 +457,7 @@ async fn a_session_whose_refresh_token_expired_ends_at_access_token_expiry() {
     let res = browser.get(&format!("{}/me", app.base)).await;
     assert!(res.status().is_redirection(), "{}", res.status());
     assert!(location(&res).contains("/login"), "{}", location(&res));
-    let cleared = res
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect::<Vec<_>>();
+    let cleared = set_cookies(&res);
     assert!(clears_session(&cleared), "cookie cleared: {cleared:?}");
     assert_eq!(whoami(&app, &browser).await, None);
     assert_eq!(token_calls(&app), 3);

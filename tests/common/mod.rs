@@ -230,6 +230,15 @@ impl Browser {
     }
 }
 
+/// The `Set-Cookie` headers of `res`, as text.
+pub fn set_cookies(res: &Response) -> Vec<String> {
+    res.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
 pub fn location(res: &Response) -> String {
     res.headers()
         .get(header::LOCATION)

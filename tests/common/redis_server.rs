@@ -93,11 +93,7 @@ impl RedisServer {
 
     fn signal(&self, signal: &str) {
         let pid = self.child.as_ref().expect("running").id();
-        let status = Command::new("kill")
-            .args([signal, &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill {signal} {pid}");
+        assert!(send(signal, pid), "kill {signal} {pid}");
     }
 
     /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
@@ -152,11 +148,18 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         if let Some(child) = &self.child {
             // A paused server does not die of SIGKILL until continued on some kernels.
-            let _ = Command::new("kill")
-                .args(["-CONT", &child.id().to_string()])
-                .status();
+            send("-CONT", child.id());
         }
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Sends `signal` to `pid` with the shell's `kill` builtin (`sh` is on every Debian;
+/// `/bin/kill` comes with procps, which minimal images lack); whether it was delivered.
+fn send(signal: &str, pid: u32) -> bool {
+    Command::new("sh")
+        .args(["-c", "kill \"$0\" \"$1\"", signal, &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
 }
