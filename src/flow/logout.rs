@@ -126,11 +126,9 @@ async fn end_stored(
     let Some(store) = &runtime.store else {
         return Ok(());
     };
-    if cookie::get(headers, &runtime.sessions.name).is_none() {
+    let Some(user) = runtime.session_user_or_error(headers).await? else {
         return Ok(());
-    }
-    let user = runtime.session_user_or_error(headers).await?;
-    let Some(user) = user else { return Ok(()) };
+    };
     if everywhere {
         let ended = store.revoke_user(user.id()).await?;
         tracing::info!(sessions = ended, "signed out everywhere");

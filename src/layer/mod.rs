@@ -387,7 +387,7 @@ async fn fetch<B>(
                 expired,
                 renew,
             };
-            Box::pin(refresh(runtime, req, stale)).await
+            refresh(runtime, req, stale).await
         }
         _ => (false, sessions.clear(1)),
     }

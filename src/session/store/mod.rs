@@ -274,7 +274,7 @@ pub(crate) enum StoreError {
 }
 
 impl StoreError {
-    /// The `error.type` of spans: `timeout` or `full`.
+    /// The `error.type` of spans: `unavailable` or `full`.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn code(self) -> &'static str {
         match self {
