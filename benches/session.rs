@@ -17,7 +17,9 @@
 //! | `redis_miss` | (feature `redis`) the same with the cache off: one Redis round trip per request |
 //!
 //! Then `miss_stages` (with feature `fuzzing`) times each step of opening a cookie:
-//! base64, AES-GCM, inflate, parse. `layer` and `guards` time the cheap paths (no cookie,
+//! base64, AES-GCM, the profile text (LZ4, hex runs unpacked), the whole record
+//! decoded; and, for comparison, decoding the same record in the JSON format earlier
+//! versions wrote. `layer` and `guards` time the cheap paths (no cookie,
 //! a tampered one) and three passing guards. At the end the ratios are printed and
 //! written, with every mean, to `{target}/criterion/hot_path.csv`
 //! (`scripts/bench_chart.py` draws the chart of BENCHMARKS.md from it).
@@ -431,19 +433,28 @@ fn miss_stages(c: &mut Criterion, fx: &Fixture) {
             .map(|pair| pair.split_once('=').unwrap().1)
             .collect();
         let plain = stages.open(&value).expect("the session opens");
-        let profile_json = SessionStages::inflate(&plain).unwrap();
-        assert!(SessionStages::parse(&plain, &profile_json).is_some());
+        assert!(SessionStages::text(&plain).is_some());
+        assert!(SessionStages::decode(&plain).is_some());
+        // The same record as earlier versions wrote it (JSON, DEFLATE over 1 KiB).
+        let json_plain = SessionStages::as_json_format(&plain).unwrap();
+        assert_eq!(
+            SessionStages::decode(&json_plain),
+            SessionStages::decode(&plain)
+        );
         group.bench_function(format!("base64/{profile}"), |b| {
             b.iter(|| SessionStages::base64(black_box(&value)));
         });
         group.bench_function(format!("base64_aes_gcm/{profile}"), |b| {
             b.iter(|| stages.open(black_box(&value)));
         });
-        group.bench_function(format!("inflate/{profile}"), |b| {
-            b.iter(|| SessionStages::inflate(black_box(&plain)));
+        group.bench_function(format!("text/{profile}"), |b| {
+            b.iter(|| SessionStages::text(black_box(&plain)));
         });
-        group.bench_function(format!("parse/{profile}"), |b| {
-            b.iter(|| SessionStages::parse(black_box(&plain), black_box(&profile_json)));
+        group.bench_function(format!("decode/{profile}"), |b| {
+            b.iter(|| SessionStages::decode(black_box(&plain)));
+        });
+        group.bench_function(format!("decode_json_format/{profile}"), |b| {
+            b.iter(|| SessionStages::decode(black_box(&json_plain)));
         });
     }
     group.finish();
@@ -511,7 +522,13 @@ fn report() {
         "redis_hit",
         "redis_miss",
     ];
-    let stages = ["base64", "base64_aes_gcm", "inflate", "parse"];
+    let stages = [
+        "base64",
+        "base64_aes_gcm",
+        "text",
+        "decode",
+        "decode_json_format",
+    ];
     for (group, names) in [("per_request", &cases[..]), ("miss_stages", &stages[..])] {
         for name in names {
             for profile in PROFILES {

@@ -120,86 +120,211 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+/// Where one of an organization's strings lies in the text it shares with the other
+/// organizations of its profile: bytes `start..start + len`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span {
+    pub(crate) start: u32,
+    pub(crate) len: u32,
+}
+
+/// An organization's fields, with its strings as [`Span`]s of a shared text: what the
+/// session codec decodes an organization into.
+#[derive(Debug, Clone)]
+pub(crate) struct OrgSpans {
+    pub(crate) sub: Span,
+    pub(crate) name: Span,
+    pub(crate) full_name: Option<Span>,
+    pub(crate) picture: Option<Span>,
+    pub(crate) plan: Option<Span>,
+    pub(crate) role: Option<OrgRole>,
+    pub(crate) can_pay: Option<bool>,
+    pub(crate) security_restrictions: Vec<String>,
+}
+
 /// An organization the user belongs to, as userinfo reports it.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Its strings live in one text shared (an `Arc`) by the organizations of the same
+/// profile: a session with 40 organizations opens with one allocation for all their
+/// names, ids and avatar URLs rather than one per string.
+#[derive(Clone)]
 pub struct HfOrg {
+    text: Arc<str>,
+    fields: OrgSpans,
+}
+
+/// An organization as userinfo's JSON has it, before its strings are laid out in one
+/// text; older payload shapes are folded into the current one on the way.
+#[derive(Deserialize)]
+struct OrgJson {
     #[serde(default)]
     sub: String,
     #[serde(default, rename = "preferred_username")]
     name: String,
     #[serde(default, rename = "name")]
     full_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     picture: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     plan: Option<String>,
-    #[serde(
-        default,
-        rename = "roleInOrg",
-        deserialize_with = "lenient_role",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, rename = "roleInOrg", deserialize_with = "lenient_role")]
     role: Option<OrgRole>,
-    #[serde(default, rename = "canPay", skip_serializing_if = "Option::is_none")]
+    #[serde(default, rename = "canPay")]
     can_pay: Option<bool>,
     #[serde(
         default,
         rename = "securityRestrictions",
-        deserialize_with = "null_default",
-        skip_serializing_if = "Vec::is_empty"
+        deserialize_with = "null_default"
     )]
     security_restrictions: Vec<String>,
-    // Older payload shape: folded into `plan` / `security_restrictions` by `normalize`.
-    #[serde(default, rename = "isEnterprise", skip_serializing)]
+    // Older payload shape: folded into `plan` / `security_restrictions`.
+    #[serde(default, rename = "isEnterprise")]
     legacy_enterprise: Option<bool>,
-    #[serde(default, rename = "pendingSSO", skip_serializing)]
+    #[serde(default, rename = "pendingSSO")]
     legacy_pending_sso: Option<bool>,
-    #[serde(default, rename = "missingMFA", skip_serializing)]
+    #[serde(default, rename = "missingMFA")]
     legacy_missing_mfa: Option<bool>,
 }
 
+impl<'de> Deserialize<'de> for HfOrg {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut org = OrgJson::deserialize(d)?;
+        if org.plan.is_none() && org.legacy_enterprise == Some(true) {
+            org.plan = Some("enterprise".to_owned());
+        }
+        for (flag, name) in [
+            (org.legacy_pending_sso, "sso"),
+            (org.legacy_missing_mfa, "mfa"),
+        ] {
+            if flag == Some(true) && !org.security_restrictions.iter().any(|r| r == name) {
+                org.security_restrictions.push(name.to_owned());
+            }
+        }
+        let mut text = String::new();
+        let mut put = |s: &str| {
+            let span = Span {
+                start: u32::try_from(text.len()).unwrap_or(u32::MAX),
+                len: u32::try_from(s.len()).unwrap_or(u32::MAX),
+            };
+            text.push_str(s);
+            span
+        };
+        let fields = OrgSpans {
+            sub: put(&org.sub),
+            name: put(&org.name),
+            full_name: org.full_name.as_deref().map(&mut put),
+            picture: org.picture.as_deref().map(&mut put),
+            plan: org.plan.as_deref().map(&mut put),
+            role: org.role,
+            can_pay: org.can_pay,
+            security_restrictions: org.security_restrictions,
+        };
+        if u32::try_from(text.len()).is_err() {
+            return Err(serde::de::Error::custom("organization too large"));
+        }
+        Ok(Self {
+            text: text.into(),
+            fields,
+        })
+    }
+}
+
+/// The same keys userinfo uses, so that what is serialized parses back unchanged.
+impl Serialize for HfOrg {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("sub", self.id())?;
+        map.serialize_entry("preferred_username", self.name())?;
+        map.serialize_entry("name", &self.full_name())?;
+        if let Some(picture) = self.avatar_url() {
+            map.serialize_entry("picture", picture)?;
+        }
+        if let Some(plan) = self.plan() {
+            map.serialize_entry("plan", plan)?;
+        }
+        if let Some(role) = self.role() {
+            map.serialize_entry("roleInOrg", &role)?;
+        }
+        if let Some(can_pay) = self.can_pay() {
+            map.serialize_entry("canPay", &can_pay)?;
+        }
+        if !self.security_restrictions().is_empty() {
+            map.serialize_entry("securityRestrictions", self.security_restrictions())?;
+        }
+        map.end()
+    }
+}
+
+impl PartialEq for HfOrg {
+    fn eq(&self, other: &Self) -> bool {
+        self.id() == other.id()
+            && self.name() == other.name()
+            && self.full_name() == other.full_name()
+            && self.avatar_url() == other.avatar_url()
+            && self.plan() == other.plan()
+            && self.role() == other.role()
+            && self.can_pay() == other.can_pay()
+            && self.security_restrictions() == other.security_restrictions()
+    }
+}
+
+impl Eq for HfOrg {}
+
 impl HfOrg {
+    /// An organization whose strings are `fields`' spans of `text`. A span outside
+    /// `text` or not on character boundaries reads as `""`.
+    pub(crate) fn from_spans(text: Arc<str>, fields: OrgSpans) -> Self {
+        Self { text, fields }
+    }
+
+    fn text(&self, span: Span) -> &str {
+        let start = span.start as usize;
+        let end = start.saturating_add(span.len as usize);
+        self.text.get(start..end).unwrap_or_default()
+    }
+
     /// The organization's stable id (its `sub`).
     #[must_use]
     pub fn id(&self) -> &str {
-        &self.sub
+        self.text(self.fields.sub)
     }
 
     /// The organization's handle, as in `huggingface.co/{name}`.
     #[must_use]
     pub fn name(&self) -> &str {
-        &self.name
+        self.text(self.fields.name)
     }
 
     /// The organization's display name, when it has one.
     #[must_use]
     pub fn full_name(&self) -> Option<&str> {
-        self.full_name.as_deref()
+        self.fields.full_name.map(|s| self.text(s))
     }
 
     /// The organization's avatar URL.
     #[must_use]
     pub fn avatar_url(&self) -> Option<&str> {
-        self.picture.as_deref()
+        self.fields.picture.map(|s| self.text(s))
     }
 
     /// The organization's plan (`team`, `enterprise`, …), when reported.
     #[must_use]
     pub fn plan(&self) -> Option<&str> {
-        self.plan.as_deref()
+        self.fields.plan.map(|s| self.text(s))
     }
 
     /// The user's role in the organization. `None` when the user did not grant this
     /// app access to the organization, or the role is one this crate does not know.
     #[must_use]
     pub fn role(&self) -> Option<OrgRole> {
-        self.role
+        self.fields.role
     }
 
     /// Whether the organization can pay, when reported (needs `read-billing`).
     #[must_use]
     pub fn can_pay(&self) -> Option<bool> {
-        self.can_pay
+        self.fields.can_pay
     }
 
     /// Security restrictions the organization imposes on this user and that they have
@@ -207,48 +332,31 @@ impl HfOrg {
     /// not access the organization, and org guards refuse them.
     #[must_use]
     pub fn security_restrictions(&self) -> &[String] {
-        &self.security_restrictions
+        &self.fields.security_restrictions
     }
 
     /// Whether the user may act in this organization at all: their role is not
     /// [`OrgRole::NoAccess`] and no security restriction is unmet.
     #[must_use]
     pub fn grants_access(&self) -> bool {
-        self.role != Some(OrgRole::NoAccess) && self.security_restrictions.is_empty()
+        self.fields.role != Some(OrgRole::NoAccess) && self.fields.security_restrictions.is_empty()
     }
 
     /// Lowers the role to at most `cap` (a bearer token that may do less than its user).
     pub(crate) fn cap_role(&mut self, cap: OrgRole) {
-        if let Some(role) = self.role {
-            self.role = Some(role.min(cap));
+        if let Some(role) = self.fields.role {
+            self.fields.role = Some(role.min(cap));
         }
-    }
-
-    fn normalize(&mut self) {
-        if self.plan.is_none() && self.legacy_enterprise == Some(true) {
-            self.plan = Some("enterprise".to_owned());
-        }
-        for (flag, name) in [
-            (self.legacy_pending_sso, "sso"),
-            (self.legacy_missing_mfa, "mfa"),
-        ] {
-            if flag == Some(true) && !self.security_restrictions.iter().any(|r| r == name) {
-                self.security_restrictions.push(name.to_owned());
-            }
-        }
-        self.legacy_enterprise = None;
-        self.legacy_pending_sso = None;
-        self.legacy_missing_mfa = None;
     }
 }
 
 impl fmt::Debug for HfOrg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HfOrg")
-            .field("id", &self.sub)
-            .field("name", &self.name)
-            .field("role", &self.role)
-            .field("plan", &self.plan)
+            .field("id", &self.id())
+            .field("name", &self.name())
+            .field("role", &self.role())
+            .field("plan", &self.plan())
             .finish_non_exhaustive()
     }
 }
@@ -340,9 +448,8 @@ pub(crate) struct Profile {
 }
 
 impl Profile {
-    /// Folds the older payload shape into the current one.
+    /// Drops an empty website (organizations fold older payload shapes as they parse).
     pub(crate) fn normalize(&mut self) {
-        self.orgs.iter_mut().for_each(HfOrg::normalize);
         if self.website.as_deref() == Some("") {
             self.website = None;
         }
@@ -472,7 +579,7 @@ impl HfUser {
     /// The organization with handle `name`, if the user belongs to it.
     #[must_use]
     pub fn org(&self, name: &str) -> Option<&HfOrg> {
-        self.orgs().iter().find(|o| o.name == name)
+        self.orgs().iter().find(|o| o.name() == name)
     }
 
     /// The scopes the user granted.

@@ -236,23 +236,26 @@ impl SessionStages {
         self.keys.open(&self.name, value)
     }
 
-    /// Step 3: the profile's JSON, inflated when it is compressed.
+    /// Step 3: the profile's text, its hex runs unpacked after LZ4 decompression.
     #[must_use]
-    pub fn inflate(plain: &[u8]) -> Option<Vec<u8>> {
-        let layout = crate::session::record::split(plain)?;
-        if layout.deflated {
-            crate::session::record::inflate(layout.profile)
-        } else {
-            Some(layout.profile.to_vec())
-        }
+    pub fn text(plain: &[u8]) -> Option<String> {
+        crate::session::record::text_of(plain)
     }
 
-    /// Step 4: the record parsed from the plaintext's tokens and the inflated profile;
-    /// the username.
+    /// Steps 3 and 4: the whole record decoded from the plaintext (the tokens, the
+    /// profile's shape, its text as in step 3 and every string laid out); the username.
     #[must_use]
-    pub fn parse(plain: &[u8], profile: &[u8]) -> Option<String> {
-        let layout = crate::session::record::split(plain)?;
-        let record = crate::session::record::parse(layout.tokens, profile)?;
-        Some(record.profile.preferred_username)
+    pub fn decode(plain: &[u8]) -> Option<String> {
+        crate::session::record::decode(plain).map(|r| r.profile.preferred_username)
+    }
+
+    /// The record of a format 3 plaintext written again as earlier versions wrote it
+    /// (format 1 or 2: JSON, the profile DEFLATE-compressed over 1 KiB).
+    #[must_use]
+    pub fn as_json_format(plain: &[u8]) -> Option<Vec<u8>> {
+        let record = crate::session::record::decode(plain)?;
+        let tokens = serde_json::to_vec(&record).ok()?;
+        let profile = serde_json::to_vec(&record.profile).ok()?;
+        crate::session::record::lay_out(&tokens, &profile)
     }
 }

@@ -80,6 +80,7 @@
 pub(crate) mod cache;
 pub(crate) mod codec;
 pub(crate) mod cookie;
+pub(crate) mod pack;
 pub(crate) mod record;
 pub(crate) mod refresh;
 pub mod store;

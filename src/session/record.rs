@@ -1,53 +1,305 @@
-//! The session record's plaintext, before it is sealed into the cookie.
+//! The session record's plaintext, before it is sealed into the cookie (or a
+//! server-side store).
+//!
+//! Written as format 3, binary:
 //!
 //! ```text
-//! format | tokens length (u16, big-endian) | tokens JSON | profile
+//! 3 | access token | expiry | refresh token? | scopes | asked scopes | profile time
+//!   | profile shape (lengths, flags, roles) | profile text
 //! ```
 //!
-//! where the format byte says how the profile is stored: `1`, DEFLATE-compressed JSON;
-//! `2`, plain JSON. The profile (above all the list of organizations, each with an id,
-//! names and an avatar URL) is most of a session, and a large one compresses about
-//! threefold; compressing it keeps the `Cookie` header of a user in dozens of
-//! organizations under the 8 KB that common proxies accept per header. Profiles under
-//! [`COMPRESS_ABOVE`] bytes are stored plain: inflating costs a few microseconds per
-//! request whatever the size, which is not worth it for a cookie that fits anyway. The tokens, scopes and expiry stay outside the
-//! compressed part: a secret never shares a compression context with profile data, so
-//! the sealed cookie's length says nothing about the secret (no CRIME-style oracle).
+//! Integers are unsigned LEB128 and strings length-prefixed (`src/session/pack.rs`).
+//! The profile's strings (the user's, then each organization's: ids, names, avatar
+//! URLs) are laid end to end in one text, and the shape says how long each is; the
+//! text has its hex runs packed and is LZ4-compressed when that is smaller. Opening a
+//! session therefore parses no JSON, decompresses with LZ4 rather than DEFLATE, and
+//! makes one allocation for all of the organizations' strings ([`HfOrg`] holds spans of
+//! the shared text). The tokens, scopes and expiry stay outside the compressed text: a
+//! secret never shares a compression context with profile data, so the sealed value's
+//! length says nothing about the secret (no CRIME-style oracle).
+//!
+//! Formats 1 and 2, JSON (`format | tokens length (u16) | tokens JSON | profile JSON`,
+//! the profile DEFLATE-compressed in format 1), are what earlier versions wrote: they
+//! still open, so an upgrade signs nobody out, and the next write is format 3.
 
-use miniz_oxide::deflate::compress_to_vec;
+use std::sync::Arc;
+
 use miniz_oxide::inflate::decompress_to_vec_with_limit;
 
 use crate::Secret;
 use crate::provider::TokenResponse;
-use crate::user::{Profile, Scopes, SessionRecord};
+use crate::session::pack::{MAX_TEXT, Reader, Writer};
+use crate::user::{HfOrg, OrgRole, OrgSpans, Profile, Scopes, SessionRecord, Span};
 
-/// The format byte of a compressed profile.
+/// The format byte of a JSON record with a DEFLATE-compressed profile (read only).
 const DEFLATED: u8 = 1;
-/// The format byte of a plain profile.
+/// The format byte of a JSON record with a plain profile (read only).
 const PLAIN: u8 = 2;
-/// Profiles of this many bytes of JSON or fewer are stored plain.
-const COMPRESS_ABOVE: usize = 1024;
-/// DEFLATE level: 6 is zlib's default, within a few percent of 9 for this data and
-/// several times faster.
-const LEVEL: u8 = 6;
+/// The format byte of a binary record.
+const BINARY: u8 = 3;
 /// The largest profile inflated. Records are authenticated before they are decoded,
 /// so this is a backstop, not a defense: real profiles stay far below it.
-const MAX_PROFILE: usize = 256 * 1024;
+const MAX_PROFILE: usize = MAX_TEXT;
+/// Most scopes a record may list.
+const MAX_SCOPES: usize = 256;
 
-/// The record's plaintext. `None` only if the tokens part exceeds 64 KiB, which no
-/// provider answer that passed the size cap can produce.
+/// The record's plaintext (format 3). `None` only for a profile whose text exceeds
+/// 256 KiB, which no provider answer that passed the size cap can produce.
 pub(crate) fn encode(record: &SessionRecord) -> Option<Vec<u8>> {
-    let tokens = serde_json::to_vec(record).ok()?;
-    let profile = serde_json::to_vec(&record.profile).ok()?;
-    lay_out(&tokens, &profile)
+    let mut out = Writer(Vec::with_capacity(512));
+    out.byte(BINARY);
+    out.bytes(record.access_token.expose().as_bytes());
+    out.uint(record.expires_at);
+    match &record.refresh_token {
+        Some(token) => {
+            out.byte(1);
+            out.bytes(token.expose().as_bytes());
+        }
+        None => out.byte(0),
+    }
+    for scopes in [&record.scopes, &record.asked] {
+        out.len(scopes.iter().count());
+        scopes.iter().for_each(|s| out.bytes(s.as_bytes()));
+    }
+    out.uint(record.profile_at);
+    let (shape, text) = profile_shape(&record.profile);
+    if text.len() > MAX_PROFILE {
+        return None;
+    }
+    out.bytes(&shape.0);
+    out.text(&text);
+    Some(out.0)
 }
 
-/// The layout around a tokens JSON and a profile JSON (compressed when large).
+/// The record in `plain`, or `None` when it is not one of the formats.
+pub(crate) fn decode(plain: &[u8]) -> Option<SessionRecord> {
+    match plain.first()? {
+        &BINARY => decode_binary(&plain[1..]),
+        _ => decode_json(plain),
+    }
+}
+
+fn decode_binary(rest: &[u8]) -> Option<SessionRecord> {
+    let mut r = Reader(rest);
+    let access_token = Secret::new(r.str()?);
+    let expires_at = r.uint()?;
+    let refresh_token = match r.byte()? {
+        0 => None,
+        1 => Some(Secret::new(r.str()?)),
+        _ => return None,
+    };
+    let mut scopes = || -> Option<Scopes> {
+        let n = r.len(MAX_SCOPES)?;
+        (0..n).map(|_| r.str()).collect()
+    };
+    let (scopes, asked) = (scopes()?, scopes()?);
+    let profile_at = r.uint()?;
+    let shape = r.bytes()?;
+    let text = r.text()?;
+    if !r.is_empty() {
+        return None;
+    }
+    Some(SessionRecord {
+        profile: profile_from(shape, text)?,
+        scopes,
+        access_token,
+        expires_at,
+        refresh_token,
+        asked,
+        profile_at,
+        stored: None,
+    })
+}
+
+/// `None`, `false`, `true` as 0, 1, 2.
+fn tri(b: Option<bool>) -> u8 {
+    b.map_or(0, |b| 1 + u8::from(b))
+}
+
+fn untri(b: u8) -> Option<Option<bool>> {
+    match b {
+        0 => Some(None),
+        1 => Some(Some(false)),
+        2 => Some(Some(true)),
+        _ => None,
+    }
+}
+
+const ROLES: [OrgRole; 5] = [
+    OrgRole::NoAccess,
+    OrgRole::Read,
+    OrgRole::Contributor,
+    OrgRole::Write,
+    OrgRole::Admin,
+];
+
+/// The profile's shape and its text: every string appended to the text, its length
+/// (optional ones as 0 for none, else length + 1) written into the shape.
+fn profile_shape(p: &Profile) -> (Writer, String) {
+    let mut shape = Writer::default();
+    let mut text = String::new();
+    let put = |shape: &mut Writer, text: &mut String, s: &str| {
+        shape.len(s.len());
+        text.push_str(s);
+    };
+    let opt = |shape: &mut Writer, text: &mut String, s: Option<&str>| match s {
+        None => shape.byte(0),
+        Some(s) => {
+            shape.len(s.len() + 1);
+            text.push_str(s);
+        }
+    };
+    put(&mut shape, &mut text, &p.sub);
+    put(&mut shape, &mut text, &p.preferred_username);
+    for s in [&p.name, &p.picture, &p.profile, &p.website, &p.email] {
+        opt(&mut shape, &mut text, s.as_deref());
+    }
+    shape.byte(tri(p.email_verified) | u8::from(p.is_pro) << 2 | tri(p.can_pay) << 3);
+    shape.len(p.orgs.len());
+    for org in &p.orgs {
+        put(&mut shape, &mut text, org.id());
+        put(&mut shape, &mut text, org.name());
+        for s in [org.full_name(), org.avatar_url(), org.plan()] {
+            opt(&mut shape, &mut text, s);
+        }
+        let role = org
+            .role()
+            .and_then(|role| ROLES.iter().position(|&r| r == role))
+            .map_or(0, |i| i as u8 + 1);
+        shape.byte(role);
+        shape.byte(tri(org.can_pay()));
+        shape.len(org.security_restrictions().len());
+        for r in org.security_restrictions() {
+            put(&mut shape, &mut text, r);
+        }
+    }
+    (shape, text)
+}
+
+/// Hands out the text's strings in order, as the shape gives their lengths.
+struct Cursor<'a> {
+    shape: Reader<'a>,
+    text: &'a str,
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn take(&mut self, len: usize) -> Option<Span> {
+        let end = self.at.checked_add(len)?;
+        if end > self.text.len() || !self.text.is_char_boundary(end) {
+            return None;
+        }
+        let span = Span {
+            start: u32::try_from(self.at).ok()?,
+            len: u32::try_from(len).ok()?,
+        };
+        self.at = end;
+        Some(span)
+    }
+
+    fn span(&mut self) -> Option<Span> {
+        let len = self.shape.len(MAX_TEXT)?;
+        self.take(len)
+    }
+
+    fn opt_span(&mut self) -> Option<Option<Span>> {
+        match self.shape.len(MAX_TEXT + 1)? {
+            0 => Some(None),
+            n => self.take(n - 1).map(Some),
+        }
+    }
+
+    fn str(&self, span: Span) -> &str {
+        let start = span.start as usize;
+        &self.text[start..start + span.len as usize]
+    }
+
+    fn string(&mut self) -> Option<String> {
+        let span = self.span()?;
+        Some(self.str(span).to_owned())
+    }
+
+    fn opt_string(&mut self) -> Option<Option<String>> {
+        Some(self.opt_span()?.map(|span| self.str(span).to_owned()))
+    }
+}
+
+fn profile_from(shape: &[u8], text: String) -> Option<Profile> {
+    let text: Arc<str> = text.into();
+    let mut c = Cursor {
+        shape: Reader(shape),
+        text: &text,
+        at: 0,
+    };
+    let sub = c.string()?;
+    let preferred_username = c.string()?;
+    let [name, picture, profile, website, email] = [(); 5].map(|()| c.opt_string());
+    let flags = c.shape.byte()?;
+    // Every organization takes at least 7 bytes of shape.
+    let count = c.shape.len(c.shape.0.len() / 7)?;
+    let mut orgs = Vec::with_capacity(count);
+    for _ in 0..count {
+        let fields = OrgSpans {
+            sub: c.span()?,
+            name: c.span()?,
+            full_name: c.opt_span()?,
+            picture: c.opt_span()?,
+            plan: c.opt_span()?,
+            role: match c.shape.byte()? {
+                0 => None,
+                n => Some(*ROLES.get(usize::from(n) - 1)?),
+            },
+            can_pay: untri(c.shape.byte()?)?,
+            security_restrictions: {
+                let n = c.shape.len(c.shape.0.len())?;
+                (0..n).map(|_| c.string()).collect::<Option<_>>()?
+            },
+        };
+        orgs.push(fields);
+    }
+    if !c.shape.is_empty() || c.at != text.len() || flags >> 5 != 0 {
+        return None;
+    }
+    let orgs = orgs
+        .into_iter()
+        .map(|fields| HfOrg::from_spans(text.clone(), fields))
+        .collect();
+    Some(Profile {
+        sub,
+        preferred_username,
+        name: name?,
+        picture: picture?,
+        profile: profile?,
+        website: website?,
+        email: email?,
+        email_verified: untri(flags & 3)?,
+        is_pro: flags & 4 != 0,
+        can_pay: untri(flags >> 3 & 3)?,
+        orgs,
+    })
+}
+
+/// A format 1 or 2 (JSON) record.
+fn decode_json(plain: &[u8]) -> Option<SessionRecord> {
+    let layout = split(plain)?;
+    let inflated;
+    let profile = if layout.deflated {
+        inflated = inflate(layout.profile)?;
+        inflated.as_slice()
+    } else {
+        layout.profile
+    };
+    parse(layout.tokens, profile)
+}
+
+/// The layout of formats 1 and 2 around a tokens JSON and a profile JSON (compressed
+/// when over 1 KiB), as earlier versions wrote it: for tests of reading old cookies.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn lay_out(tokens: &[u8], profile: &[u8]) -> Option<Vec<u8>> {
     let len = u16::try_from(tokens.len()).ok()?;
     let deflated;
-    let (format, profile) = if profile.len() > COMPRESS_ABOVE {
-        deflated = compress_to_vec(profile, LEVEL);
+    let (format, profile) = if profile.len() > 1024 {
+        deflated = miniz_oxide::deflate::compress_to_vec(profile, 6);
         (DEFLATED, deflated.as_slice())
     } else {
         (PLAIN, profile)
@@ -60,29 +312,16 @@ pub(crate) fn lay_out(tokens: &[u8], profile: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// The record in `plain`, or `None` when it is not this layout.
-pub(crate) fn decode(plain: &[u8]) -> Option<SessionRecord> {
-    let layout = split(plain)?;
-    let inflated;
-    let profile = if layout.deflated {
-        inflated = inflate(layout.profile)?;
-        inflated.as_slice()
-    } else {
-        layout.profile
-    };
-    parse(layout.tokens, profile)
-}
-
-/// The parts of a record's plaintext.
-pub(crate) struct Layout<'a> {
-    pub(crate) tokens: &'a [u8],
-    pub(crate) profile: &'a [u8],
+/// The parts of a format 1 or 2 record's plaintext.
+struct Layout<'a> {
+    tokens: &'a [u8],
+    profile: &'a [u8],
     /// Whether `profile` is compressed.
-    pub(crate) deflated: bool,
+    deflated: bool,
 }
 
-/// Splits `plain` into its parts, or `None` when it is not this layout.
-pub(crate) fn split(plain: &[u8]) -> Option<Layout<'_>> {
+/// Splits `plain` into its parts, or `None` when it is not format 1 or 2.
+fn split(plain: &[u8]) -> Option<Layout<'_>> {
     let (&format, rest) = plain.split_first()?;
     if !matches!(format, DEFLATED | PLAIN) || rest.len() < 2 {
         return None;
@@ -101,15 +340,39 @@ pub(crate) fn split(plain: &[u8]) -> Option<Layout<'_>> {
 }
 
 /// A compressed profile's JSON.
-pub(crate) fn inflate(profile: &[u8]) -> Option<Vec<u8>> {
+fn inflate(profile: &[u8]) -> Option<Vec<u8>> {
     decompress_to_vec_with_limit(profile, MAX_PROFILE).ok()
 }
 
 /// The record from its tokens JSON and its (inflated) profile JSON.
-pub(crate) fn parse(tokens: &[u8], profile: &[u8]) -> Option<SessionRecord> {
+fn parse(tokens: &[u8], profile: &[u8]) -> Option<SessionRecord> {
     let mut record: SessionRecord = serde_json::from_slice(tokens).ok()?;
     record.profile = serde_json::from_slice::<Profile>(profile).ok()?;
     Some(record)
+}
+
+/// The profile text of a format 3 plaintext, unpacked and decompressed: the step of
+/// opening a session that the benches time apart.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn text_of(plain: &[u8]) -> Option<String> {
+    let (&BINARY, rest) = plain.split_first()? else {
+        return None;
+    };
+    let mut r = Reader(rest);
+    r.str()?;
+    r.uint()?;
+    if r.byte()? == 1 {
+        r.str()?;
+    }
+    for _ in 0..2 {
+        let n = r.len(MAX_SCOPES)?;
+        for _ in 0..n {
+            r.str()?;
+        }
+    }
+    r.uint()?;
+    r.bytes()?;
+    r.text()
 }
 
 impl SessionRecord {
@@ -218,9 +481,9 @@ mod tests {
     }
 
     #[test]
-    fn small_profiles_are_plain_and_large_ones_compressed() {
-        assert_eq!(encode(&record(1)).unwrap()[0], PLAIN);
-        assert_eq!(encode(&record(40)).unwrap()[0], DEFLATED);
+    fn records_are_written_in_the_binary_format() {
+        assert_eq!(encode(&record(1)).unwrap()[0], BINARY);
+        assert_eq!(encode(&record(40)).unwrap()[0], BINARY);
     }
 
     #[test]
@@ -236,6 +499,7 @@ mod tests {
         assert_eq!(back.scopes, r.scopes);
         assert_eq!(back.asked, r.asked);
         assert_eq!(back.expires_at, r.expires_at);
+        assert_eq!(back.profile_at, r.profile_at);
         assert_eq!(back.access_token.expose(), "hf_oauth_secret_token");
         assert_eq!(
             back.refresh_token.as_ref().map(Secret::expose),
@@ -243,22 +507,75 @@ mod tests {
         );
     }
 
+    /// Every field of a profile, each optional one both absent and present, survives
+    /// the binary format.
+    #[test]
+    fn every_profile_field_round_trips() {
+        let full = r#"{"sub":"0123456789abcdef01234567","preferred_username":"alice","name":"Alice ✓",
+            "picture":"https://cdn-avatars.huggingface.co/v1/production/uploads/1600000000000-0123456789abcdef01234567.png",
+            "profile":"https://huggingface.co/alice","website":"https://example.com","email":"a@x.org",
+            "email_verified":false,"isPro":true,"canPay":true,
+            "orgs":[{"sub":"aa","name":"Acme Inc","preferred_username":"acme","picture":"p","plan":"team",
+            "roleInOrg":"no_access","canPay":false,"securityRestrictions":["mfa","sso"]},
+            {"sub":"bb","preferred_username":"hf","roleInOrg":"admin","canPay":true},
+            {"sub":"","preferred_username":""}]}"#;
+        let bare = r#"{"sub":"x","preferred_username":"bob"}"#;
+        for json in [full, bare] {
+            let mut r = record(0);
+            r.profile = serde_json::from_str(json).unwrap();
+            let back = decode(&encode(&r).unwrap()).unwrap();
+            assert!(back.profile == r.profile, "{json}");
+        }
+    }
+
     #[test]
     fn tokens_sit_outside_the_compressed_profile() {
         let plain = encode(&record(40)).unwrap();
-        let len = usize::from(u16::from_be_bytes([plain[1], plain[2]]));
-        let tokens = std::str::from_utf8(&plain[3..3 + len]).unwrap();
-        assert!(tokens.contains("hf_oauth_secret_token"), "{tokens}");
+        let token = b"hf_oauth_secret_token";
+        let at = plain.windows(token.len()).position(|w| w == token);
+        assert_eq!(at, Some(2), "the access token is written plain, first");
+        let text = text_of_plain(&plain);
         assert!(
-            !tokens.contains("carol"),
-            "the profile is not in the tokens part"
+            text.contains("carol") && !text.contains("hf_oauth"),
+            "{text}"
         );
-        let profile = decompress_to_vec_with_limit(&plain[3 + len..], MAX_PROFILE).unwrap();
-        let profile = String::from_utf8(profile).unwrap();
-        assert!(profile.contains("carol") && !profile.contains("hf_oauth"));
     }
 
-    /// A compressed profile inflating to exactly 256 KiB decodes; one byte more does not.
+    /// The profile text of a format 3 plaintext (what `text_of` does for the benches).
+    fn text_of_plain(plain: &[u8]) -> String {
+        let mut r = Reader(&plain[1..]);
+        r.str().unwrap();
+        r.uint().unwrap();
+        assert_eq!(r.byte(), Some(1));
+        r.str().unwrap();
+        for _ in 0..2 {
+            for _ in 0..r.len(MAX_SCOPES).unwrap() {
+                r.str().unwrap();
+            }
+        }
+        r.uint().unwrap();
+        r.bytes().unwrap();
+        r.text().unwrap()
+    }
+
+    /// Sessions written by earlier versions (JSON, the profile DEFLATEd over 1 KiB)
+    /// still open: an upgrade signs nobody out.
+    #[test]
+    fn records_in_the_json_formats_still_open() {
+        for orgs in [1, 40] {
+            let r = record(orgs);
+            let tokens = serde_json::to_vec(&r).unwrap();
+            let profile = serde_json::to_vec(&r.profile).unwrap();
+            let old = lay_out(&tokens, &profile).unwrap();
+            assert_eq!(old[0], if orgs == 1 { PLAIN } else { DEFLATED });
+            let back = decode(&old).unwrap();
+            assert!(back.profile == r.profile);
+            assert_eq!(back.access_token.expose(), r.access_token.expose());
+        }
+    }
+
+    /// A compressed JSON profile inflating to exactly 256 KiB decodes; one byte more
+    /// does not.
     #[test]
     fn profiles_inflating_past_256_kib_are_refused() {
         let tokens = serde_json::to_vec(&record(0)).unwrap();
@@ -293,16 +610,34 @@ mod tests {
             "bare JSON is not this layout"
         );
         let mut wrong_format = plain.clone();
-        wrong_format[0] = 3;
+        wrong_format[0] = 4;
         assert!(decode(&wrong_format).is_none());
-        assert!(
-            decode(&plain[..plain.len() - 4]).is_none(),
-            "truncated profile"
-        );
-        assert!(decode(&plain[..10]).is_none(), "truncated tokens");
-        let mut long = plain;
-        long[1] = 0xff;
-        assert!(decode(&long).is_none(), "a length past the end");
+        for cut in 0..plain.len() {
+            assert!(decode(&plain[..cut]).is_none(), "cut at {cut}");
+        }
+        let mut longer = plain.clone();
+        longer.push(0);
+        assert!(decode(&longer).is_none(), "trailing bytes");
+        // Any one byte changed: refused or decoded, never a panic.
+        for at in 0..plain.len() {
+            for mask in [0x01, 0x80, 0xff] {
+                let mut changed = plain.clone();
+                changed[at] ^= mask;
+                let _ = decode(&changed);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Arbitrary bytes after the format byte never panic the decoder.
+        #[test]
+        fn arbitrary_binary_records_do_not_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+        ) {
+            let mut plain = vec![BINARY];
+            plain.extend_from_slice(&bytes);
+            let _ = decode(&plain);
+        }
     }
 
     /// A profile read again replaces the old one and its time; the tokens stay.
