@@ -236,9 +236,10 @@ impl SessionStages {
         self.keys.open(&self.name, value)
     }
 
-    /// Step 3: the profile's text, its hex runs unpacked after LZ4 decompression.
+    /// Step 3: the profile's text and shape, hex runs unpacked after LZ4
+    /// decompression.
     #[must_use]
-    pub fn text(plain: &[u8]) -> Option<String> {
+    pub fn text(plain: &[u8]) -> Option<Vec<u8>> {
         crate::session::record::text_of(plain)
     }
 

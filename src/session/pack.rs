@@ -1,5 +1,5 @@
 //! The byte-level parts of a binary session record: unsigned LEB128 integers,
-//! length-prefixed byte strings, and the profile's text made small (hex runs packed two
+//! length-prefixed byte strings, and the profile made small (hex runs packed two
 //! characters to a byte, then LZ4).
 //!
 //! Everything read here comes from a value that was authenticated first (AES-GCM), so
@@ -54,10 +54,10 @@ impl Writer {
         self.0.extend_from_slice(b);
     }
 
-    /// `text`, hex runs packed and LZ4-compressed when that is smaller.
-    pub(crate) fn text(&mut self, text: &str) {
-        self.len(text.len());
-        let packed = pack_hex(text.as_bytes());
+    /// `bytes`, hex runs packed and LZ4-compressed when that is smaller.
+    pub(crate) fn packed(&mut self, bytes: &[u8]) {
+        self.len(bytes.len());
+        let packed = pack_hex(bytes);
         let compressed = lz4_flex::block::compress(&packed);
         if compressed.len() < packed.len() {
             self.byte(LZ4);
@@ -116,8 +116,8 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(self.bytes()?).ok()
     }
 
-    /// A text written by [`Writer::text`].
-    pub(crate) fn text(&mut self) -> Option<String> {
+    /// Bytes written by [`Writer::packed`].
+    pub(crate) fn packed(&mut self) -> Option<Vec<u8>> {
         let len = self.len(MAX_TEXT)?;
         let packed = match self.byte()? {
             STORED => Cow::Borrowed(self.bytes()?),
@@ -190,31 +190,29 @@ pub(crate) fn pack_hex(text: &[u8]) -> Vec<u8> {
     out.0
 }
 
-/// The text of `packed` segments, when it is exactly `len` bytes of UTF-8.
-pub(crate) fn unpack_hex(packed: &[u8], len: usize) -> Option<String> {
-    let mut out = Vec::with_capacity(len);
+/// The bytes of `packed` segments, when they are exactly `len` bytes.
+pub(crate) fn unpack_hex(packed: &[u8], len: usize) -> Option<Vec<u8>> {
+    let mut out = vec![0; len];
+    let mut at: usize = 0;
     let mut r = Reader(packed);
     while !r.is_empty() {
         let header = r.len(2 * MAX_TEXT + 1)?;
         let n = header >> 1;
         let (segment, rest) = r.0.split_at_checked(n)?;
         r.0 = rest;
-        let grows = if header & 1 == 1 { 2 * n } else { n };
-        if out.len() + grows > len {
-            return None;
-        }
         if header & 1 == 1 {
-            for &b in segment {
-                out.extend_from_slice(&HEX_PAIRS[usize::from(b)]);
+            let to = out.get_mut(at..at.checked_add(2 * n)?)?;
+            for (pair, &b) in to.chunks_exact_mut(2).zip(segment) {
+                pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
             }
+            at += 2 * n;
         } else {
-            out.extend_from_slice(segment);
+            out.get_mut(at..at.checked_add(n)?)?
+                .copy_from_slice(segment);
+            at += n;
         }
     }
-    if out.len() != len {
-        return None;
-    }
-    String::from_utf8(out).ok()
+    (at == len).then_some(out)
 }
 
 #[cfg(test)]
@@ -227,11 +225,14 @@ mod tests {
         let text = "https://cdn/uploads/1600000000000-0123456789abcdef01234567.png";
         let packed = pack_hex(text.as_bytes());
         assert!(packed.len() <= text.len() - 12, "{} bytes", packed.len());
-        assert_eq!(unpack_hex(&packed, text.len()).as_deref(), Some(text));
+        assert_eq!(
+            unpack_hex(&packed, text.len()).as_deref(),
+            Some(text.as_bytes())
+        );
         let upper = "ABCDEF0123456789ABCDEF";
         assert_eq!(
             unpack_hex(&pack_hex(upper.as_bytes()), upper.len()).as_deref(),
-            Some(upper),
+            Some(upper.as_bytes()),
             "upper-case hex stays literal"
         );
     }
@@ -251,11 +252,11 @@ mod tests {
     #[test]
     fn a_text_past_the_cap_or_its_length_is_refused() {
         let mut w = Writer::default();
-        w.text(&"a".repeat(MAX_TEXT));
-        assert_eq!(Reader(&w.0).text().map(|t| t.len()), Some(MAX_TEXT));
+        w.packed(&[b'a'; MAX_TEXT]);
+        assert_eq!(Reader(&w.0).packed().map(|t| t.len()), Some(MAX_TEXT));
         let mut w = Writer::default();
-        w.text(&"a".repeat(MAX_TEXT + 1));
-        assert_eq!(Reader(&w.0).text(), None);
+        w.packed(&[b'a'; MAX_TEXT + 1]);
+        assert_eq!(Reader(&w.0).packed(), None);
         // A header claiming more text than the segments hold, or less.
         let packed = pack_hex(b"hello");
         assert_eq!(unpack_hex(&packed, 6), None);
@@ -266,15 +267,22 @@ mod tests {
         #[test]
         fn any_text_round_trips(text in "([0-9a-fA-F]{0,40}|[ -~]{0,10}|\\PC{0,4}){0,12}") {
             let mut w = Writer::default();
-            w.text(&text);
+            w.packed(text.as_bytes());
             let mut r = Reader(&w.0);
-            prop_assert_eq!(r.text(), Some(text));
+            prop_assert_eq!(r.packed(), Some(text.into_bytes()));
             prop_assert!(r.is_empty());
         }
 
         #[test]
+        fn any_bytes_round_trip(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+            let mut w = Writer::default();
+            w.packed(&bytes);
+            prop_assert_eq!(Reader(&w.0).packed(), Some(bytes));
+        }
+
+        #[test]
         fn any_bytes_read_without_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
-            let _ = Reader(&bytes).text();
+            let _ = Reader(&bytes).packed();
             let _ = unpack_hex(&bytes, bytes.len() * 2);
         }
     }
