@@ -261,15 +261,11 @@ fn profile_from(shape: &[u8], text: String) -> Option<Profile> {
                 (0..n).map(|_| c.string()).collect::<Option<_>>()?
             },
         };
-        orgs.push(fields);
+        orgs.push(HfOrg::from_spans(text.clone(), fields));
     }
     if !c.shape.is_empty() || c.at != text.len() || flags >> 5 != 0 {
         return None;
     }
-    let orgs = orgs
-        .into_iter()
-        .map(|fields| HfOrg::from_spans(text.clone(), fields))
-        .collect();
     Some(Profile {
         sub,
         preferred_username,
