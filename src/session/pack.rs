@@ -213,32 +213,30 @@ pub(crate) fn pack_hex(text: &[u8]) -> Vec<u8> {
 
 /// The bytes of `packed` segments, when they are exactly `len` bytes.
 pub(crate) fn unpack_hex(packed: &[u8], len: usize) -> Option<Vec<u8>> {
-    let mut out = vec![0; len];
-    let mut at: usize = 0;
+    let mut out = Vec::with_capacity(len);
     let mut r = Reader(packed);
     while !r.is_empty() {
         let header = r.len(2 * MAX_TEXT + 1)?;
         let n = header >> 1;
         let (segment, rest) = r.0.split_at_checked(n)?;
         r.0 = rest;
-        if header & 1 == 1 {
-            let to = out.get_mut(at..at.checked_add(2 * n)?)?;
+        let hex = header & 1 == 1;
+        if out.len() + if hex { 2 * n } else { n } > len {
+            return None;
+        }
+        if hex {
             let (wide, rest) = segment.as_chunks::<8>();
-            let (wide_to, rest_to) = to.split_at_mut(wide.len() * 16);
-            for (sixteen, &eight) in wide_to.chunks_exact_mut(16).zip(wide) {
-                sixteen.copy_from_slice(&hex16(eight));
+            for &eight in wide {
+                out.extend_from_slice(&hex16(eight));
             }
-            for (pair, &b) in rest_to.chunks_exact_mut(2).zip(rest) {
-                pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
+            for &b in rest {
+                out.extend_from_slice(&HEX_PAIRS[usize::from(b)]);
             }
-            at += 2 * n;
         } else {
-            out.get_mut(at..at.checked_add(n)?)?
-                .copy_from_slice(segment);
-            at += n;
+            out.extend_from_slice(segment);
         }
     }
-    (at == len).then_some(out)
+    (out.len() == len).then_some(out)
 }
 
 #[cfg(test)]
