@@ -229,6 +229,15 @@ impl<'de> Deserialize<'de> for HfOrg {
     }
 }
 
+/// The length of each distinct text behind `orgs` (organizations of one profile
+/// share theirs, and sit next to each other).
+pub(crate) fn shared_texts(orgs: &[HfOrg]) -> impl Iterator<Item = usize> {
+    orgs.iter()
+        .enumerate()
+        .filter(|&(i, org)| i == 0 || !Arc::ptr_eq(&orgs[i - 1].text, &org.text))
+        .map(|(_, org)| org.text.len())
+}
+
 /// The same keys userinfo uses, so that what is serialized parses back unchanged.
 impl Serialize for HfOrg {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

@@ -327,16 +327,45 @@ fn open_cookie(name: &str, value: &str) -> serde_json::Value {
     serde_json::from_slice(&open_sealed(name, value)).expect("a pending sign-in is JSON")
 }
 
-/// The tokens part of a session cookie (`src/session/record.rs`): a format byte (1 or
-/// 2), a big-endian u16 length, then that much JSON.
+/// The tokens of a session cookie (`src/session/record.rs`, format 3): a format byte 3,
+/// then the access token, the expiry and the refresh token if there is one (a 1, or 0
+/// for none), each string a LEB128 length and its bytes. As JSON:
+/// `{"access_token": …, "refresh_token": …}`.
 fn open_session_tokens(value: &str) -> serde_json::Value {
     let plain = open_sealed("hf_auth", value);
-    assert!(
-        matches!(plain[0], 1 | 2),
-        "the session layout's format byte"
-    );
-    let len = usize::from(u16::from_be_bytes([plain[1], plain[2]]));
-    serde_json::from_slice(&plain[3..3 + len]).expect("the tokens part is JSON")
+    assert_eq!(plain[0], 3, "the session record's format byte");
+    let mut at = 1;
+    let mut string = |at: &mut usize| {
+        let len = usize::try_from(leb128(&plain, at)).unwrap();
+        let s = String::from_utf8(plain[*at..*at + len].to_vec()).unwrap();
+        *at += len;
+        s
+    };
+    let access = string(&mut at);
+    let _expiry = leb128(&plain, &mut at);
+    let refresh = match plain[at] {
+        0 => serde_json::Value::Null,
+        1 => {
+            at += 1;
+            string(&mut at).into()
+        }
+        other => panic!("refresh token marker {other}"),
+    };
+    serde_json::json!({"access_token": access, "refresh_token": refresh})
+}
+
+/// The unsigned LEB128 integer at `*at`, which moves past it.
+fn leb128(bytes: &[u8], at: &mut usize) -> u64 {
+    let mut n = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = bytes[*at];
+        *at += 1;
+        n |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    n
 }
 
 /// Starts a sign-in; records its PKCE verifier (checked against the authorize request)

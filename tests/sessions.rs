@@ -224,3 +224,43 @@ async fn a_chunk_past_a_missing_one_is_cleared() {
     assert_eq!(chunks(&browser), ["hf_auth"], "a new session");
     assert_eq!(whoami(&app, &browser).await.as_deref(), Some("alice"));
 }
+
+/// A session cookie written by an earlier version (the JSON record format, the profile
+/// DEFLATE-compressed) still signs its user in after an upgrade, organizations and
+/// roles intact.
+#[cfg(feature = "fuzzing")]
+#[tokio::test]
+async fn sessions_written_by_earlier_versions_still_open() {
+    use tower_hf_auth::fuzzing::SessionStages;
+    let app = app().await;
+    let browser = Browser::new();
+    signed_in(&app, &browser, "carol").await;
+    let current = session_of(&browser, &app);
+    let stages = SessionStages::new(SECRET, app.mock.client_id(), "hf_auth");
+    let plain = stages.open(&current).expect("the app's cookie opens");
+    assert_eq!(plain[0], 3, "written in the binary format");
+    let old = SessionStages::as_json_format(&plain).expect("re-encodes as JSON");
+    assert_eq!(old[0], 1, "41 organizations: the JSON profile was DEFLATEd");
+    let old_cookie = format!("hf_auth={}", stages.seal(&old));
+
+    let res = reqwest::Client::new()
+        .get(format!("{}/me", app.base))
+        .header(header::COOKIE, &old_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers().get(header::SET_COOKIE).is_none(),
+        "not cleared"
+    );
+    let me: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(me["username"], "carol");
+    let orgs = me["orgs"].as_array().unwrap();
+    assert_eq!(orgs.len(), 41);
+    assert!(
+        orgs.iter()
+            .any(|o| o["preferred_username"] == "acme" && o["roleInOrg"] == "write"),
+        "{orgs:?}"
+    );
+}

@@ -42,8 +42,8 @@ fn opened() -> &'static OpenedSessions {
 /// - 1: `tokens JSON \n profile JSON`, laid out and compressed as a session record's
 ///   plaintext and sealed with the real key, so the record's JSON, its normalization
 ///   and the expiry check are reached;
-/// - 2: a whole plaintext sealed with the real key, so the layout's parsing and the
-///   inflater see arbitrary bytes.
+/// - 2: a whole plaintext sealed with the real key, so the binary format's reader (a
+///   first byte of 3), the JSON formats' layout and the inflater see arbitrary bytes.
 pub fn session_cookie(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
@@ -234,6 +234,13 @@ impl SessionStages {
     #[must_use]
     pub fn open(&self, value: &str) -> Option<Vec<u8>> {
         self.keys.open(&self.name, value)
+    }
+
+    /// Seals `plain` as the app seals a session cookie's value (the inverse of
+    /// [`open`](Self::open)), for tests of values written by earlier versions.
+    #[must_use]
+    pub fn seal(&self, plain: &[u8]) -> String {
+        self.keys.seal(&self.name, plain)
     }
 
     /// Step 3: the profile's text and shape, hex runs unpacked after LZ4

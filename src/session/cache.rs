@@ -1,6 +1,6 @@
 //! The opened-session cache: the user behind each session cookie the layer has already
 //! opened, so that a signed-in request costs a hash lookup instead of base64, AES-GCM,
-//! inflating and parsing the profile.
+//! decompressing and decoding the record.
 //!
 //! - **Keyed by the exact bytes.** A lookup hashes the value (with a per-process random
 //!   key) and then compares it byte for byte with the stored one, so a hit proves the
@@ -379,29 +379,25 @@ fn user_bytes(user: &HfUser) -> usize {
     .into_iter()
     .map(text)
     .sum::<usize>();
-    let orgs = user
-        .orgs()
-        .iter()
-        .map(|org| {
-            let texts = [
-                Some(org.id()),
-                Some(org.name()),
-                org.full_name(),
-                org.avatar_url(),
-                org.plan(),
-            ]
-            .into_iter()
-            .map(text)
-            .sum::<usize>();
-            let restrictions = org.security_restrictions();
-            let restrictions = restrictions
-                .iter()
-                .map(|r| allocation(r.len()))
-                .sum::<usize>()
-                + allocation(size_of_val(restrictions));
-            texts + restrictions
-        })
+    // The organizations' strings live in texts they share (one per profile read from a
+    // session record): each text counts once, with its `Arc`'s counts.
+    let shared = crate::user::shared_texts(user.orgs())
+        .map(|len| allocation(2 * size_of::<usize>() + len))
         .sum::<usize>();
+    let orgs = shared
+        + user
+            .orgs()
+            .iter()
+            .map(|org| {
+                let restrictions = org.security_restrictions();
+                let restrictions = restrictions
+                    .iter()
+                    .map(|r| allocation(r.len()))
+                    .sum::<usize>()
+                    + allocation(size_of_val(restrictions));
+                restrictions
+            })
+            .sum::<usize>();
     let scopes = [user.scopes(), user.asked_scopes()]
         .into_iter()
         .map(|s| {

@@ -3,8 +3,9 @@
 //! The session cookie holds the user's profile, the scopes they granted, the access
 //! token and its expiry, encrypted and authenticated with AES-256-GCM under a key
 //! derived from `HF_AUTH_SECRET` (see [`HfAuthConfigBuilder::with_secret`]). The
-//! profile is compressed apart from the tokens (`src/session/record.rs`), so a user in 40
-//! organizations needs a cookie of about 3 KB; values over the browsers' 4 KB cookie
+//! record is binary, its profile compressed apart from the tokens
+//! (`src/session/record.rs`), so a user in 2 organizations carries a cookie of about
+//! 600 bytes and one in 41 about 2 KB; values over the browsers' 4 KB cookie
 //! limit (users in a hundred organizations or more) are split over `name`, `name.1`, …
 //! A cookie that is tampered with, truncated, sealed under an unknown key or past its
 //! expiry (without a refresh token) yields no user and is cleared.
@@ -14,8 +15,8 @@
 //! refresh, profile re-reads) works the same way, shared by every replica.
 //!
 //! # The opened-session cache
-//! Opening a cookie (base64, AES-GCM, inflating and parsing the profile) costs a few
-//! microseconds for a typical user and tens for one in 40 organizations, so the layer
+//! Opening a cookie (base64, AES-GCM, decompressing and decoding the record) costs a
+//! few microseconds for a typical user and about ten for one in 40 organizations, so the layer
 //! remembers the user of each cookie it opened, keyed by the cookie's exact bytes: the
 //! next request with the same cookie costs a hash lookup and a byte comparison. Expiry
 //! and refresh timing are checked on every request, hit or not; a cookie that does not
