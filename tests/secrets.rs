@@ -335,7 +335,7 @@ fn open_session_tokens(value: &str) -> serde_json::Value {
     let plain = open_sealed("hf_auth", value);
     assert_eq!(plain[0], 3, "the session record's format byte");
     let mut at = 1;
-    let mut string = |at: &mut usize| {
+    let string = |at: &mut usize| {
         let len = usize::try_from(leb128(&plain, at)).unwrap();
         let s = String::from_utf8(plain[*at..*at + len].to_vec()).unwrap();
         *at += len;
