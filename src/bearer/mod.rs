@@ -121,15 +121,26 @@ pub(crate) struct BearerRejected;
 /// The token of an `Authorization: Bearer …` header (scheme case-insensitive).
 pub(crate) fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
     let value = headers.get(http::header::AUTHORIZATION)?.as_bytes();
-    // `HeaderValue::to_str`'s rule (visible ASCII and tabs), checked without an exit per
-    // byte so that the compiler checks many bytes at once.
-    let visible = value.iter().fold(true, |ok, &b| {
-        ok & ((b' '..=b'~').contains(&b) | (b == b'\t'))
-    });
-    let value = std::str::from_utf8(value).ok().filter(|_| visible)?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+    let space = value.iter().position(|&b| b == b' ')?;
+    let (scheme, token) = (&value[..space], &value[space + 1..]);
+    // Then `HeaderValue::to_str`'s rule for the whole value (visible ASCII and tabs),
+    // checked without an exit per byte, so that many bytes are checked at once.
+    if !scheme.eq_ignore_ascii_case(b"bearer") || !all_bytes(token, is_visible) {
+        return None;
+    }
+    let token = std::str::from_utf8(token).ok()?.trim();
+    (!token.is_empty()).then_some(token)
+}
+
+/// `HeaderValue::to_str`'s rule: visible ASCII, space or tab.
+fn is_visible(b: u8) -> bool {
+    b.wrapping_sub(b' ') < 0x5f || b == b'\t'
+}
+
+/// Whether `test` holds for every byte; a loop without an early exit, which the
+/// compiler turns into vector compares.
+fn all_bytes(bytes: &[u8], test: impl Fn(u8) -> bool) -> bool {
+    bytes.iter().fold(true, |ok, &b| ok & test(b))
 }
 
 /// Signs `req` in with a validation answer: inserts the token's user when `admits`
@@ -641,7 +652,9 @@ fn rejection(err: &ProviderError) -> BearerRejection {
 
 /// Whether a token could be one at all: 1 to 4096 visible ASCII characters.
 fn well_formed(token: &str) -> bool {
-    !token.is_empty() && token.len() <= MAX_TOKEN_LEN && token.bytes().all(|b| b.is_ascii_graphic())
+    !token.is_empty()
+        && token.len() <= MAX_TOKEN_LEN
+        && all_bytes(token.as_bytes(), |b| b.is_ascii_graphic())
 }
 
 #[cfg(test)]
