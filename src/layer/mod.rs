@@ -242,10 +242,14 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let mut req = match flow::route(&self.runtime, req, self.caller) {
-            Routed::Own(Answer::Ready(response)) => return ResponseFuture::ready(response),
-            Routed::Own(Answer::Later(fut)) => return ResponseFuture::boxed(fut),
-            Routed::Pass(req) => req,
+        let mut req = if flow::owns(&self.runtime.config, req.uri().path()) {
+            match flow::route(&self.runtime, req, self.caller) {
+                Routed::Own(Answer::Ready(response)) => return ResponseFuture::ready(response),
+                Routed::Own(Answer::Later(fut)) => return ResponseFuture::boxed(fut),
+                Routed::Pass(req) => req,
+            }
+        } else {
+            req
         };
         let runtime = &self.runtime;
         if let Some(refused) = cross_origin::refuse(runtime, &req, self.caller) {
