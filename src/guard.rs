@@ -375,7 +375,7 @@ pub struct Guard<S, R> {
 
 impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for Guard<S, R>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     R: Requirement,
 {
     type Response = Response<AuthBody<ResBody>>;
@@ -387,24 +387,22 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let requirement: &dyn Requirement = &self.requirement;
-        if let Some(refusal) = refusal(&req, self.caller, [requirement]) {
+        if let Some(refusal) = refusal(&req, self.caller, [&self.requirement]) {
             return ResponseFuture::ready(refusal);
         }
-        // `poll_ready` readied `self.inner`; call that one and keep a clone.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::inner(inner.call(req), Vec::new())
+        // `poll_ready` readied `self.inner`, and it is called now, not from the future:
+        // no clone is needed (nor taken on every request).
+        ResponseFuture::inner(self.inner.call(req), Vec::new())
     }
 }
 
 /// The guards' one decision: `None` when the request's user meets every requirement,
 /// else the answer for the caller (`caller`, when the guard was told, else the layer's
 /// setting, else [`Caller::of`]). Without the layer around, the answer says to add it.
-pub(crate) fn refusal<'r, B>(
+pub(crate) fn refusal<'r, B, R: Requirement + ?Sized + 'r>(
     req: &Request<B>,
     caller: Option<Caller>,
-    requirements: impl IntoIterator<Item = &'r dyn Requirement>,
+    requirements: impl IntoIterator<Item = &'r R>,
 ) -> Option<Response<respond::Body>> {
     let context = req.extensions().get::<AuthContext>();
     // Who is asking matters only for a denial: decided then, not on the pass path.

@@ -121,6 +121,12 @@ impl Step {
         }
     }
 
+    /// A step whose duration only its span records.
+    fn traced(span: Span) -> Self {
+        let started = (!span.is_disabled()).then(Instant::now);
+        Self { span, started }
+    }
+
     /// `GET /login`.
     pub(crate) fn login() -> Self {
         Self::new(tracing::info_span!(
@@ -177,8 +183,10 @@ impl Step {
     }
 
     /// A bearer token answered by the cache (`DEBUG`: it happens on every request).
+    /// Its duration is only the span's (no metric times it), so the clock is read only
+    /// when a subscriber wants the span.
     pub(crate) fn bearer_cached() -> Self {
-        Self::new(tracing::debug_span!(
+        Self::traced(tracing::debug_span!(
             "hf_auth.bearer",
             cache = "hit",
             outcome = Empty,
@@ -318,8 +326,12 @@ mod metrics {
     }
 
     pub(super) fn bearer_cache(hit: bool) {
-        let result = if hit { "hit" } else { "miss" };
-        counter!("hf_auth_bearer_cache_total", "result" => result).increment(1);
+        // Literal labels make a static key: no allocation on every bearer request.
+        if hit {
+            counter!("hf_auth_bearer_cache_total", "result" => "hit").increment(1);
+        } else {
+            counter!("hf_auth_bearer_cache_total", "result" => "miss").increment(1);
+        }
     }
 
     pub(super) fn denial(reason: &'static str) {

@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use aws_lc_rs::digest;
@@ -35,6 +36,9 @@ pub(crate) struct SingleFlight<V> {
     cache: Mutex<Cache<V>>,
     /// One cell per key being worked on; every caller with that key waits on it.
     in_flight: Mutex<HashMap<Key, Arc<OnceCell<V>>>>,
+    /// How many live outcomes the cache has let go to make room (see
+    /// [`evictions`](Self::evictions)), as of its last insert.
+    evictions: AtomicU64,
 }
 
 impl<V: Clone> SingleFlight<V> {
@@ -43,6 +47,7 @@ impl<V: Clone> SingleFlight<V> {
         Self {
             cache: Mutex::new(Cache::new(capacity)),
             in_flight: Mutex::new(HashMap::new()),
+            evictions: AtomicU64::new(0),
         }
     }
 
@@ -80,12 +85,22 @@ impl<V: Clone> SingleFlight<V> {
             .get_or_init(|| async {
                 let (outcome, until) = work().await;
                 if let Some(until) = until {
-                    lock(&self.cache).insert(key, outcome.clone(), until, now());
+                    let mut cache = lock(&self.cache);
+                    cache.insert(key, outcome.clone(), until, now());
+                    self.evictions.store(cache.evictions, Ordering::Release);
                 }
                 outcome
             })
             .await
             .clone()
+    }
+
+    /// How many outcomes the cache has forgotten before their time to make room. An
+    /// outcome found while this was `n` is still remembered (or has expired) as long as
+    /// this is still `n`: what an index of outcomes kept beside the cache checks, read
+    /// before the outcome is looked up or worked out.
+    pub(crate) fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Acquire)
     }
 
     /// How many outcomes are remembered (expired ones included until swept).
@@ -166,6 +181,8 @@ struct Cache<V> {
     order: VecDeque<(Key, u64)>,
     next_seq: u64,
     inserts_since_sweep: usize,
+    /// Live entries removed to make room.
+    evictions: u64,
 }
 
 struct Entry<V> {
@@ -182,6 +199,7 @@ impl<V: Clone> Cache<V> {
             order: VecDeque::new(),
             next_seq: 0,
             inserts_since_sweep: capacity,
+            evictions: 0,
         }
     }
 
@@ -232,6 +250,7 @@ impl<V: Clone> Cache<V> {
             };
             if self.entries.get(&key).is_some_and(|entry| entry.seq == seq) {
                 self.entries.remove(&key);
+                self.evictions += 1;
             }
         }
     }

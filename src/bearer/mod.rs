@@ -43,7 +43,11 @@
 //! The cache holds at most 10,000 tokens
 //! ([`with_bearer_cache_capacity`](crate::HfAuthConfigBuilder::with_bearer_cache_capacity)),
 //! dropping expired answers first, then the oldest. Requests that arrive together with
-//! the same unknown token share one call to the provider.
+//! the same unknown token share one call to the provider. A token answered recently is
+//! found without computing its digest: accepted answers are also indexed by a keyed
+//! hash of the token, and a hit compares the token byte for byte with the one the
+//! answer's user holds (the same expiry applies, and a token the cache dropped is no
+//! longer found there).
 //!
 //! [`HfUser::expires_at`](crate::HfUser::expires_at) of a bearer user is when its cache
 //! entry expires, so it is never later than the token's own expiry when that is known.
@@ -101,11 +105,13 @@ use crate::observe::{self, Step, UserIds};
 use crate::provider::{Provider, ProviderError, WhoAmI, WhoAmIAuth};
 #[cfg(feature = "redis")]
 use crate::session::store::redis::RedisStore;
+mod fast;
 #[cfg(feature = "redis")]
 mod shared;
 
 use crate::single_flight::{SingleFlight, key_of};
 use crate::user::{HfUser, OrgRole, Profile, Scopes, SessionRecord};
+use fast::FastAnswers;
 
 /// Marks a request whose bearer token the provider rejected, so a guard's 401 says
 /// `error="invalid_token"` (RFC 6750).
@@ -114,10 +120,27 @@ pub(crate) struct BearerRejected;
 
 /// The token of an `Authorization: Bearer …` header (scheme case-insensitive).
 pub(crate) fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
-    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+    let value = headers.get(http::header::AUTHORIZATION)?.as_bytes();
+    let space = value.iter().position(|&b| b == b' ')?;
+    let (scheme, token) = (&value[..space], &value[space + 1..]);
+    // Then `HeaderValue::to_str`'s rule for the whole value (visible ASCII and tabs),
+    // checked without an exit per byte, so that many bytes are checked at once.
+    if !scheme.eq_ignore_ascii_case(b"bearer") || !all_bytes(token, is_visible) {
+        return None;
+    }
+    let token = std::str::from_utf8(token).ok()?.trim();
+    (!token.is_empty()).then_some(token)
+}
+
+/// `HeaderValue::to_str`'s rule: visible ASCII, space or tab.
+fn is_visible(b: u8) -> bool {
+    b.wrapping_sub(b' ') < 0x5f || b == b'\t'
+}
+
+/// Whether `test` holds for every byte; a loop without an early exit, which the
+/// compiler turns into vector compares.
+fn all_bytes(bytes: &[u8], test: impl Fn(u8) -> bool) -> bool {
+    bytes.iter().fold(true, |ok, &b| ok & test(b))
 }
 
 /// Signs `req` in with a validation answer: inserts the token's user when `admits`
@@ -229,6 +252,8 @@ pub(crate) struct BearerValidator {
     clock: Arc<dyn Clock>,
     /// Answers under the token's SHA-256 digest, and the validations under way.
     answers: SingleFlight<Answer>,
+    /// The accepted answers of `answers` by a keyed hash of their token, for hits.
+    fast: FastAnswers,
     /// The server-side store, where answers are shared with every replica.
     #[cfg(feature = "redis")]
     store: Option<Arc<RedisStore>>,
@@ -257,11 +282,13 @@ impl BearerValidator {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let answers = SingleFlight::new(settings.capacity);
+        let fast = FastAnswers::new(settings.capacity);
         Self {
             provider,
             settings,
             clock,
             answers,
+            fast,
             #[cfg(feature = "redis")]
             store: None,
             user_ids: None,
@@ -286,7 +313,17 @@ impl BearerValidator {
         if !well_formed(token) {
             return Some(Err(BearerRejection::Invalid));
         }
-        let answer = self.answers.cached(&key_of(token), self.now())?;
+        let now = self.now();
+        // Read before the lookup: an eviction after it leaves the index entry unused.
+        let evictions = self.answers.evictions();
+        let answer = match self.fast.get(token, now, evictions) {
+            Some(user) => Ok(user),
+            None => {
+                let answer = self.answers.cached(&key_of(token), now)?;
+                self.index(token, &answer, now, evictions);
+                answer
+            }
+        };
         let step = Step::bearer_cached();
         self.done(&step, &answer, true);
         Some(answer)
@@ -300,6 +337,7 @@ impl BearerValidator {
             return Err(BearerRejection::Invalid);
         }
         let key = key_of(token);
+        let evictions = self.answers.evictions();
         let step = Step::bearer();
         let mut asked = false;
         let answer = self
@@ -314,8 +352,19 @@ impl BearerValidator {
             )
             .instrument(step.span().clone())
             .await;
+        self.index(token, &answer, self.now(), evictions);
         self.done(&step, &answer, !asked);
         answer
+    }
+
+    /// Puts an accepted answer for `token` into the fast index (`evictions`: the
+    /// cache's count read before the answer was looked up or worked out).
+    fn index(&self, token: &str, answer: &Answer, now: u64, evictions: u64) {
+        if let Ok(user) = answer {
+            // An accepted answer is cached until the user's expiry (see the module docs).
+            let until = user.record().expires_at;
+            self.fast.insert(token, user, until, now, evictions);
+        }
     }
 
     /// Ends a check's span with its answer; `hit`: no provider call of its own.
@@ -603,7 +652,9 @@ fn rejection(err: &ProviderError) -> BearerRejection {
 
 /// Whether a token could be one at all: 1 to 4096 visible ASCII characters.
 fn well_formed(token: &str) -> bool {
-    !token.is_empty() && token.len() <= MAX_TOKEN_LEN && token.bytes().all(|b| b.is_ascii_graphic())
+    !token.is_empty()
+        && token.len() <= MAX_TOKEN_LEN
+        && all_bytes(token.as_bytes(), |b| b.is_ascii_graphic())
 }
 
 #[cfg(test)]
@@ -630,6 +681,34 @@ mod unit_tests {
              inference-api"
         );
         assert_eq!(scopes(Grant::FineGrained, true), "openid profile");
+    }
+
+    proptest::proptest! {
+        /// The header is read as `HeaderValue::to_str` would let it be.
+        #[test]
+        fn bearer_token_reads_as_to_str_would(
+            value in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    b'B', b'e', b'a', b'r', b'E', b'R', b' ', b'\t', b'x', b'_', b'~', b'\x80', b'\xc3',
+                    b'\xa9',
+                ]),
+                0..20,
+            ),
+        ) {
+            let mut prefixed = b"Bearer ".to_vec();
+            prefixed.extend_from_slice(&value);
+            for bytes in [value, prefixed] {
+                let mut headers = http::HeaderMap::new();
+                let header = http::HeaderValue::from_bytes(&bytes).unwrap();
+                headers.insert(http::header::AUTHORIZATION, header.clone());
+                let expected = header.to_str().ok().and_then(|v| {
+                    let (scheme, token) = v.split_once(' ')?;
+                    let token = token.trim();
+                    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+                });
+                proptest::prop_assert_eq!(bearer_token(&headers), expected);
+            }
+        }
     }
 
     #[test]

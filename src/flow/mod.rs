@@ -45,6 +45,13 @@ pub(crate) enum Routed<B> {
     Pass(Request<B>),
 }
 
+/// Whether `path` is one of the crate's own routes (`/login`, its callback, `/logout`),
+/// which [`route`] answers: every other request can skip it (and the moves of the
+/// request in and out of it).
+pub(crate) fn owns(config: &crate::HfAuthConfig, path: &str) -> bool {
+    path == config.logout_path || path == config.login_path || path == config.callback_path
+}
+
 /// Answers the crate's own routes; every other request is handed back.
 pub(crate) fn route<B>(runtime: &Arc<Runtime>, req: Request<B>, caller: Option<Caller>) -> Routed<B>
 where

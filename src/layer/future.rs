@@ -93,8 +93,11 @@ where
         match state.project() {
             InnerProj::Inner { fut, set_cookies } => {
                 let mut res = ready!(fut.poll(cx))?;
-                for cookie in set_cookies.drain(..) {
-                    res.headers_mut().append(header::SET_COOKIE, cookie);
+                // Usually none (and never from a guard): skip even the drain then.
+                if !set_cookies.is_empty() {
+                    for cookie in set_cookies.drain(..) {
+                        res.headers_mut().append(header::SET_COOKIE, cookie);
+                    }
                 }
                 Poll::Ready(Ok(res.map(AuthBody::inner)))
             }

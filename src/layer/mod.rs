@@ -242,10 +242,14 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let mut req = match flow::route(&self.runtime, req, self.caller) {
-            Routed::Own(Answer::Ready(response)) => return ResponseFuture::ready(response),
-            Routed::Own(Answer::Later(fut)) => return ResponseFuture::boxed(fut),
-            Routed::Pass(req) => req,
+        let mut req = if flow::owns(&self.runtime.config, req.uri().path()) {
+            match flow::route(&self.runtime, req, self.caller) {
+                Routed::Own(Answer::Ready(response)) => return ResponseFuture::ready(response),
+                Routed::Own(Answer::Later(fut)) => return ResponseFuture::boxed(fut),
+                Routed::Pass(req) => req,
+            }
+        } else {
+            req
         };
         let runtime = &self.runtime;
         if let Some(refused) = cross_origin::refuse(runtime, &req, self.caller) {
@@ -256,12 +260,9 @@ where
             runtime: runtime.clone(),
             caller: self.caller,
         });
-        // `poll_ready` readied `self.inner`; call that one and leave a fresh clone in its
-        // place for the next request.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
 
         if let Some(later) = later {
+            let mut inner = take_ready(&mut self.inner);
             let runtime = runtime.clone();
             let caller = self.caller.unwrap_or_else(|| Caller::of(&req));
             return ResponseFuture::step(async move {
@@ -277,14 +278,16 @@ where
             });
         }
 
+        // The fast paths call `self.inner`, which `poll_ready` readied, at once.
         let Some((validator, token)) = bearer_to_check(runtime, signed_in, &req) else {
-            return ResponseFuture::inner(inner.call(req), set_cookies);
+            return ResponseFuture::inner(self.inner.call(req), set_cookies);
         };
-        // Fast path: a token seen recently is answered from the cache, without boxing.
+        // A token seen recently is answered from the cache, without boxing.
         if let Some(answer) = validator.cached(token) {
             bearer::accept(&mut req, answer, |u| runtime.admits(u));
-            return ResponseFuture::inner(inner.call(req), set_cookies);
+            return ResponseFuture::inner(self.inner.call(req), set_cookies);
         }
+        let mut inner = take_ready(&mut self.inner);
         let validator = validator.clone();
         let token = token.to_owned();
         let runtime = runtime.clone();
@@ -297,6 +300,13 @@ where
             }
         })
     }
+}
+
+/// The service `poll_ready` readied, for a call made later from a future; a fresh clone
+/// takes its place for the next request.
+fn take_ready<S: Clone>(inner: &mut S) -> S {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone)
 }
 
 /// A session whose answer needs the provider or the store.

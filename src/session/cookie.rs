@@ -24,31 +24,100 @@ pub(crate) struct CookieAttrs {
     pub(crate) same_site: SameSite,
 }
 
-/// Every `name=value` pair in the request's `Cookie` headers, in order.
+/// Every `name=value` pair in the request's `Cookie` headers, in order: split on `;`,
+/// then at the first `=`, both sides trimmed of whitespace and the value of one pair of
+/// double quotes. A pair whose name or value is not UTF-8 is skipped (a browser never
+/// sends one; whatever a value holds is authenticated, or compared byte for byte with
+/// one that was, before it means anything).
 pub(crate) fn all(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    raw_pairs(headers).filter_map(|(name, value)| Some((pair_name(name)?, pair_value(value)?)))
+}
+
+/// The first cookie called `name`. Only its own value is checked to be UTF-8.
+pub(crate) fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    raw_pairs(headers)
+        .filter(|(n, _)| pair_name(n) == Some(name))
+        .find_map(|(_, value)| pair_value(value))
+}
+
+/// The pairs of the `Cookie` headers as bytes, split on `;` and at each pair's first
+/// `=` (pairs without one are skipped), untrimmed. Nothing is validated: on the hot path
+/// only the session cookie's value is, not the other cookies' values a request carries.
+fn raw_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
     headers
         .get_all(header::COOKIE)
         .iter()
-        // UTF-8 rather than `to_str`'s visible-ASCII check, which goes byte by byte
-        // over a 2 KB session cookie on every request (`from_utf8` checks ASCII a word
-        // at a time). Every value is still base64-decoded and authenticated, or
-        // compared byte for byte with one that was, before it means anything.
-        .filter_map(|v| std::str::from_utf8(v.as_bytes()).ok())
-        .flat_map(|v| v.split(';'))
+        .flat_map(|v| Segments {
+            rest: Some(v.as_bytes()),
+        })
         .filter_map(|pair| {
-            let (name, value) = pair.split_once('=')?;
-            let value = value.trim();
-            let value = value
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(value);
-            Some((name.trim(), value))
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            Some((&pair[..eq], &pair[eq + 1..]))
         })
 }
 
-/// The first cookie called `name`.
-pub(crate) fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    all(headers).find(|(n, _)| *n == name).map(|(_, v)| v)
+/// A pair's name: UTF-8, trimmed.
+fn pair_name(raw: &[u8]) -> Option<&str> {
+    Some(std::str::from_utf8(raw).ok()?.trim())
+}
+
+/// A pair's value: UTF-8, trimmed, without one pair of surrounding double quotes.
+fn pair_value(raw: &[u8]) -> Option<&str> {
+    let value = std::str::from_utf8(raw).ok()?.trim();
+    Some(
+        value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value),
+    )
+}
+
+/// The `;`-separated parts of one header value, as `str::split(';')` yields them.
+struct Segments<'a> {
+    /// What is left; `None` after the last part.
+    rest: Option<&'a [u8]>,
+}
+
+impl<'a> Iterator for Segments<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let rest = self.rest?;
+        match find(rest, b';') {
+            Some(i) => {
+                self.rest = Some(&rest[i + 1..]);
+                Some(&rest[..i])
+            }
+            None => {
+                self.rest = None;
+                Some(rest)
+            }
+        }
+    }
+}
+
+/// The index of the first `needle` in `bytes`. Compares 64, then 16 bytes at a time
+/// without an early exit inside a block (loops the compiler turns into vector
+/// compares), so that skipping a session cookie's kilobytes of value costs little.
+fn find(bytes: &[u8], needle: u8) -> Option<usize> {
+    let start = skip_blocks::<64>(bytes, needle, 0);
+    let start = skip_blocks::<16>(bytes, needle, start);
+    bytes[start..]
+        .iter()
+        .position(|&b| b == needle)
+        .map(|i| start + i)
+}
+
+/// Where the first block of `N` bytes from `start` on that holds `needle` begins (or
+/// the last, partial block, when none does).
+fn skip_blocks<const N: usize>(bytes: &[u8], needle: u8, mut start: usize) -> usize {
+    for block in bytes[start..].chunks_exact(N) {
+        if block.iter().fold(false, |seen, &b| seen | (b == needle)) {
+            break;
+        }
+        start += N;
+    }
+    start
 }
 
 /// The name of chunk `i` of the cookie `name`: `name`, `name.1`, `name.2`, …
@@ -103,15 +172,20 @@ fn chunk_index(cookie: &str, name: &str) -> Option<usize> {
 }
 
 /// Finds `name`, `name.1`, … up to the first gap (at most [`MAX_CHUNKS`]), in one pass
-/// over the `Cookie` headers, without allocating.
+/// over the `Cookie` headers, without allocating, as [`all`] would: the same pairs, the
+/// first of each name. Only the chunks' values are checked to be UTF-8; the rest of the
+/// headers is only searched for `;` and `=`.
 pub(crate) fn chunks<'a>(headers: &'a HeaderMap, name: &str) -> Chunks<'a> {
     let mut parts: [Option<&str>; MAX_CHUNKS] = [None; MAX_CHUNKS];
-    for (n, v) in all(headers) {
-        let Some(index) = chunk_index(n, name) else {
+    for (n, v) in raw_pairs(headers) {
+        let Some(index) = pair_name(n).and_then(|n| chunk_index(n, name)) else {
             continue;
         };
-        // The first cookie of a name wins, as with `get`.
-        parts[index].get_or_insert(v);
+        // The first cookie of a name wins, as with `get`; only the values of the
+        // chunks are checked to be UTF-8 (a pair that is not is skipped, as by `all`).
+        if parts[index].is_none() {
+            parts[index] = pair_value(v);
+        }
     }
     let len = parts.iter().take_while(|p| p.is_some()).count();
     let present = parts.iter().rposition(Option::is_some).map_or(0, |i| i + 1);
@@ -280,6 +354,183 @@ mod tests {
             assert_eq!(chunks(&h, "s").present(), 0, "{name} is not a chunk of s");
         }
         assert_eq!(chunks(&headers(&["s.9=v"]), "s").present(), 10);
+    }
+
+    #[test]
+    fn whitespace_quotes_and_duplicates_read_as_before() {
+        let h = headers(&[
+            "x=1;  s = \"abc\" ; s=second; s.1=\t\"q\"",
+            "s.1=late;s.2=\"",
+        ]);
+        assert_eq!(get(&h, "s"), Some("abc"), "trimmed, unquoted, first wins");
+        let read = chunks(&h, "s");
+        assert_eq!(read.parts(), Some(&["abc", "q", "\""][..]));
+        assert_eq!(read.present(), 3);
+        assert_eq!(get(&h, "x"), Some("1"));
+        assert_eq!(get(&h, "s.3"), None);
+    }
+
+    /// The byte scan finds `;` in every position of a block and past it.
+    #[test]
+    fn find_sees_every_position() {
+        for len in 0..200 {
+            let mut bytes = vec![b'a'; len];
+            assert_eq!(find(&bytes, b';'), None);
+            for at in 0..len {
+                bytes.fill(b'a');
+                bytes[at] = b';';
+                if at + 5 < len {
+                    bytes[at + 5] = b';';
+                }
+                assert_eq!(find(&bytes, b';'), Some(at), "len {len}, at {at}");
+            }
+        }
+    }
+
+    /// A pair that is not UTF-8 is skipped, and only it: a stray byte in another
+    /// cookie no longer hides the session cookie.
+    #[test]
+    fn only_pairs_that_are_not_utf8_are_skipped() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_bytes(b"other=\xff\xfe; s=\xff; s=ok; s.1=x").unwrap(),
+        );
+        assert_eq!(get(&h, "s"), Some("ok"));
+        assert_eq!(get(&h, "other"), None);
+        assert_eq!(chunks(&h, "s").parts(), Some(&["ok", "x"][..]));
+        let pairs: Vec<_> = all(&h).collect();
+        assert_eq!(pairs, [("s", "ok"), ("s.1", "x")]);
+    }
+
+    /// The reading before the byte scan: each header validated as UTF-8 as a whole,
+    /// split on `;`, then parsed pair by pair.
+    mod reference {
+        use super::super::*;
+
+        pub(super) fn all(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+            headers
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| std::str::from_utf8(v.as_bytes()).ok())
+                .flat_map(|v| v.split(';'))
+                .filter_map(|pair| {
+                    let (name, value) = pair.split_once('=')?;
+                    let value = value.trim();
+                    let value = value
+                        .strip_prefix('"')
+                        .and_then(|v| v.strip_suffix('"'))
+                        .unwrap_or(value);
+                    Some((name.trim(), value))
+                })
+        }
+
+        pub(super) fn chunks<'a>(
+            headers: &'a HeaderMap,
+            name: &str,
+        ) -> (Option<Vec<&'a str>>, usize) {
+            let mut parts: [Option<&str>; MAX_CHUNKS] = [None; MAX_CHUNKS];
+            for (n, v) in all(headers) {
+                if let Some(index) = chunk_index(n, name) {
+                    parts[index].get_or_insert(v);
+                }
+            }
+            let len = parts.iter().take_while(|p| p.is_some()).count();
+            let present = parts.iter().rposition(Option::is_some).map_or(0, |i| i + 1);
+            let parts = (len > 0).then(|| parts[..len].iter().map(|p| p.unwrap()).collect());
+            (parts, present)
+        }
+    }
+
+    mod properties {
+        use super::super::*;
+        use super::reference;
+        use proptest::prelude::*;
+
+        /// Header values made of the pieces cookie parsing cares about, UTF-8 or not.
+        fn header_values(utf8: bool) -> impl Strategy<Value = Vec<Vec<u8>>> {
+            let mut pieces: Vec<&'static [u8]> = vec![
+                b"s",
+                b"s.1",
+                b"s.2",
+                b"s.9",
+                b"s.01",
+                b"s.10",
+                b"t",
+                b"=",
+                b"=",
+                b";",
+                b";",
+                b"; ",
+                b" ",
+                b"\t",
+                b"\"",
+                b"abc",
+                b"A-_9",
+                b"\xc2\xa0",
+                b"\xe3\x80\x80",
+                b"\xc3\xa9",
+            ];
+            if !utf8 {
+                pieces.extend([&b"\xff"[..], b"\xc3", b"\x80"]);
+            }
+            let long = "Q".repeat(150).into_bytes();
+            let piece = prop_oneof![
+                9 => proptest::sample::select(pieces).prop_map(<[u8]>::to_vec),
+                1 => Just(long),
+            ];
+            let value = proptest::collection::vec(piece, 0..24).prop_map(|p| p.concat());
+            proptest::collection::vec(value, 1..4)
+        }
+
+        fn headers(values: &[Vec<u8>]) -> HeaderMap {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(header::COOKIE, HeaderValue::from_bytes(v).unwrap());
+            }
+            h
+        }
+
+        proptest! {
+            /// On UTF-8 headers the byte scan reads exactly what the reference reads.
+            #[test]
+            fn the_byte_scan_reads_as_the_reference(values in header_values(true)) {
+                let h = headers(&values);
+                let read = chunks(&h, "s");
+                let (parts, present) = reference::chunks(&h, "s");
+                prop_assert_eq!(read.parts().map(<[&str]>::to_vec), parts);
+                prop_assert_eq!(read.present(), present);
+                let pairs: Vec<_> = all(&h).collect();
+                let reference: Vec<_> = reference::all(&h).collect();
+                prop_assert_eq!(pairs, reference);
+                for name in ["s", "s.1", "t", "s.01"] {
+                    let first = reference::all(&h).find(|(n, _)| *n == name).map(|(_, v)| v);
+                    prop_assert_eq!(get(&h, name), first);
+                }
+            }
+
+            /// On any header, `get` and `chunks` read what `all` lists.
+            #[test]
+            fn get_and_chunks_agree_with_all(values in header_values(false)) {
+                let h = headers(&values);
+                for name in ["s", "s.1", "t"] {
+                    let first = all(&h).find(|(n, _)| *n == name).map(|(_, v)| v);
+                    prop_assert_eq!(get(&h, name), first);
+                }
+                let mut expected: [Option<&str>; MAX_CHUNKS] = [None; MAX_CHUNKS];
+                for (n, v) in all(&h) {
+                    if let Some(i) = chunk_index(n, "s") {
+                        expected[i].get_or_insert(v);
+                    }
+                }
+                let read = chunks(&h, "s");
+                let len = expected.iter().take_while(|p| p.is_some()).count();
+                let present = expected.iter().rposition(Option::is_some).map_or(0, |i| i + 1);
+                prop_assert_eq!(read.present(), present);
+                let parts: Vec<&str> = expected[..len].iter().map(|p| p.unwrap()).collect();
+                prop_assert_eq!(read.parts().map(<[&str]>::to_vec), (len > 0).then_some(parts));
+            }
+        }
     }
 
     #[test]
