@@ -384,20 +384,19 @@ fn user_bytes(user: &HfUser) -> usize {
     let shared = crate::user::shared_texts(user.orgs())
         .map(|len| allocation(2 * size_of::<usize>() + len))
         .sum::<usize>();
-    let orgs = shared
-        + user
-            .orgs()
-            .iter()
-            .map(|org| {
-                let restrictions = org.security_restrictions();
-                let restrictions = restrictions
-                    .iter()
-                    .map(|r| allocation(r.len()))
-                    .sum::<usize>()
-                    + allocation(size_of_val(restrictions));
-                restrictions
-            })
-            .sum::<usize>();
+    let restrictions = user
+        .orgs()
+        .iter()
+        .map(|org| {
+            let restrictions = org.security_restrictions();
+            restrictions
+                .iter()
+                .map(|r| allocation(r.len()))
+                .sum::<usize>()
+                + allocation(size_of_val(restrictions))
+        })
+        .sum::<usize>();
+    let orgs = shared + restrictions;
     let scopes = [user.scopes(), user.asked_scopes()]
         .into_iter()
         .map(|s| {
