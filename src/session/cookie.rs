@@ -178,8 +178,8 @@ fn chunk_index(cookie: &str, name: &str) -> Option<usize> {
 
 /// Finds `name`, `name.1`, … up to the first gap (at most [`MAX_CHUNKS`]), in one pass
 /// over the `Cookie` headers, without allocating, as [`all`] would: the same pairs, the
-/// first of each name. Only the chunks' values are checked to be UTF-8; the rest of the
-/// headers is only searched for `;` and `=`.
+/// first of each name. Only the pairs' names and the chunks' values are checked to be
+/// UTF-8; the rest of the headers is only searched for `;` and `=`.
 pub(crate) fn chunks<'a>(headers: &'a HeaderMap, name: &str) -> Chunks<'a> {
     let values = headers.get_all(header::COOKIE);
     if values.iter().next().is_none() {
