@@ -156,17 +156,20 @@ fn sealed_by_us(sessions: &SessionCookies, mode: u8, rest: &[u8]) {
 }
 
 /// The session chunks (`hf_auth`, `hf_auth.1` … `hf_auth.9`) the `Cookie` headers
-/// carry, found without the crate's cookie reader: every readable header, split on
-/// `;`, names trimmed. Headers that are not UTF-8 are ignored, as the crate ignores
-/// them (it reads UTF-8 headers, not only visible ASCII ones).
+/// carry, found without the crate's cookie reader: every header split on `;`, each pair
+/// on its first `=`, names trimmed. A pair whose name or value is not UTF-8 is ignored,
+/// as the crate ignores it (the rest of its header still counts).
 fn chunks_sent(headers: &HeaderMap) -> Vec<String> {
     let mut chunks = Vec::new();
     for value in headers.get_all(COOKIE) {
-        let Ok(value) = std::str::from_utf8(value.as_bytes()) else {
-            continue;
-        };
-        for pair in value.split(';') {
-            let Some((name, _)) = pair.split_once('=') else {
+        for pair in value.as_bytes().split(|&b| b == b';') {
+            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+                continue;
+            };
+            let (Ok(name), Ok(_)) = (
+                std::str::from_utf8(&pair[..eq]),
+                std::str::from_utf8(&pair[eq + 1..]),
+            ) else {
                 continue;
             };
             let name = name.trim();
