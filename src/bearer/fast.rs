@@ -17,10 +17,11 @@
 //! Rejections are not indexed: they hold no token to compare with, and are rare.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, RandomState};
 use std::sync::{PoisonError, RwLock};
 
 use crate::HfUser;
+use crate::session::cache::Prehashed;
 
 /// Accepted answers by a keyed hash of their token.
 pub(super) struct FastAnswers {
@@ -97,27 +98,6 @@ impl FastAnswers {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
-    }
-}
-
-/// The map's keys are hashes already.
-#[derive(Default)]
-struct Prehashed(u64);
-
-impl Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used; fold anything else in rather than panic.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
     }
 }
 

@@ -85,9 +85,10 @@ struct Entry {
     visited: AtomicBool,
 }
 
-/// The map's keys are hashes already.
+/// The hasher of maps whose keys are hashes already (this cache's shards, the bearer
+/// cache's index of tokens).
 #[derive(Default)]
-struct Prehashed(u64);
+pub(crate) struct Prehashed(u64);
 
 impl Hasher for Prehashed {
     fn finish(&self) -> u64 {

@@ -22,8 +22,8 @@ const MIN_HEX_RUN: usize = 8;
 const STORED: u8 = 0;
 const LZ4: u8 = 1;
 
-/// Appends the parts of a record.
-#[derive(Debug, Default)]
+/// Appends the parts of a record. No `Debug`: a record holds tokens.
+#[derive(Default)]
 pub(crate) struct Writer(pub(crate) Vec<u8>);
 
 impl Writer {
@@ -71,7 +71,7 @@ impl Writer {
 }
 
 /// Reads the parts of a record; every method is `None` past the end or on a bad value.
-#[derive(Debug)]
+/// No `Debug`: a record holds tokens.
 pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Reader<'a> {

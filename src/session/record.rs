@@ -38,9 +38,6 @@ const DEFLATED: u8 = 1;
 const PLAIN: u8 = 2;
 /// The format byte of a binary record.
 const BINARY: u8 = 3;
-/// The largest profile inflated. Records are authenticated before they are decoded,
-/// so this is a backstop, not a defense: real profiles stay far below it.
-const MAX_PROFILE: usize = MAX_TEXT;
 /// Most scopes a record may list.
 const MAX_SCOPES: usize = 256;
 
@@ -64,7 +61,7 @@ pub(crate) fn encode(record: &SessionRecord) -> Option<Vec<u8>> {
     }
     out.uint(record.profile_at);
     let (shape, text) = profile_shape(&record.profile);
-    if text.len() > MAX_PROFILE {
+    if text.len() > MAX_TEXT {
         return None;
     }
     // The shape after the text, compressed with it: for many organizations it is a
@@ -86,6 +83,20 @@ pub(crate) fn decode(plain: &[u8]) -> Option<SessionRecord> {
 
 fn decode_binary(rest: &[u8]) -> Option<SessionRecord> {
     let mut r = Reader(rest);
+    let mut record = tokens(&mut r)?;
+    let text_len = r.len(MAX_TEXT)?;
+    let packed = r.packed()?;
+    if !r.is_empty() {
+        return None;
+    }
+    let (text, shape) = packed.split_at_checked(text_len)?;
+    record.profile = profile_from(shape, std::str::from_utf8(text).ok()?)?;
+    Some(record)
+}
+
+/// The record's part before its profile: tokens, expiry, scopes, the profile's time;
+/// the profile is left empty.
+fn tokens(r: &mut Reader<'_>) -> Option<SessionRecord> {
     let access_token = Secret::new(r.str()?);
     let expires_at = r.uint()?;
     let refresh_token = match r.byte()? {
@@ -98,21 +109,14 @@ fn decode_binary(rest: &[u8]) -> Option<SessionRecord> {
         (0..n).map(|_| r.str()).collect()
     };
     let (scopes, asked) = (scopes()?, scopes()?);
-    let profile_at = r.uint()?;
-    let text_len = r.len(MAX_TEXT)?;
-    let mut text = r.packed()?;
-    if !r.is_empty() || text_len > text.len() {
-        return None;
-    }
-    let shape = text.split_off(text_len);
     Some(SessionRecord {
-        profile: profile_from(&shape, String::from_utf8(text).ok()?)?,
+        profile: Profile::default(),
         scopes,
         access_token,
         expires_at,
         refresh_token,
         asked,
-        profile_at,
+        profile_at: r.uint()?,
         stored: None,
     })
 }
@@ -230,11 +234,11 @@ impl Cursor<'_> {
     }
 }
 
-fn profile_from(shape: &[u8], text: String) -> Option<Profile> {
-    let text: Arc<str> = text.into();
+fn profile_from(shape: &[u8], text: &str) -> Option<Profile> {
+    let shared: Arc<str> = text.into();
     let mut c = Cursor {
         shape: Reader(shape),
-        text: &text,
+        text,
         at: 0,
     };
     let sub = c.string()?;
@@ -261,7 +265,7 @@ fn profile_from(shape: &[u8], text: String) -> Option<Profile> {
                 (0..n).map(|_| c.string()).collect::<Option<_>>()?
             },
         };
-        orgs.push(HfOrg::from_spans(text.clone(), fields));
+        orgs.push(HfOrg::from_spans(shared.clone(), fields));
     }
     if !c.shape.is_empty() || c.at != text.len() || flags >> 5 != 0 {
         return None;
@@ -343,7 +347,7 @@ fn split(plain: &[u8]) -> Option<Layout<'_>> {
 
 /// A compressed profile's JSON.
 fn inflate(profile: &[u8]) -> Option<Vec<u8>> {
-    decompress_to_vec_with_limit(profile, MAX_PROFILE).ok()
+    decompress_to_vec_with_limit(profile, MAX_TEXT).ok()
 }
 
 /// The record from its tokens JSON and its (inflated) profile JSON.
@@ -361,18 +365,7 @@ pub(crate) fn text_of(plain: &[u8]) -> Option<Vec<u8>> {
         return None;
     };
     let mut r = Reader(rest);
-    r.str()?;
-    r.uint()?;
-    if r.byte()? == 1 {
-        r.str()?;
-    }
-    for _ in 0..2 {
-        let n = r.len(MAX_SCOPES)?;
-        for _ in 0..n {
-            r.str()?;
-        }
-    }
-    r.uint()?;
+    tokens(&mut r)?;
     r.len(MAX_TEXT)?;
     r.packed()
 }
@@ -573,8 +566,8 @@ mod tests {
             let tail = r#""}"#;
             format!("{head}{}{tail}", "x".repeat(len - head.len() - tail.len())).into_bytes()
         };
-        let at_cap = lay_out(&tokens, &profile(MAX_PROFILE)).unwrap();
-        let past_cap = lay_out(&tokens, &profile(MAX_PROFILE + 1)).unwrap();
+        let at_cap = lay_out(&tokens, &profile(MAX_TEXT)).unwrap();
+        let past_cap = lay_out(&tokens, &profile(MAX_TEXT + 1)).unwrap();
         assert_eq!((at_cap[0], past_cap[0]), (DEFLATED, DEFLATED));
         assert!(
             past_cap.len() < 2048,
@@ -582,11 +575,7 @@ mod tests {
         );
         let decoded = decode(&at_cap).expect("a profile at the cap decodes");
         let name_len = decoded.profile.name.as_deref().map(str::len);
-        assert_eq!(
-            name_len,
-            Some(MAX_PROFILE - 52),
-            "the whole profile was read"
-        );
+        assert_eq!(name_len, Some(MAX_TEXT - 52), "the whole profile was read");
         assert!(decode(&past_cap).is_none(), "one byte past the cap");
     }
 
