@@ -39,60 +39,38 @@ pub(crate) enum Answer {
     Later(Pin<Box<dyn Future<Output = Response<respond::Body>> + Send>>),
 }
 
-/// A request the flow answered, or one it hands back to the app.
-pub(crate) enum Routed<B> {
-    Own(Answer),
-    Pass(Request<B>),
-}
-
 /// Whether `path` is one of the crate's own routes (`/login`, its callback, `/logout`),
-/// which [`route`] answers: every other request can skip it (and the moves of the
-/// request in and out of it).
+/// which [`route`] answers; every other request passes to the app untouched.
 pub(crate) fn owns(config: &crate::HfAuthConfig, path: &str) -> bool {
     path == config.logout_path || path == config.login_path || path == config.callback_path
 }
 
-/// Answers the crate's own routes; every other request is handed back.
-pub(crate) fn route<B>(runtime: &Arc<Runtime>, req: Request<B>, caller: Option<Caller>) -> Routed<B>
+/// Answers a request for one of the crate's own routes (see [`owns`]).
+pub(crate) fn route<B>(runtime: &Arc<Runtime>, req: Request<B>, caller: Option<Caller>) -> Answer
 where
     B: http_body::Body + Send + 'static,
     B::Data: Send,
 {
-    let config = &runtime.config;
-    if req.uri().path() == config.logout_path {
-        return Routed::Own(logout::route(runtime, req, caller));
-    }
-    match own_get_route(runtime, &req, caller) {
-        Some(answer) => Routed::Own(answer),
-        None => Routed::Pass(req),
+    if req.uri().path() == runtime.config.logout_path {
+        logout::route(runtime, req, caller)
+    } else {
+        own_get_route(runtime, &req, caller)
     }
 }
 
-/// `/login` and `/login/callback`; `None` for other paths.
-fn own_get_route<B>(
-    runtime: &Arc<Runtime>,
-    req: &Request<B>,
-    caller: Option<Caller>,
-) -> Option<Answer> {
+/// `/login` and `/login/callback`.
+fn own_get_route<B>(runtime: &Arc<Runtime>, req: &Request<B>, caller: Option<Caller>) -> Answer {
     let config = &runtime.config;
-    let path = req.uri().path();
-    let is_get = matches!(*req.method(), Method::GET | Method::HEAD);
-    // Decided only for the crate's own routes: every other request passes untouched.
-    let caller = || caller.unwrap_or_else(|| Caller::of(req));
-    let policy = &config.frame_policy;
-    let login = path == config.login_path;
-    if !login && path != config.callback_path {
-        return None;
-    }
-    let caller = caller();
-    if !is_get {
+    let login = req.uri().path() == config.login_path;
+    let caller = caller.unwrap_or_else(|| Caller::of(req));
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
         let res = method_not_allowed(caller, "GET");
-        return Some(Answer::Ready(respond::own_page(res, policy)));
+        return Answer::Ready(respond::own_page(res, &config.frame_policy));
     }
     let runtime = runtime.clone();
     let query = req.uri().query().unwrap_or("").to_owned();
     let headers = req.headers().clone();
-    Some(Answer::Later(Box::pin(async move {
+    Answer::Later(Box::pin(async move {
         let res = if login {
             let step = Step::login();
             let res = login::start(&runtime, caller, &query, &headers)
@@ -113,7 +91,7 @@ fn own_get_route<B>(
             frame_escape::escape(&runtime, &query, &headers, &res).unwrap_or(res)
         };
         respond::own_page(res, &runtime.config.frame_policy)
-    })))
+    }))
 }
 
 /// What a callback's answer says of the sign-in: `success`, `denied` (the user or an

@@ -42,7 +42,7 @@ pub(crate) use future::Step;
 use crate::HfUser;
 use crate::bearer::{self, BearerValidator};
 use crate::config::HfAuthConfig;
-use crate::flow::{self, Answer, Routed};
+use crate::flow::{self, Answer};
 use crate::respond::{self, Caller};
 use crate::runtime::Runtime;
 use crate::session::refresh::settle;
@@ -241,16 +241,13 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let mut req = if flow::owns(&self.runtime.config, req.uri().path()) {
-            match flow::route(&self.runtime, req, self.caller) {
-                Routed::Own(Answer::Ready(response)) => return ResponseFuture::ready(response),
-                Routed::Own(Answer::Later(fut)) => return ResponseFuture::boxed(fut),
-                Routed::Pass(req) => req,
-            }
-        } else {
-            req
-        };
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        if flow::owns(&self.runtime.config, req.uri().path()) {
+            return match flow::route(&self.runtime, req, self.caller) {
+                Answer::Ready(response) => ResponseFuture::ready(response),
+                Answer::Later(fut) => ResponseFuture::boxed(fut),
+            };
+        }
         let runtime = &self.runtime;
         if let Some(refused) = cross_origin::refuse(runtime, &req, self.caller) {
             return ResponseFuture::ready(refused);
