@@ -309,6 +309,7 @@ fn tower_sessions_app() -> Router {
             }),
         )
         .layer(layer)
+        .with_state(())
 }
 
 /// A tower-sessions cookie whose session holds `profile` (the JSON of an `HfUser`).
@@ -319,7 +320,9 @@ fn tower_sessions_cookie(rt: &Runtime, app: &Router, profile: String) -> HeaderV
     HeaderValue::from_str(set.split(';').next().unwrap()).unwrap()
 }
 
-/// The five contenders on both profiles.
+/// The five contenders on both profiles. Every router is finished with
+/// `with_state(())`, as `axum::serve` finishes the app it is given: its handlers become
+/// services once, not again on every request.
 fn per_request(c: &mut Criterion, rt: &Runtime, fx: &Fixture) {
     let user_name = |user: HfUser| async move { user.username().to_owned() };
     let hf = |config: HfAuthConfigBuilder| {
@@ -327,6 +330,7 @@ fn per_request(c: &mut Criterion, rt: &Runtime, fx: &Fixture) {
             .route("/", get(user_name))
             .route("/json", get(|user: HfUser| async move { axum::Json(user) }))
             .layer(HfAuthLayer::new(config.build().unwrap()))
+            .with_state(())
     };
     let hit = hf(fx.config());
     let miss = hf(fx.config().with_session_cache_bytes(0));
@@ -344,13 +348,15 @@ fn per_request(c: &mut Criterion, rt: &Runtime, fx: &Fixture) {
     for (profile, (user, expected)) in PROFILES.iter().zip(fx.users.iter().zip(["alice", "carol"]))
     {
         let name = expected.to_owned();
-        let bare = Router::new().route(
-            "/",
-            get(move || {
-                let name = name.clone();
-                async move { name }
-            }),
-        );
+        let bare = Router::new()
+            .route(
+                "/",
+                get(move || {
+                    let name = name.clone();
+                    async move { name }
+                }),
+            )
+            .with_state(());
         let json_req = Request::get("/json").header(header::COOKIE, &user.cookie);
         let json = answer(rt, &hit, json_req.body(Full::default()).unwrap());
         let ts_cookie = tower_sessions_cookie(rt, &ts, json);

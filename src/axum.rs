@@ -31,7 +31,7 @@ use crate::HfUser;
 use std::fmt;
 
 use crate::guard;
-use crate::layer::AuthContext;
+use crate::layer;
 use crate::respond::{self, AuthError, AuthErrorKind, Caller, Denial};
 
 /// Why an [`HfUser`] could not be extracted; answers in the caller's protocol, as a
@@ -111,11 +111,11 @@ impl<S: Send + Sync> FromRequestParts<S> for HfUser {
     type Rejection = HfUserRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        if let Some(user) = parts.extensions.get::<HfUser>() {
+        let (context, user) = layer::context(&parts.extensions);
+        if let Some(user) = user {
             return Ok(user.clone());
         }
         // Only a refusal needs to know who is asking.
-        let context = parts.extensions.get::<AuthContext>();
         let caller = context
             .and_then(|c| c.caller)
             .unwrap_or_else(|| Caller::of_parts(&parts.method, &parts.headers));
@@ -139,11 +139,12 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for HfUser {
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        if parts.extensions.get::<AuthContext>().is_none() {
+        let (context, user) = layer::context(&parts.extensions);
+        if context.is_none() {
             let caller = Caller::of_parts(&parts.method, &parts.headers);
             return Err(HfUserRejection::new(respond::missing_layer(caller)));
         }
-        Ok(parts.extensions.get::<HfUser>().cloned())
+        Ok(user.cloned())
     }
 }
 

@@ -84,8 +84,12 @@ impl fmt::Debug for AnyGuard {
 }
 
 impl Requirement for AnyGuard {
-    fn check(&self, user: Option<&HfUser>) -> Result<(), Denial> {
-        self.requirement.check(user)
+    fn passes(&self, user: &HfUser) -> bool {
+        self.requirement.passes(user)
+    }
+
+    fn denial(&self, user: &HfUser) -> Denial {
+        self.requirement.denial(user)
     }
 }
 

@@ -95,14 +95,18 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::flow::return_to;
-use crate::layer::{AuthBody, AuthContext, ResponseFuture};
+use crate::layer::{self, AuthBody, AuthContext, ResponseFuture};
 use crate::respond::{self, Caller, Denial, OrgShortfall};
 use crate::{HfUser, OrgRole};
 
-/// What a guard asks of the user. Implemented by each guard type.
+/// What a guard asks of the user. Implemented by each guard type. Nobody passes when
+/// nobody is signed in.
 pub(crate) trait Requirement {
-    /// `Ok` when `user` may pass.
-    fn check(&self, user: Option<&HfUser>) -> Result<(), Denial>;
+    /// Whether the signed-in `user` may pass: the whole cost of a passing guard.
+    fn passes(&self, user: &HfUser) -> bool;
+
+    /// Why `user` may not pass; asked only when [`passes`](Self::passes) said no.
+    fn denial(&self, user: &HfUser) -> Denial;
 }
 
 /// Requires a signed-in user.
@@ -120,8 +124,12 @@ pub(crate) trait Requirement {
 pub struct RequireLogin;
 
 impl Requirement for RequireLogin {
-    fn check(&self, user: Option<&HfUser>) -> Result<(), Denial> {
-        user.map(|_| ()).ok_or(Denial::NotSignedIn)
+    fn passes(&self, _: &HfUser) -> bool {
+        true
+    }
+
+    fn denial(&self, _: &HfUser) -> Denial {
+        Denial::NotSignedIn
     }
 }
 
@@ -136,6 +144,9 @@ impl Requirement for RequireLogin {
 #[must_use]
 pub struct RequireScopes {
     scopes: Arc<[String]>,
+    /// The scopes' bits ([`scope::bit`](crate::scope)), when all are documented ones:
+    /// then a check is a mask test.
+    bits: Option<u32>,
     all: bool,
 }
 
@@ -155,28 +166,31 @@ impl RequireScopes {
     fn new<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I, all: bool) -> Self {
         let scopes: Arc<[String]> = scopes.into_iter().map(Into::into).collect();
         crate::scope::warn_unknown(scopes.iter().map(String::as_str), "RequireScopes");
-        Self { scopes, all }
+        let bits = scopes
+            .iter()
+            .try_fold(0, |bits, s| Some(bits | crate::scope::bit(s)?));
+        Self { scopes, bits, all }
     }
 }
 
 impl Requirement for RequireScopes {
-    fn check(&self, user: Option<&HfUser>) -> Result<(), Denial> {
-        let user = user.ok_or(Denial::NotSignedIn)?;
-        let pass = if self.all {
-            self.scopes.iter().all(|s| user.has_scope(s))
-        } else {
-            self.scopes.iter().any(|s| user.has_scope(s))
-        };
-        if pass {
-            return Ok(());
+    fn passes(&self, user: &HfUser) -> bool {
+        match (self.bits, self.all) {
+            (Some(bits), true) => user.scopes().known_bits() & bits == bits,
+            (Some(bits), false) => user.scopes().known_bits() & bits != 0,
+            (None, true) => self.scopes.iter().all(|s| user.has_scope(s)),
+            (None, false) => self.scopes.iter().any(|s| user.has_scope(s)),
         }
+    }
+
+    fn denial(&self, user: &HfUser) -> Denial {
         let missing = self
             .scopes
             .iter()
             .filter(|s| !user.has_scope(s))
             .cloned()
             .collect();
-        Err(Denial::MissingScopes(missing))
+        Denial::MissingScopes(missing)
     }
 }
 
@@ -220,10 +234,10 @@ impl RequireOrg {
     }
 }
 
-impl Requirement for RequireOrg {
-    fn check(&self, user: Option<&HfUser>) -> Result<(), Denial> {
-        let user = user.ok_or(Denial::NotSignedIn)?;
-        let shortfall = match user.org(&self.org) {
+impl RequireOrg {
+    /// What `user` lacks, if anything.
+    fn shortfall(&self, user: &HfUser) -> Option<OrgShortfall> {
+        match user.org(&self.org) {
             None => Some(OrgShortfall::NotMember),
             Some(org) if org.role() == Some(OrgRole::NoAccess) => Some(OrgShortfall::NotMember),
             Some(org) if !org.security_restrictions().is_empty() => Some(OrgShortfall::Restricted(
@@ -235,14 +249,21 @@ impl Requirement for RequireOrg {
                 (Some(need), Some(have)) if have >= need => None,
                 (Some(_), Some(have)) => Some(OrgShortfall::RoleTooLow(have)),
             },
-        };
-        match shortfall {
-            None => Ok(()),
-            Some(why) => Err(Denial::Org {
-                org: self.org.clone(),
-                role: self.role,
-                why,
-            }),
+        }
+    }
+}
+
+impl Requirement for RequireOrg {
+    fn passes(&self, user: &HfUser) -> bool {
+        self.shortfall(user).is_none()
+    }
+
+    fn denial(&self, user: &HfUser) -> Denial {
+        Denial::Org {
+            org: self.org.clone(),
+            role: self.role,
+            // Asked only when there is a shortfall.
+            why: self.shortfall(user).unwrap_or(OrgShortfall::NotMember),
         }
     }
 }
@@ -291,13 +312,12 @@ impl<F> fmt::Debug for RequireUser<F> {
 }
 
 impl<F: Fn(&HfUser) -> bool> Requirement for RequireUser<F> {
-    fn check(&self, user: Option<&HfUser>) -> Result<(), Denial> {
-        let user = user.ok_or(Denial::NotSignedIn)?;
-        if (self.predicate)(user) {
-            Ok(())
-        } else {
-            Err(Denial::Predicate(self.name.clone()))
-        }
+    fn passes(&self, user: &HfUser) -> bool {
+        (self.predicate)(user)
+    }
+
+    fn denial(&self, _: &HfUser) -> Denial {
+        Denial::Predicate(self.name.clone())
     }
 }
 
@@ -386,6 +406,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         if let Some(refusal) = refusal(&req, self.caller, [&self.requirement]) {
             return ResponseFuture::ready(refusal);
@@ -404,21 +425,29 @@ pub(crate) fn refusal<'r, B, R: Requirement + ?Sized + 'r>(
     caller: Option<Caller>,
     requirements: impl IntoIterator<Item = &'r R>,
 ) -> Option<Response<respond::Body>> {
-    let context = req.extensions().get::<AuthContext>();
-    // Who is asking matters only for a denial: decided then, not on the pass path.
-    let caller = || {
-        caller
-            .or_else(|| context.and_then(|c| c.caller))
-            .unwrap_or_else(|| Caller::of(req))
-    };
-    let Some(context) = context else {
-        return Some(respond::missing_layer(caller()));
-    };
     let user = req.extensions().get::<HfUser>();
-    requirements.into_iter().find_map(|requirement| {
-        let denial = requirement.check(user).err()?;
-        Some(deny(context, caller(), req.uri(), req.extensions(), denial))
-    })
+    let mut requirements = requirements.into_iter();
+    let failed = match user {
+        // Only the layer puts a user into a request: passing needs nothing more.
+        Some(user) => Some(requirements.find(|r| !r.passes(user))?),
+        None => requirements.next(),
+    };
+    // Who is asking, and the layer's context, matter only for a denial.
+    let context = layer::context(req.extensions()).0;
+    let caller = caller
+        .or_else(|| context.and_then(|c| c.caller))
+        .unwrap_or_else(|| Caller::of(req));
+    let Some(context) = context else {
+        return Some(respond::missing_layer(caller));
+    };
+    let denial = match user {
+        Some(user) => failed?.denial(user),
+        None => {
+            failed?;
+            Denial::NotSignedIn
+        }
+    };
+    Some(deny(context, caller, req.uri(), req.extensions(), denial))
 }
 
 /// The answer to a request denied for `denial`: the request's own path (made a safe

@@ -75,6 +75,13 @@ pub const ALL: &[&str] = &[
     WEBHOOKS,
 ];
 
+/// The bit standing for `scope` among [`ALL`] (for scope checks without string
+/// comparisons), if it is one of them.
+pub(crate) fn bit(scope: &str) -> Option<u32> {
+    const _: () = assert!(ALL.len() <= 32, "one bit per known scope in a u32");
+    ALL.iter().position(|s| *s == scope).map(|i| 1 << i)
+}
+
 /// Whether `scope` is one Hugging Face documents.
 #[must_use]
 pub fn is_known(scope: &str) -> bool {

@@ -67,7 +67,7 @@
 use ::tonic::{Request, Status};
 
 use crate::HfUser;
-use crate::layer::AuthContext;
+use crate::layer;
 use crate::respond::{AuthErrorKind, Caller, missing_layer_error, not_signed_in_message};
 use crate::session::store::StoreUnavailable;
 
@@ -105,7 +105,7 @@ impl<T> HfUserExt for Request<T> {
             return Ok(user);
         }
         let extensions = self.extensions();
-        let Some(context) = extensions.get::<AuthContext>() else {
+        let Some(context) = layer::context(extensions).0 else {
             return Err(Status::internal(missing_layer_error().message()));
         };
         if extensions.get::<StoreUnavailable>().is_some() {

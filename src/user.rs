@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::Secret;
+use crate::{Secret, scope};
 
 /// A role in a Hugging Face organization, ordered
 /// `NoAccess < Read < Contributor < Write < Admin`.
@@ -381,9 +381,12 @@ impl fmt::Debug for HfOrg {
 /// assert!(!scopes.contains("write-repos"));
 /// assert_eq!(scopes.to_string(), "openid profile read-repos");
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Scopes(Vec<String>);
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Scopes {
+    list: Vec<String>,
+    /// The documented scopes among `list`, one bit each ([`scope::bit`]).
+    known: u32,
+}
 
 impl Scopes {
     /// Parses a space-separated scope string, dropping duplicates.
@@ -395,37 +398,63 @@ impl Scopes {
     /// Whether `scope` was granted.
     #[must_use]
     pub fn contains(&self, scope: &str) -> bool {
-        self.0.iter().any(|s| s == scope)
+        self.list.iter().any(|s| s == scope)
     }
 
     /// The scopes, in the order granted.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(String::as_str)
+        self.list.iter().map(String::as_str)
     }
 
     /// Whether no scope was granted.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.list.is_empty()
+    }
+
+    /// The documented scopes granted, one bit each ([`scope::bit`]).
+    pub(crate) fn known_bits(&self) -> u32 {
+        self.known
+    }
+}
+
+impl fmt::Debug for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Scopes").field(&self.list).finish()
+    }
+}
+
+/// A list of strings, as before the bits were kept beside it.
+impl Serialize for Scopes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.list.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Scopes {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<String>::deserialize(deserializer).map(Self::from_iter)
     }
 }
 
 impl<S: Into<String>> FromIterator<S> for Scopes {
     fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
-        let mut out: Vec<String> = Vec::new();
+        let mut list: Vec<String> = Vec::new();
+        let mut known = 0;
         for s in iter {
             let s = s.into();
-            if !s.is_empty() && !out.contains(&s) {
-                out.push(s);
+            if !s.is_empty() && !list.contains(&s) {
+                known |= scope::bit(&s).unwrap_or(0);
+                list.push(s);
             }
         }
-        Self(out)
+        Self { list, known }
     }
 }
 
 impl fmt::Display for Scopes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.join(" "))
+        f.write_str(&self.list.join(" "))
     }
 }
 
@@ -499,11 +528,27 @@ pub(crate) struct SessionRecord {
 ///
 /// Serializing an `HfUser` (e.g. as JSON for an API) never includes its tokens.
 #[derive(Clone)]
-pub struct HfUser(Arc<SessionRecord>);
+pub struct HfUser(Arc<SessionRecord>, Option<Via>);
+
+/// What put a user into a request: the layer's running parts, which guards and
+/// extractors answer denials with. Opaque here (the `layer` module makes and reads it,
+/// and this module stays a leaf); carried by the user so that a signed-in request holds
+/// one extension, not a user and the layer's context.
+pub(crate) type Via = Arc<dyn std::any::Any + Send + Sync>;
 
 impl HfUser {
     pub(crate) fn from_record(record: SessionRecord) -> Self {
-        Self(Arc::new(record))
+        Self(Arc::new(record), None)
+    }
+
+    /// This user, as put into a request by `via`.
+    pub(crate) fn with_via(&self, via: Via) -> Self {
+        Self(self.0.clone(), Some(via))
+    }
+
+    /// What put this user into the request, if the layer did.
+    pub(crate) fn via(&self) -> Option<&Via> {
+        self.1.as_ref()
     }
 
     pub(crate) fn record(&self) -> &SessionRecord {

@@ -17,16 +17,16 @@
 //! Rejections are not indexed: they hold no token to compare with, and are rare.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, RandomState};
+use std::hash::BuildHasherDefault;
 use std::sync::{PoisonError, RwLock};
 
 use crate::HfUser;
-use crate::session::cache::Prehashed;
+use crate::session::cache::{Prehashed, SampleHasher};
 
 /// Accepted answers by a keyed hash of their token.
 pub(super) struct FastAnswers {
     entries: RwLock<HashMap<u64, Entry, BuildHasherDefault<Prehashed>>>,
-    hasher: RandomState,
+    hasher: SampleHasher,
     capacity: usize,
 }
 
@@ -49,7 +49,7 @@ impl FastAnswers {
     pub(super) fn new(capacity: usize) -> Self {
         Self {
             entries: RwLock::default(),
-            hasher: RandomState::new(),
+            hasher: SampleHasher::new(),
             capacity,
         }
     }
@@ -61,7 +61,7 @@ impl FastAnswers {
         if self.capacity == 0 {
             return None;
         }
-        let hash = self.hasher.hash_one(token);
+        let hash = self.hasher.hash(&[token]);
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
         let entry = entries.get(&hash)?;
         let same = entry.user.access_token().expose().as_bytes() == token.as_bytes();
@@ -75,7 +75,7 @@ impl FastAnswers {
         if self.capacity == 0 || user.access_token().expose().as_bytes() != token.as_bytes() {
             return;
         }
-        let hash = self.hasher.hash_one(token);
+        let hash = self.hasher.hash(&[token]);
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         if entries.len() >= self.capacity && !entries.contains_key(&hash) {
             entries.retain(|_, e| e.answers(now, evictions));

@@ -110,7 +110,7 @@ mod fast;
 mod shared;
 
 use crate::single_flight::{SingleFlight, key_of};
-use crate::user::{HfUser, OrgRole, Profile, Scopes, SessionRecord};
+use crate::user::{HfUser, OrgRole, Profile, Scopes, SessionRecord, Via};
 use fast::FastAnswers;
 
 /// Marks a request whose bearer token the provider rejected, so a guard's 401 says
@@ -143,38 +143,41 @@ fn all_bytes(bytes: &[u8], test: impl Fn(u8) -> bool) -> bool {
     bytes.iter().fold(true, |ok, &b| ok & test(b))
 }
 
-/// Signs `req` in with a validation answer: inserts the token's user when `admits`
-/// them, or marks the request as carrying a rejected token.
+/// Signs `req` in with a validation answer: inserts the token's user, carrying `via`,
+/// when `admits` them, or marks the request as carrying a rejected token; whether it
+/// signed the request in.
 pub(crate) fn accept<B>(
     req: &mut http::Request<B>,
     answer: Result<HfUser, BearerRejection>,
     admits: impl Fn(&HfUser) -> bool,
-) {
+    via: &Via,
+) -> bool {
     match answer {
         Ok(user) if admits(&user) => {
-            req.extensions_mut().insert(user);
+            req.extensions_mut().insert(user.with_via(via.clone()));
+            true
         }
-        Ok(_) => {}
+        Ok(_) => false,
         Err(_) => {
             req.extensions_mut().insert(BearerRejected);
+            false
         }
     }
 }
 
-/// Asks about `token` (cache first) and signs `req` in with the answer. `Err` when
-/// the provider could not say, with how long it asked callers to wait.
+/// Asks about `token` (cache first) and signs `req` in with the answer, as
+/// [`accept`]. `Err` when the provider could not say, with how long it asked callers
+/// to wait.
 pub(crate) async fn check<B>(
     validator: &BearerValidator,
     token: &str,
     req: &mut http::Request<B>,
     admits: impl Fn(&HfUser) -> bool,
-) -> Result<(), Option<Duration>> {
+    via: &Via,
+) -> Result<bool, Option<Duration>> {
     match validator.validate(token).await {
         Err(BearerRejection::Unavailable { retry_after }) => Err(retry_after),
-        answer => {
-            accept(req, answer, admits);
-            Ok(())
-        }
+        answer => Ok(accept(req, answer, admits, via)),
     }
 }
 

@@ -36,8 +36,10 @@ pin_project! {
         // The inner service answers; `set_cookies` are appended (e.g. clearing a broken
         // session cookie).
         Inner { #[pin] fut: F, set_cookies: Vec<HeaderValue> },
-        // The crate answered at once (a guard's denial, sign-out).
-        Ready { response: Option<Own> },
+        // The crate answered at once (a guard's denial, sign-out). Boxed, so that the
+        // future is about as small as the inner one: guards nest these, and each level
+        // moves the one inside.
+        Ready { response: Option<Box<Own>> },
         // The crate talks to the provider first (sign-in, callback, a new bearer token),
         // then answers itself or calls the inner service.
         Boxed { fut: Boxed<F> },
@@ -45,6 +47,7 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
+    #[inline]
     pub(crate) fn inner(fut: F, set_cookies: Vec<HeaderValue>) -> Self {
         Self {
             state: State::Inner { fut, set_cookies },
@@ -54,7 +57,7 @@ impl<F> ResponseFuture<F> {
     pub(crate) fn ready(response: Own) -> Self {
         Self {
             state: State::Ready {
-                response: Some(response),
+                response: Some(Box::new(response)),
             },
         }
     }
@@ -82,6 +85,7 @@ where
 {
     type Output = Result<Response<AuthBody<B>>, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;
         if let InnerProj::Boxed { fut } = state.as_mut().project() {

@@ -47,14 +47,28 @@ use crate::respond::{self, Caller};
 use crate::runtime::Runtime;
 use crate::session::refresh::settle;
 use crate::session::{Loaded, Renew};
+use crate::user::Via;
 
-/// Put into every request's extensions by the layer, so guards and extractors reach the
-/// running parts (and know that the layer is there at all).
-#[derive(Debug, Clone)]
+/// The layer's part of every request, so guards and extractors reach the running parts
+/// (and know that the layer is there at all): carried by the [`HfUser`] the layer puts
+/// into the request, or put into its extensions as `Arc<AuthContext>` when nobody is
+/// signed in. [`context`] finds it either way.
+#[derive(Debug)]
 pub(crate) struct AuthContext {
     pub(crate) runtime: Arc<Runtime>,
     /// How guards answer, when the layer was told (`for_api()`, …).
     pub(crate) caller: Option<Caller>,
+}
+
+/// The request's user and the layer's context, from its extensions: `None` for the
+/// context when no layer is there.
+pub(crate) fn context(extensions: &http::Extensions) -> (Option<&AuthContext>, Option<&HfUser>) {
+    let user = extensions.get::<HfUser>();
+    let carried = user
+        .and_then(HfUser::via)
+        .and_then(|via| via.downcast_ref::<AuthContext>());
+    let context = carried.or_else(|| extensions.get::<Arc<AuthContext>>().map(|c| &**c));
+    (context, user)
 }
 
 /// Why a revocation did not happen.
@@ -202,8 +216,10 @@ impl<S> Layer<S> for HfAuthLayer {
     fn layer(&self, inner: S) -> Self::Service {
         HfAuth {
             inner,
-            runtime: self.runtime.clone(),
-            caller: self.caller,
+            context: Arc::new(AuthContext {
+                runtime: self.runtime.clone(),
+                caller: self.caller,
+            }),
         }
     }
 }
@@ -213,8 +229,7 @@ impl<S> Layer<S> for HfAuthLayer {
 #[must_use]
 pub struct HfAuth<S> {
     inner: S,
-    runtime: Arc<Runtime>,
-    caller: Option<Caller>,
+    context: Arc<AuthContext>,
 }
 
 /// A session due for a refresh whose outcome is not known yet: refreshed before the
@@ -242,60 +257,80 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        if flow::owns(&self.runtime.config, req.uri().path()) {
-            return match flow::route(&self.runtime, req, self.caller) {
+        let context = &self.context;
+        let (runtime, caller) = (&context.runtime, context.caller);
+        if flow::owns(&runtime.config, req.uri().path()) {
+            return match flow::route(runtime, req, caller) {
                 Answer::Ready(response) => ResponseFuture::ready(response),
                 Answer::Later(fut) => ResponseFuture::boxed(fut),
             };
         }
-        let runtime = &self.runtime;
-        if let Some(refused) = cross_origin::refuse(runtime, &req, self.caller) {
+        if let Some(refused) = cross_origin::refuse(runtime, &req, caller) {
             return ResponseFuture::ready(refused);
         }
-        let (signed_in, later, set_cookies) = open_session(runtime, &mut req);
-        req.extensions_mut().insert(AuthContext {
-            runtime: runtime.clone(),
-            caller: self.caller,
-        });
+        let (signed_in, later, set_cookies) = open_session(context, &mut req);
 
         if let Some(later) = later {
             let mut inner = take_ready(&mut self.inner);
-            let runtime = runtime.clone();
-            let caller = self.caller.unwrap_or_else(|| Caller::of(&req));
+            let context = context.clone();
+            let caller = caller.unwrap_or_else(|| Caller::of(&req));
             return ResponseFuture::step(async move {
-                let (signed_in, set_cookies) = later.settle(&runtime, &mut req).await;
-                if let Some((validator, token)) = bearer_to_check(&runtime, signed_in, &req) {
+                let (signed_in, set_cookies) = later.settle(&context, &mut req).await;
+                let runtime = &context.runtime;
+                let mut signed_in = signed_in;
+                if let Some((validator, token)) = bearer_to_check(runtime, signed_in, &req) {
                     let (validator, token) = (validator.clone(), token.to_owned());
                     let admits = |u: &HfUser| runtime.admits(u);
-                    if let Err(retry) = bearer::check(&validator, &token, &mut req, admits).await {
-                        return Step::Own(respond::unavailable(caller, retry));
+                    let via = via(&context);
+                    match bearer::check(&validator, &token, &mut req, admits, &via).await {
+                        Err(retry) => return Step::Own(respond::unavailable(caller, retry)),
+                        Ok(accepted) => signed_in = accepted,
                     }
                 }
+                mark(&mut req, signed_in, &context);
                 Step::Call(inner.call(req), set_cookies)
             });
         }
 
         // The fast paths call `self.inner`, which `poll_ready` readied, at once.
         let Some((validator, token)) = bearer_to_check(runtime, signed_in, &req) else {
+            mark(&mut req, signed_in, context);
             return ResponseFuture::inner(self.inner.call(req), set_cookies);
         };
         // A token seen recently is answered from the cache, without boxing.
         if let Some(answer) = validator.cached(token) {
-            bearer::accept(&mut req, answer, |u| runtime.admits(u));
+            let accepted = bearer::accept(&mut req, answer, |u| runtime.admits(u), &via(context));
+            mark(&mut req, accepted, context);
             return ResponseFuture::inner(self.inner.call(req), set_cookies);
         }
         let mut inner = take_ready(&mut self.inner);
         let validator = validator.clone();
         let token = token.to_owned();
-        let runtime = runtime.clone();
-        let caller = self.caller.unwrap_or_else(|| Caller::of(&req));
+        let context = context.clone();
+        let caller = caller.unwrap_or_else(|| Caller::of(&req));
         ResponseFuture::step(async move {
-            let admits = |u: &HfUser| runtime.admits(u);
-            match bearer::check(&validator, &token, &mut req, admits).await {
+            let admits = |u: &HfUser| context.runtime.admits(u);
+            match bearer::check(&validator, &token, &mut req, admits, &via(&context)).await {
                 Err(retry) => Step::Own(respond::unavailable(caller, retry)),
-                Ok(()) => Step::Call(inner.call(req), set_cookies),
+                Ok(accepted) => {
+                    mark(&mut req, accepted, &context);
+                    Step::Call(inner.call(req), set_cookies)
+                }
             }
         })
+    }
+}
+
+/// The layer's context as a signed-in user carries it.
+fn via(context: &Arc<AuthContext>) -> Via {
+    context.clone()
+}
+
+/// Puts the layer's context into a request nobody signed in (a signed-in user carries
+/// it already).
+fn mark<B>(req: &mut Request<B>, signed_in: bool, context: &Arc<AuthContext>) {
+    if !signed_in {
+        req.extensions_mut().insert(context.clone());
     }
 }
 
@@ -323,23 +358,24 @@ impl Later {
     /// and the `Set-Cookie` headers to send.
     async fn settle<B>(
         self,
-        runtime: &Runtime,
+        context: &Arc<AuthContext>,
         req: &mut Request<B>,
     ) -> (bool, Vec<http::HeaderValue>) {
         match self {
-            Self::Stale(stale) => refresh(runtime, req, stale).await,
+            Self::Stale(stale) => refresh(context, req, stale).await,
             #[cfg(feature = "redis")]
-            Self::Fetch { value, ticket } => fetch(runtime, req, &value, ticket).await,
+            Self::Fetch { value, ticket } => fetch(context, req, &value, ticket).await,
         }
     }
 }
 
 /// Refreshes a stale session, then signs the request in with what came of it.
 async fn refresh<B>(
-    runtime: &Runtime,
+    context: &Arc<AuthContext>,
     req: &mut Request<B>,
     stale: Stale,
 ) -> (bool, Vec<http::HeaderValue>) {
+    let runtime = &context.runtime;
     let outcome = runtime
         .refresher
         .refresh_for_request(&stale.user, stale.renew, stale.expired)
@@ -353,7 +389,7 @@ async fn refresh<B>(
         stale.expired,
         now,
     );
-    let signed_in = user.is_some_and(|user| sign_in(runtime, req, user));
+    let signed_in = user.is_some_and(|user| sign_in(context, req, user));
     (signed_in, set_cookies)
 }
 
@@ -361,11 +397,12 @@ async fn refresh<B>(
 /// request goes on with no user and its cookie kept, marked so guards answer `503`.
 #[cfg(feature = "redis")]
 async fn fetch<B>(
-    runtime: &Runtime,
+    context: &Arc<AuthContext>,
     req: &mut Request<B>,
     value: &str,
     ticket: crate::session::cache::Ticket,
 ) -> (bool, Vec<http::HeaderValue>) {
+    let runtime = &context.runtime;
     let Some(store) = &runtime.store else {
         return (false, Vec::new());
     };
@@ -381,7 +418,7 @@ async fn fetch<B>(
     let now = runtime.now();
     let refresh_before = runtime.config.refresh_before;
     match sessions.fetched(record, value, now, refresh_before, &runtime.opened, ticket) {
-        Loaded::Valid(user) => (sign_in(runtime, req, user), Vec::new()),
+        Loaded::Valid(user) => (sign_in(context, req, user), Vec::new()),
         Loaded::Stale {
             user,
             present,
@@ -394,7 +431,7 @@ async fn fetch<B>(
                 expired,
                 renew,
             };
-            refresh(runtime, req, stale).await
+            refresh(context, req, stale).await
         }
         _ => (false, sessions.clear(1)),
     }
@@ -404,9 +441,10 @@ async fn fetch<B>(
 /// already settled). Returns whether someone is signed in, the session to settle
 /// first (refresh, or read from the store), if any, and the `Set-Cookie` headers.
 fn open_session<B>(
-    runtime: &Runtime,
+    context: &Arc<AuthContext>,
     req: &mut Request<B>,
 ) -> (bool, Option<Later>, Vec<http::HeaderValue>) {
+    let runtime = &context.runtime;
     let now = runtime.now();
     let loaded = runtime.sessions.load(
         req.headers(),
@@ -415,7 +453,7 @@ fn open_session<B>(
         &runtime.opened,
     );
     match loaded {
-        Loaded::Valid(user) => (sign_in(runtime, req, user), None, Vec::new()),
+        Loaded::Valid(user) => (sign_in(context, req, user), None, Vec::new()),
         Loaded::Stale {
             user,
             present,
@@ -425,7 +463,7 @@ fn open_session<B>(
             Some(outcome) => {
                 let (user, set_cookies) =
                     settle(&runtime.sessions, outcome, user, present, expired, now);
-                let signed_in = user.is_some_and(|user| sign_in(runtime, req, user));
+                let signed_in = user.is_some_and(|user| sign_in(context, req, user));
                 (signed_in, None, set_cookies)
             }
             None => {
@@ -458,11 +496,12 @@ fn bearer_to_check<'a, B>(
     Some((validator, bearer::bearer_token(req.headers())?))
 }
 
-/// Inserts a session's user into the request if the app admits them; whether it did.
-fn sign_in<B>(runtime: &Runtime, req: &mut Request<B>, user: HfUser) -> bool {
-    let admitted = runtime.admits(&user);
+/// Inserts a session's user into the request, carrying the layer's context, if the app
+/// admits them; whether it did.
+fn sign_in<B>(context: &Arc<AuthContext>, req: &mut Request<B>, user: HfUser) -> bool {
+    let admitted = context.runtime.admits(&user);
     if admitted {
-        req.extensions_mut().insert::<HfUser>(user);
+        req.extensions_mut().insert(user.with_via(via(context)));
     }
     admitted
 }

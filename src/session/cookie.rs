@@ -210,6 +210,118 @@ pub(crate) fn chunks<'a>(headers: &'a HeaderMap, name: &str) -> Chunks<'a> {
     }
 }
 
+/// The chunks of the cookie `name` as raw bytes, for a lookup in the opened-session
+/// cache before any byte of the value is checked: the first pair of each chunk name,
+/// its value trimmed of ASCII whitespace and of one pair of double quotes.
+///
+/// Where [`chunks`] would read differently (a pair whose name is not ASCII, or a chunk
+/// past the first gap), the reading is not [`exact`](RawChunks::exact). An exact
+/// reading whose parts are ASCII is what `chunks` reads: each pair picked is then ASCII
+/// throughout, so UTF-8, and trimming it of Unicode whitespace takes off what trimming
+/// it of ASCII whitespace does. A cache hit is such a reading, since the cache holds
+/// only ASCII keys.
+pub(crate) fn raw_chunks<'a>(headers: &'a HeaderMap, name: &str) -> RawChunks<'a> {
+    let mut raw = RawChunks {
+        parts: [&[]; MAX_CHUNKS],
+        seen: 0,
+        names_ascii: true,
+        edges_ascii: true,
+    };
+    let values = headers.get_all(header::COOKIE);
+    if values.iter().next().is_none() {
+        return raw;
+    }
+    for (n, v) in pairs_of(values) {
+        let n = trim_whitespace(n);
+        if !n.is_ascii() {
+            raw.names_ascii = false;
+            continue;
+        }
+        let Some(index) = std::str::from_utf8(n)
+            .ok()
+            .and_then(|n| chunk_index(n, name))
+        else {
+            continue;
+        };
+        if raw.seen & (1 << index) == 0 {
+            raw.seen |= 1 << index;
+            let v = trim_whitespace(v);
+            raw.edges_ascii &=
+                v.first().is_none_or(u8::is_ascii) && v.last().is_none_or(u8::is_ascii);
+            raw.parts[index] = v
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(v);
+        }
+    }
+    raw
+}
+
+/// `bytes` without the leading and trailing bytes that are whitespace to
+/// [`char::is_whitespace`] (which, unlike [`u8::is_ascii_whitespace`], counts the
+/// vertical tab).
+fn trim_whitespace(bytes: &[u8]) -> &[u8] {
+    let space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r');
+    let start = bytes.iter().position(|b| !space(b)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !space(b))
+        .map_or(start, |i| i + 1);
+    &bytes[start..end]
+}
+
+/// [`raw_chunks`]' reading.
+#[derive(Debug)]
+pub(crate) struct RawChunks<'a> {
+    parts: [&'a [u8]; MAX_CHUNKS],
+    /// Bit `i` set: the request carries chunk `i`.
+    seen: u16,
+    /// No pair's name was anything but ASCII.
+    names_ascii: bool,
+    /// Every chunk picked starts and ends (before unquoting) with an ASCII byte.
+    edges_ascii: bool,
+}
+
+impl<'a> RawChunks<'a> {
+    /// The value's chunks in order, when chunk 0 is present.
+    pub(crate) fn parts(&self) -> Option<&[&'a [u8]]> {
+        let len = self.len();
+        (len > 0).then(|| &self.parts[..len])
+    }
+
+    /// How many chunk cookies the request carries, as [`Chunks::present`].
+    pub(crate) fn present(&self) -> usize {
+        16 - self.seen.leading_zeros() as usize
+    }
+
+    /// Whether ASCII parts are what [`chunks`] reads (see [`raw_chunks`]).
+    pub(crate) fn exact(&self) -> bool {
+        self.names_ascii && self.len() == self.present()
+    }
+
+    /// The same reading as text, as [`chunks`] makes it, without scanning the headers
+    /// again; `None` when only `chunks` can tell (the reading is not exact, or a part
+    /// is not UTF-8 or may start or end with Unicode whitespace).
+    pub(crate) fn text(&self) -> Option<Chunks<'a>> {
+        if !self.exact() || !self.edges_ascii {
+            return None;
+        }
+        let mut parts = [""; MAX_CHUNKS];
+        for (text, raw) in parts.iter_mut().zip(&self.parts[..self.len()]) {
+            *text = std::str::from_utf8(raw).ok()?;
+        }
+        Some(Chunks {
+            parts,
+            len: self.len(),
+            present: self.present(),
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.seen.trailing_ones() as usize
+    }
+}
+
 /// A `Set-Cookie` header. `max_age` of `Some(0)` deletes the cookie; `None` makes a
 /// browser-session cookie.
 pub(crate) fn set(

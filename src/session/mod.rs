@@ -233,7 +233,32 @@ impl SessionCookies {
         refresh_before: u64,
         opened: &OpenedSessions,
     ) -> Loaded {
-        let chunks = cookie::chunks(headers, &self.name);
+        let raw = cookie::raw_chunks(headers, &self.name);
+        let cached =
+            |parts: &[_], present| self.cached(opened, parts, present, now, refresh_before);
+        // A hit needs no UTF-8 check of the value: the cache holds ASCII keys only,
+        // and an exact reading with ASCII parts is the text reading (see `raw_chunks`).
+        if let Some(loaded) = raw
+            .parts()
+            .filter(|_| raw.exact())
+            .and_then(|parts| cached(parts, raw.present()))
+        {
+            return loaded;
+        }
+        let chunks = match raw.text() {
+            // Looked up above, in vain.
+            Some(chunks) => chunks,
+            // Only the text reading can tell; the cache may still know it.
+            None => {
+                let chunks = cookie::chunks(headers, &self.name);
+                let parts = chunks.parts().map(|p| p.iter().map(|p| p.as_bytes()));
+                let parts: Option<Vec<&[u8]>> = parts.map(Iterator::collect);
+                if let Some(loaded) = parts.and_then(|p| cached(&p, chunks.present())) {
+                    return loaded;
+                }
+                chunks
+            }
+        };
         let present = chunks.present();
         let Some(parts) = chunks.parts() else {
             return if present > 0 {
@@ -242,14 +267,6 @@ impl SessionCookies {
                 Loaded::Absent
             };
         };
-        let max_age = self.timing.profile_max_age;
-        if let Some(user) = opened.get(parts) {
-            let loaded = classify(user, present, now, refresh_before, max_age);
-            if matches!(loaded, Loaded::Invalid { .. }) {
-                opened.remove(parts);
-            }
-            return loaded;
-        }
         let ticket = opened.ticket();
         #[cfg(feature = "redis")]
         if self.server {
@@ -266,6 +283,25 @@ impl SessionCookies {
             return Loaded::Invalid { present };
         };
         self.opened(user, parts, present, now, refresh_before, opened, ticket)
+    }
+
+    /// What the session cached under `parts` is at `now`, if there is one; forgotten
+    /// when it is no longer valid.
+    fn cached<P: AsRef<[u8]>>(
+        &self,
+        opened: &OpenedSessions,
+        parts: &[P],
+        present: usize,
+        now: u64,
+        refresh_before: u64,
+    ) -> Option<Loaded> {
+        let user = opened.get(parts)?;
+        let max_age = self.timing.profile_max_age;
+        let loaded = classify(user, present, now, refresh_before, max_age);
+        if matches!(loaded, Loaded::Invalid { .. }) {
+            opened.remove(parts);
+        }
+        Some(loaded)
     }
 
     /// What a server-side session read for the cookie `value` is at `now`
