@@ -111,11 +111,11 @@ impl<S: Send + Sync> FromRequestParts<S> for HfUser {
     type Rejection = HfUserRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let (context, user) = layer::context(&parts.extensions);
-        if let Some(user) = user {
+        if let Some(user) = parts.extensions.get::<HfUser>() {
             return Ok(user.clone());
         }
-        // Only a refusal needs to know who is asking.
+        // Only a refusal needs the layer's context, and to know who is asking.
+        let context = layer::context(&parts.extensions).0;
         let caller = context
             .and_then(|c| c.caller)
             .unwrap_or_else(|| Caller::of_parts(&parts.method, &parts.headers));

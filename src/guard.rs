@@ -511,6 +511,52 @@ mod tests {
         }
     }
 
+    mod scope_bits {
+        use super::super::*;
+        use crate::Secret;
+        use crate::user::{Profile, Scopes, SessionRecord};
+        use proptest::prelude::*;
+
+        fn user(scopes: &[&str]) -> HfUser {
+            HfUser::from_record(SessionRecord {
+                profile: Profile::default(),
+                scopes: scopes.iter().copied().collect(),
+                access_token: Secret::new("hf_oauth_x".to_owned()),
+                expires_at: 2_000,
+                refresh_token: None,
+                asked: Scopes::default(),
+                profile_at: 0,
+                stored: None,
+            })
+        }
+
+        /// Documented scopes, and names that are not (close to documented ones).
+        fn scope() -> impl Strategy<Value = &'static str> {
+            let mut names = crate::scope::ALL.to_vec();
+            names.extend(["read-repo", "openid ", "x-new-scope", ""]);
+            proptest::sample::select(names)
+        }
+
+        proptest! {
+            /// A scope guard decides on bits exactly as by comparing the strings,
+            /// with documented scopes, undocumented ones, or both.
+            #[test]
+            fn bits_decide_as_the_strings(
+                granted in proptest::collection::vec(scope(), 0..6),
+                wanted in proptest::collection::vec(scope(), 0..4),
+            ) {
+                let user = user(&granted);
+                let has = |s: &&str| user.has_scope(s);
+                let all = RequireScopes::all(wanted.iter().copied());
+                let any = RequireScopes::any(wanted.iter().copied());
+                prop_assert_eq!(all.passes(&user), wanted.iter().all(has));
+                prop_assert_eq!(any.passes(&user), wanted.iter().any(has));
+                let documented = wanted.iter().all(|s| crate::scope::is_known(s));
+                prop_assert_eq!(all.bits.is_some(), documented);
+            }
+        }
+    }
+
     #[test]
     fn a_guard_is_ready_only_when_its_inner_service_is() {
         let mut guard = RequireLogin.layer(NeverReady);

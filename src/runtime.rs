@@ -123,7 +123,7 @@ impl Runtime {
         headers: &HeaderMap,
     ) -> Result<Option<HfUser>, StoreError> {
         Ok(
-            match self.sessions.load(headers, self.now(), 0, &self.opened) {
+            match self.sessions.load(headers, || self.now(), 0, &self.opened) {
                 Loaded::Valid(user) | Loaded::Stale { user, .. } => Some(user),
                 #[cfg(feature = "redis")]
                 Loaded::Fetch { value, .. } => match &self.store {

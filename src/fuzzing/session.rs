@@ -66,7 +66,7 @@ fn foreign_cookies(sessions: &SessionCookies, rest: &[u8]) {
         }
     }
     let chunks = chunks_sent(&headers);
-    let loaded = sessions.load(&headers, NOW, 0, opened());
+    let loaded = sessions.load(&headers, || NOW, 0, opened());
     assert!(
         !matches!(loaded, Loaded::Valid(_) | Loaded::Stale { .. }),
         "a cookie not sealed by this crate opened as a session"
@@ -133,9 +133,9 @@ fn sealed_by_us(sessions: &SessionCookies, mode: u8, rest: &[u8]) {
     let value = HeaderValue::from_str(&format!("{COOKIE_NAME}={sealed}"))
         .expect("a sealed cookie is a valid header value");
     headers.insert(COOKIE, value);
-    if let Loaded::Valid(user) = sessions.load(&headers, NOW, 0, opened()) {
+    if let Loaded::Valid(user) = sessions.load(&headers, || NOW, 0, opened()) {
         // Read again, from the opened-session cache: the same user.
-        let Loaded::Valid(again) = sessions.load(&headers, NOW, 0, opened()) else {
+        let Loaded::Valid(again) = sessions.load(&headers, || NOW, 0, opened()) else {
             panic!("a cached session no longer loads");
         };
         assert_eq!(again.record().access_token, user.record().access_token);

@@ -445,10 +445,9 @@ fn open_session<B>(
     req: &mut Request<B>,
 ) -> (bool, Option<Later>, Vec<http::HeaderValue>) {
     let runtime = &context.runtime;
-    let now = runtime.now();
     let loaded = runtime.sessions.load(
         req.headers(),
-        now,
+        || runtime.now(),
         runtime.config.refresh_before,
         &runtime.opened,
     );
@@ -461,6 +460,7 @@ fn open_session<B>(
             renew,
         } => match runtime.refresher.remembered(&user, renew) {
             Some(outcome) => {
+                let now = runtime.now();
                 let (user, set_cookies) =
                     settle(&runtime.sessions, outcome, user, present, expired, now);
                 let signed_in = user.is_some_and(|user| sign_in(context, req, user));

@@ -146,23 +146,26 @@ impl SampleHasher {
         fold(state, self.keys[1])
     }
 
-    /// `state` with `bytes` mixed in, 16 at a time (the last block padded with zeros;
-    /// the part's length was mixed in before).
+    /// `state` with `bytes` mixed in, 16 at a time; a last partial block is the last 16
+    /// bytes (overlapping the block before), or zero-padded when there are fewer. The
+    /// part's length was mixed in before, so either is unambiguous.
     fn absorb(&self, mut state: u64, bytes: &[u8]) -> u64 {
-        let mut blocks = bytes.chunks_exact(16);
-        for block in &mut blocks {
+        let (blocks, rest) = bytes.as_chunks::<16>();
+        for block in blocks {
             state = self.mix(state, block);
         }
-        let rest = blocks.remainder();
         if !rest.is_empty() {
-            let mut block = [0u8; 16];
-            block[..rest.len()].copy_from_slice(rest);
-            state = self.mix(state, &block);
+            let mut last = [0u8; 16];
+            match bytes.last_chunk::<16>() {
+                Some(tail) => last = *tail,
+                None => last[..rest.len()].copy_from_slice(rest),
+            }
+            state = self.mix(state, &last);
         }
         state
     }
 
-    fn mix(&self, state: u64, block: &[u8]) -> u64 {
+    fn mix(&self, state: u64, block: &[u8; 16]) -> u64 {
         let (lo, hi) = block.split_at(8);
         let word = |half: &[u8]| u64::from_le_bytes(half.try_into().expect("8 bytes"));
         fold(word(lo) ^ self.keys[2] ^ state, word(hi) ^ self.keys[3])
@@ -535,6 +538,31 @@ mod tests {
         // The same bytes in other chunks stand for the same value: alice or a miss.
         let (head, tail) = a.split_at(150);
         assert!(cache.get(&[head, tail]).is_none_or(|u| u.id() == "alice"));
+    }
+
+    #[test]
+    fn the_hash_sees_the_length_and_every_sampled_byte() {
+        let hasher = SampleHasher::new();
+        for len in [0, 1, 15, 16, 17, 40, 64, 65, 100, 400] {
+            let value = vec![b'a'; len];
+            let hash = hasher.hash(&[&value]);
+            if len > 0 {
+                assert_ne!(hash, hasher.hash(&[&value[..len - 1]]), "{len}");
+            }
+            assert_ne!(hash, hasher.hash(&[[&value[..], b"\0"].concat()]), "{len}");
+            // Every byte of a short value, the head and tail of a long one.
+            let sampled =
+                (0..len).filter(|&i| len <= 2 * SAMPLE || i < SAMPLE || i >= len - SAMPLE);
+            for i in sampled {
+                let mut other = value.clone();
+                other[i] = b'b';
+                assert_ne!(hash, hasher.hash(&[&other]), "{len}, byte {i}");
+            }
+        }
+        // How a value is split into parts counts too.
+        assert_ne!(hasher.hash(&["ab", "c"]), hasher.hash(&["a", "bc"]));
+        // Keys are per hasher (per process): another hasher spreads differently.
+        assert_ne!(hasher.hash(&["abc"]), SampleHasher::new().hash(&["abc"]));
     }
 
     #[test]

@@ -294,6 +294,12 @@ impl<'a> RawChunks<'a> {
         16 - self.seen.leading_zeros() as usize
     }
 
+    /// Whether the request certainly carries no chunk (then neither does [`chunks`]
+    /// read one).
+    pub(crate) fn none(&self) -> bool {
+        self.seen == 0 && self.names_ascii
+    }
+
     /// Whether ASCII parts are what [`chunks`] reads (see [`raw_chunks`]).
     pub(crate) fn exact(&self) -> bool {
         self.names_ascii && self.len() == self.present()
@@ -632,6 +638,31 @@ mod tests {
                 for name in ["s", "s.1", "t", "s.01"] {
                     let first = reference::all(&h).find(|(n, _)| *n == name).map(|(_, v)| v);
                     prop_assert_eq!(get(&h, name), first);
+                }
+            }
+
+            /// The raw reading is the text reading wherever it claims to be: an exact
+            /// reading with ASCII parts (what a cache hit is) has the same parts and
+            /// count, `text` is `chunks` or `None`, and `none` is never wrong.
+            #[test]
+            fn the_raw_reading_is_the_text_reading_where_it_is_exact(
+                values in header_values(false),
+            ) {
+                let h = headers(&values);
+                let raw = raw_chunks(&h, "s");
+                let read = chunks(&h, "s");
+                let ascii = raw.parts().is_some_and(|p| p.iter().all(|p| p.is_ascii()));
+                if raw.exact() && ascii {
+                    let text: Vec<&[u8]> = read.parts().unwrap_or_default().iter().map(|p| p.as_bytes()).collect();
+                    prop_assert_eq!(raw.parts().map(<[&[u8]]>::to_vec), Some(text));
+                    prop_assert_eq!(raw.present(), read.present());
+                }
+                if let Some(text) = raw.text() {
+                    prop_assert_eq!(text.parts(), read.parts());
+                    prop_assert_eq!(text.present(), read.present());
+                }
+                if raw.none() {
+                    prop_assert_eq!(read.present(), 0);
                 }
             }
 

@@ -229,11 +229,16 @@ impl SessionCookies {
     pub(crate) fn load(
         &self,
         headers: &HeaderMap,
-        now: u64,
+        now: impl FnOnce() -> u64,
         refresh_before: u64,
         opened: &OpenedSessions,
     ) -> Loaded {
         let raw = cookie::raw_chunks(headers, &self.name);
+        if raw.none() {
+            // No session cookie (an API client): nothing to read, nor the clock.
+            return Loaded::Absent;
+        }
+        let now = now();
         let cached =
             |parts: &[_], present| self.cached(opened, parts, present, now, refresh_before);
         // A hit needs no UTF-8 check of the value: the cache holds ASCII keys only,
@@ -408,7 +413,7 @@ mod tests {
     impl Store {
         fn load(&self, headers: &HeaderMap, now: u64, refresh_before: u64) -> Loaded {
             self.cookies
-                .load(headers, now, refresh_before, &self.opened)
+                .load(headers, || now, refresh_before, &self.opened)
         }
     }
 
@@ -564,7 +569,7 @@ mod tests {
             timing: SessionTiming::default(),
             server: false,
         };
-        move |headers, now| other.load(headers, now, 300, &s.opened)
+        move |headers, now| other.load(headers, || now, 300, &s.opened)
     }
 
     #[test]
