@@ -77,9 +77,32 @@ pub const ALL: &[&str] = &[
 
 /// The bit standing for `scope` among [`ALL`] (for scope checks without string
 /// comparisons), if it is one of them.
+/// A `match` rather than a search of [`ALL`]: it runs for every scope of every session
+/// opened (a test checks that the two agree).
 pub(crate) fn bit(scope: &str) -> Option<u32> {
     const _: () = assert!(ALL.len() <= 32, "one bit per known scope in a u32");
-    ALL.iter().position(|s| *s == scope).map(|i| 1 << i)
+    let index = match scope {
+        OPENID => 0,
+        PROFILE => 1,
+        EMAIL => 2,
+        READ_BILLING => 3,
+        READ_REPOS => 4,
+        WRITE_REPOS => 5,
+        MANAGE_REPOS => 6,
+        INFERENCE_API => 7,
+        WRITE_DISCUSSIONS => 8,
+        READ_MEMBERSHIPS => 9,
+        GATED_REPOS => 10,
+        CONTRIBUTE_REPOS => 11,
+        READ_COLLECTIONS => 12,
+        WRITE_COLLECTIONS => 13,
+        READ_ENDPOINTS => 14,
+        WRITE_ENDPOINTS => 15,
+        JOBS => 16,
+        WEBHOOKS => 17,
+        _ => return None,
+    };
+    Some(1 << index)
 }
 
 /// Whether `scope` is one Hugging Face documents.
@@ -102,6 +125,16 @@ pub(crate) fn warn_unknown<'a>(scopes: impl IntoIterator<Item = &'a str>, what: 
 #[cfg(test)]
 mod tests {
     use std::io;
+
+    #[test]
+    fn each_documented_scope_has_its_own_bit() {
+        for (i, scope) in super::ALL.iter().enumerate() {
+            assert_eq!(super::bit(scope), Some(1 << i), "{scope}");
+        }
+        for other in ["", "read-repo", "OPENID", "openid ", "x-new-scope"] {
+            assert_eq!(super::bit(other), None, "{other:?}");
+        }
+    }
     use std::sync::{Arc, Mutex};
 
     /// A log sink tests can read.
