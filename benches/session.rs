@@ -24,6 +24,11 @@
 //! written, with every mean, to `{target}/criterion/hot_path.csv`
 //! (`scripts/bench_chart.py` draws the chart of BENCHMARKS.md from it).
 //!
+//! The overheads over the bare route are small beside how much this shared machine
+//! drifts between criterion's cases, so they are also measured paired (group `paired`
+//! in the CSV): blocks of requests alternate between the bare route and each case,
+//! and the median of the blocks' differences is kept.
+//!
 //! ```sh
 //! cargo bench --all-features --bench session -- --warm-up-time 1 --measurement-time 3
 //! ```
@@ -41,7 +46,7 @@ use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
@@ -344,6 +349,7 @@ fn per_request(c: &mut Criterion, rt: &Runtime, fx: &Fixture) {
         (hit, miss)
     };
 
+    let mut paired_csv = String::new();
     let mut group = c.benchmark_group("per_request");
     for (profile, (user, expected)) in PROFILES.iter().zip(fx.users.iter().zip(["alice", "carol"]))
     {
@@ -394,6 +400,14 @@ fn per_request(c: &mut Criterion, rt: &Runtime, fx: &Fixture) {
             &bearer,
             bearer_req,
         );
+        let bare_req = || request(&[]);
+        for (case, ns) in [
+            ("hit", paired_ns(rt, (&bare, &bare_req), (&hit, &cookie))),
+            ("miss", paired_ns(rt, (&bare, &bare_req), (&miss, &cookie))),
+            ("bearer_hit", paired_ns(rt, (&bare, &bare_req), (&bearer, &bearer_req))),
+        ] {
+            let _ = writeln!(paired_csv, "paired,{case}_over_bare,{profile},{ns:.1}");
+        }
         #[cfg(feature = "redis")]
         {
             let i = usize::from(*profile != PROFILES[0]);
@@ -421,6 +435,67 @@ fn per_request(c: &mut Criterion, rt: &Runtime, fx: &Fixture) {
         }
     }
     group.finish();
+    std::fs::write(paired_path(), paired_csv).unwrap();
+}
+
+/// Requests in a block of [`paired_ns`], and blocks.
+const BLOCK: usize = 400;
+const BLOCKS: usize = 101;
+
+/// How much longer a request through `with` takes than one through `base`, in
+/// nanoseconds: the median, over [`BLOCKS`] blocks, of the difference of the mean times
+/// of [`BLOCK`] requests through each, the two timed one after the other (in turn
+/// first), so that the machine's drift hits both alike. As with [`time`], each request
+/// goes through a fresh clone made beforehand and its response is dropped afterwards.
+fn paired_ns<A, B>(
+    rt: &Runtime,
+    base: (&A, &dyn Fn() -> Request<Full<Bytes>>),
+    with: (&B, &dyn Fn() -> Request<Full<Bytes>>),
+) -> f64
+where
+    A: Service<Request<Full<Bytes>>> + Clone,
+    B: Service<Request<Full<Bytes>>> + Clone,
+{
+    fn block<S: Service<Request<Full<Bytes>>> + Clone>(
+        rt: &Runtime,
+        (svc, make): (&S, &dyn Fn() -> Request<Full<Bytes>>),
+    ) -> f64 {
+        let inputs: Vec<_> = (0..BLOCK).map(|_| (svc.clone(), make())).collect();
+        let mut outputs = Vec::with_capacity(BLOCK);
+        let start = Instant::now();
+        for (svc, req) in inputs {
+            outputs.push(rt.block_on(svc.oneshot(req)).ok());
+        }
+        let took = start.elapsed();
+        drop(black_box(outputs));
+        took.as_nanos() as f64 / BLOCK as f64
+    }
+    // Warm both up first.
+    block(rt, base);
+    block(rt, with);
+    let mut differences: Vec<f64> = (0..BLOCKS)
+        .map(|i| {
+            if i % 2 == 0 {
+                let a = block(rt, base);
+                block(rt, with) - a
+            } else {
+                let b = block(rt, with);
+                b - block(rt, base)
+            }
+        })
+        .collect();
+    differences.sort_by(f64::total_cmp);
+    differences[BLOCKS / 2]
+}
+
+/// Where [`per_request`] and [`layer_and_guards`] leave their paired overheads for
+/// [`report`].
+fn paired_path() -> PathBuf {
+    target_dir().join("criterion/paired.csv")
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from)
 }
 
 /// The steps of a miss, one by one.
@@ -501,13 +576,16 @@ fn layer_and_guards(c: &mut Criterion, rt: &Runtime, fx: &Fixture) {
         with_cookie(Some(alice))
     });
     group.finish();
+    let alice_req = || with_cookie(Some(alice));
+    let three = paired_ns(rt, (&svc, &alice_req), (&guarded, &alice_req));
+    let mut paired = std::fs::read_to_string(paired_path()).unwrap_or_default();
+    let _ = writeln!(paired, "paired,each_passing_guard,,{:.1}", three / 3.0);
+    std::fs::write(paired_path(), paired).unwrap();
 }
 
 /// Criterion's mean for `group/id`, in nanoseconds, if it ran.
 fn mean_ns(group: &str, id: &str) -> Option<f64> {
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
-    let path = target
+    let path = target_dir()
         .join("criterion")
         .join(group)
         .join(id.replace('/', "_"))
@@ -554,9 +632,9 @@ fn report() {
             let _ = writeln!(csv, "{group},{id},,{ns:.1}");
         }
     }
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), PathBuf::from);
-    let path = target.join("criterion/hot_path.csv");
+    let paired = std::fs::read_to_string(paired_path()).unwrap_or_default();
+    csv.push_str(&paired);
+    let path = target_dir().join("criterion/hot_path.csv");
     std::fs::write(&path, &csv).unwrap();
     eprintln!("\nmeans written to {}", path.display());
 
@@ -602,6 +680,20 @@ fn report() {
         mean_ns("guards", "three_passing"),
     ) {
         eprintln!("each passing guard (ns)    {:>10.0}", (three - none) / 3.0);
+    }
+    eprintln!("\npaired, median of {BLOCKS} blocks  2 orgs      41 orgs");
+    let paired_of = |case: &str, profile: &str| {
+        let prefix = format!("paired,{case},{profile},");
+        let line = paired.lines().find(|l| l.starts_with(&prefix))?;
+        line[prefix.len()..].parse::<f64>().ok()
+    };
+    for case in ["hit_over_bare", "miss_over_bare", "bearer_hit_over_bare"] {
+        row(&format!("{case} (µs)"), &|p| {
+            paired_of(case, p).map(|ns| format!("{:.2}", ns / 1e3))
+        });
+    }
+    if let Some(ns) = paired_of("each_passing_guard", "") {
+        eprintln!("each passing guard (ns)    {ns:>10.0}");
     }
 }
 
