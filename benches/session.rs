@@ -404,7 +404,10 @@ fn per_request(c: &mut Criterion, rt: &Runtime, fx: &Fixture) {
         for (case, ns) in [
             ("hit", paired_ns(rt, (&bare, &bare_req), (&hit, &cookie))),
             ("miss", paired_ns(rt, (&bare, &bare_req), (&miss, &cookie))),
-            ("bearer_hit", paired_ns(rt, (&bare, &bare_req), (&bearer, &bearer_req))),
+            (
+                "bearer_hit",
+                paired_ns(rt, (&bare, &bare_req), (&bearer, &bearer_req)),
+            ),
         ] {
             let _ = writeln!(paired_csv, "paired,{case}_over_bare,{profile},{ns:.1}");
         }

@@ -227,31 +227,16 @@ pub(crate) fn raw_chunks<'a>(headers: &'a HeaderMap, name: &str) -> RawChunks<'a
         names_ascii: true,
         edges_ascii: true,
     };
-    let values = headers.get_all(header::COOKIE);
-    if values.iter().next().is_none() {
-        return raw;
-    }
-    for (n, v) in pairs_of(values) {
-        let n = trim_whitespace(n);
-        if !n.is_ascii() {
-            raw.names_ascii = false;
-            continue;
-        }
-        let Some(index) = std::str::from_utf8(n)
-            .ok()
-            .and_then(|n| chunk_index(n, name))
-        else {
-            continue;
+    // The pairs as `pairs_of` yields them, in plain loops (this runs for every request
+    // with a cookie).
+    for value in headers.get_all(header::COOKIE) {
+        let segments = Segments {
+            rest: Some(value.as_bytes()),
         };
-        if raw.seen & (1 << index) == 0 {
-            raw.seen |= 1 << index;
-            let v = trim_whitespace(v);
-            raw.edges_ascii &=
-                v.first().is_none_or(u8::is_ascii) && v.last().is_none_or(u8::is_ascii);
-            raw.parts[index] = v
-                .strip_prefix(b"\"")
-                .and_then(|v| v.strip_suffix(b"\""))
-                .unwrap_or(v);
+        for pair in segments {
+            if let Some(eq) = pair.iter().position(|&b| b == b'=') {
+                raw.read(&pair[..eq], &pair[eq + 1..], name);
+            }
         }
     }
     raw
@@ -325,6 +310,29 @@ impl<'a> RawChunks<'a> {
 
     fn len(&self) -> usize {
         self.seen.trailing_ones() as usize
+    }
+
+    /// Takes in the pair `n=v` of a `Cookie` header (untrimmed): a chunk of `name`,
+    /// unless one of its index came before.
+    fn read(&mut self, n: &[u8], v: &'a [u8], name: &str) {
+        let n = trim_whitespace(n);
+        if !n.is_ascii() {
+            self.names_ascii = false;
+            return;
+        }
+        let index = std::str::from_utf8(n)
+            .ok()
+            .and_then(|n| chunk_index(n, name));
+        let Some(index) = index.filter(|i| self.seen & (1 << i) == 0) else {
+            return;
+        };
+        self.seen |= 1 << index;
+        let v = trim_whitespace(v);
+        self.edges_ascii &= v.first().is_none_or(u8::is_ascii) && v.last().is_none_or(u8::is_ascii);
+        self.parts[index] = v
+            .strip_prefix(b"\"")
+            .and_then(|v| v.strip_suffix(b"\""))
+            .unwrap_or(v);
     }
 }
 
