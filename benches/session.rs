@@ -235,6 +235,12 @@ fn time<S>(
     S: Service<Request<Full<Bytes>>> + Clone,
     S::Error: std::fmt::Debug,
 {
+    if let Some((case, n)) = counting() {
+        if case == name {
+            count(rt, svc, &make, n);
+        }
+        return;
+    }
     group.bench_function(name, |b| {
         b.iter_batched(
             || (svc.clone(), make()),
@@ -242,6 +248,47 @@ fn time<S>(
             BatchSize::SmallInput,
         );
     });
+}
+
+/// In counting mode (`HF_AUTH_COUNT=<case>`, a case's name without its group:
+/// `hit/2_orgs`, `three_passing`, …), the case to run and how many times
+/// (`HF_AUTH_COUNT_N`, default 2,000). Then nothing is timed: the case's requests go
+/// through [`measured`], for `scripts/instructions.sh` to count under callgrind.
+fn counting() -> Option<(String, usize)> {
+    let case = std::env::var("HF_AUTH_COUNT").ok()?;
+    let n = std::env::var("HF_AUTH_COUNT_N").ok().and_then(|n| n.parse().ok());
+    Some((case, n.unwrap_or(2000)))
+}
+
+/// Sends `n` requests made by `make` through fresh clones of `svc` (made beforehand),
+/// inside [`measured`], after three to warm up.
+fn count<S>(rt: &Runtime, svc: &S, make: &dyn Fn() -> Request<Full<Bytes>>, n: usize)
+where
+    S: Service<Request<Full<Bytes>>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    for _ in 0..3 {
+        rt.block_on(svc.clone().oneshot(make())).unwrap();
+    }
+    let mut inputs: Vec<_> = (0..n).map(|_| (svc.clone(), make())).collect();
+    let answered = measured(rt, &mut inputs);
+    assert_eq!(answered.len(), n);
+}
+
+/// The requests callgrind counts (`--toggle-collect='*measured*'`): each through its
+/// own clone, the responses kept (dropped afterwards, as criterion does), the inputs'
+/// buffer freed afterwards too.
+#[inline(never)]
+fn measured<S>(rt: &Runtime, inputs: &mut Vec<(S, Request<Full<Bytes>>)>) -> Vec<S::Response>
+where
+    S: Service<Request<Full<Bytes>>>,
+    S::Error: std::fmt::Debug,
+{
+    let mut answered = Vec::with_capacity(inputs.len());
+    for (svc, req) in inputs.drain(..) {
+        answered.push(rt.block_on(svc.oneshot(req)).unwrap());
+    }
+    answered
 }
 
 /// The body `svc` answers `req` with.
@@ -329,14 +376,6 @@ fn tower_sessions_cookie(rt: &Runtime, app: &Router, profile: String) -> HeaderV
 /// `with_state(())`, as `axum::serve` finishes the app it is given: its handlers become
 /// services once, not again on every request.
 fn per_request(c: &mut Criterion, rt: &Runtime, fx: &Fixture) {
-    let user_name = |user: HfUser| async move { user.username().to_owned() };
-    let hf = |config: HfAuthConfigBuilder| {
-        Router::new()
-            .route("/", get(user_name))
-            .route("/json", get(|user: HfUser| async move { axum::Json(user) }))
-            .layer(HfAuthLayer::new(config.build().unwrap()))
-            .with_state(())
-    };
     let hit = hf(fx.config());
     let miss = hf(fx.config().with_session_cache_bytes(0));
     let bearer = hf(fx.config().with_bearer_tokens(true));
@@ -353,16 +392,7 @@ fn per_request(c: &mut Criterion, rt: &Runtime, fx: &Fixture) {
     let mut group = c.benchmark_group("per_request");
     for (profile, (user, expected)) in PROFILES.iter().zip(fx.users.iter().zip(["alice", "carol"]))
     {
-        let name = expected.to_owned();
-        let bare = Router::new()
-            .route(
-                "/",
-                get(move || {
-                    let name = name.clone();
-                    async move { name }
-                }),
-            )
-            .with_state(());
+        let bare = bare(expected);
         let json_req = Request::get("/json").header(header::COOKIE, &user.cookie);
         let json = answer(rt, &hit, json_req.body(Full::default()).unwrap());
         let ts_cookie = tower_sessions_cookie(rt, &ts, json);
@@ -441,6 +471,30 @@ fn per_request(c: &mut Criterion, rt: &Runtime, fx: &Fixture) {
     std::fs::write(paired_path(), paired_csv).unwrap();
 }
 
+/// The layer's router: `/` answers the username the `HfUser` extractor finds, `/json`
+/// the user as JSON.
+fn hf(config: HfAuthConfigBuilder) -> Router {
+    Router::new()
+        .route("/", get(|user: HfUser| async move { user.username().to_owned() }))
+        .route("/json", get(|user: HfUser| async move { axum::Json(user) }))
+        .layer(HfAuthLayer::new(config.build().unwrap()))
+        .with_state(())
+}
+
+/// The bare route: `/` answers `name` (a fresh `String`, as the others do).
+fn bare(name: &str) -> Router {
+    let name = name.to_owned();
+    Router::new()
+        .route(
+            "/",
+            get(move || {
+                let name = name.clone();
+                async move { name }
+            }),
+        )
+        .with_state(())
+}
+
 /// Requests in a block of [`paired_ns`], and blocks.
 const BLOCK: usize = 400;
 const BLOCKS: usize = 101;
@@ -459,6 +513,9 @@ where
     A: Service<Request<Full<Bytes>>> + Clone,
     B: Service<Request<Full<Bytes>>> + Clone,
 {
+    if counting().is_some() {
+        return f64::NAN;
+    }
     fn block<S: Service<Request<Full<Bytes>>> + Clone>(
         rt: &Runtime,
         (svc, make): (&S, &dyn Fn() -> Request<Full<Bytes>>),
@@ -712,9 +769,12 @@ fn bench(c: &mut Criterion) {
         fx.users[1].cookie.len()
     );
     per_request(c, &rt, &fx);
+    layer_and_guards(c, &rt, &fx);
+    if counting().is_some() {
+        return;
+    }
     #[cfg(feature = "fuzzing")]
     miss_stages(c, &fx);
-    layer_and_guards(c, &rt, &fx);
     report();
 }
 
