@@ -256,7 +256,9 @@ fn time<S>(
 /// through [`measured`], for `scripts/instructions.sh` to count under callgrind.
 fn counting() -> Option<(String, usize)> {
     let case = std::env::var("HF_AUTH_COUNT").ok()?;
-    let n = std::env::var("HF_AUTH_COUNT_N").ok().and_then(|n| n.parse().ok());
+    let n = std::env::var("HF_AUTH_COUNT_N")
+        .ok()
+        .and_then(|n| n.parse().ok());
     Some((case, n.unwrap_or(2000)))
 }
 
@@ -475,7 +477,10 @@ fn per_request(c: &mut Criterion, rt: &Runtime, fx: &Fixture) {
 /// the user as JSON.
 fn hf(config: HfAuthConfigBuilder) -> Router {
     Router::new()
-        .route("/", get(|user: HfUser| async move { user.username().to_owned() }))
+        .route(
+            "/",
+            get(|user: HfUser| async move { user.username().to_owned() }),
+        )
         .route("/json", get(|user: HfUser| async move { axum::Json(user) }))
         .layer(HfAuthLayer::new(config.build().unwrap()))
         .with_state(())
