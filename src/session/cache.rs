@@ -114,7 +114,7 @@ impl Hasher for Prehashed {
 /// The four keys are random per process. Each 16 bytes cost one folded multiply (the
 /// 128-bit product of two 64-bit words, its halves xored: the construction of foldhash
 /// and wyhash), so a hash costs a few dozen instructions whatever the value's size,
-/// where SipHash over the same samples took about 200. It only spreads entries: what
+/// where SipHash over the same samples took 200 to 400. It only spreads entries: what
 /// is found is compared byte for byte, and only values that opened as sessions (or
 /// tokens the provider accepted) are ever stored, so chosen collisions cost an
 /// attacker a sign-in each and buy one extra comparison.
