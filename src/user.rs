@@ -542,8 +542,9 @@ impl HfUser {
     }
 
     /// This user, as put into a request by `via`.
-    pub(crate) fn with_via(&self, via: Via) -> Self {
-        Self(self.0.clone(), Some(via))
+    pub(crate) fn with_via(mut self, via: Via) -> Self {
+        self.1 = Some(via);
+        self
     }
 
     /// What put this user into the request, if the layer did.
