@@ -77,6 +77,7 @@ pub const ALL: &[&str] = &[
 
 /// The bit standing for `scope` among [`ALL`] (for scope checks without string
 /// comparisons), if it is one of them.
+///
 /// A `match` rather than a search of [`ALL`]: it runs for every scope of every session
 /// opened (a test checks that the two agree).
 pub(crate) fn bit(scope: &str) -> Option<u32> {
@@ -125,6 +126,7 @@ pub(crate) fn warn_unknown<'a>(scopes: impl IntoIterator<Item = &'a str>, what: 
 #[cfg(test)]
 mod tests {
     use std::io;
+    use std::sync::{Arc, Mutex};
 
     #[test]
     fn each_documented_scope_has_its_own_bit() {
@@ -135,7 +137,6 @@ mod tests {
             assert_eq!(super::bit(other), None, "{other:?}");
         }
     }
-    use std::sync::{Arc, Mutex};
 
     /// A log sink tests can read.
     #[derive(Clone, Default)]

@@ -275,14 +275,13 @@ where
             let context = context.clone();
             let caller = caller.unwrap_or_else(|| Caller::of(&req));
             return ResponseFuture::step(async move {
-                let (signed_in, set_cookies) = later.settle(&context, &mut req).await;
+                let (mut signed_in, set_cookies) = later.settle(&context, &mut req).await;
                 let runtime = &context.runtime;
-                let mut signed_in = signed_in;
                 if let Some((validator, token)) = bearer_to_check(runtime, signed_in, &req) {
                     let (validator, token) = (validator.clone(), token.to_owned());
                     let admits = |u: &HfUser| runtime.admits(u);
-                    let via = via(&context);
-                    match bearer::check(&validator, &token, &mut req, admits, &via).await {
+                    match bearer::check(&validator, &token, &mut req, admits, &via(&context)).await
+                    {
                         Err(retry) => return Step::Own(respond::unavailable(caller, retry)),
                         Ok(accepted) => signed_in = accepted,
                     }

@@ -1,7 +1,6 @@
 //! Reading `Cookie` headers and writing `Set-Cookie` headers, with chunking for values
 //! past the browsers' 4 KB-per-cookie limit.
 
-use http::header::GetAll;
 use http::{HeaderMap, HeaderValue, header};
 
 /// Bytes of value per cookie; name and attributes fit in the rest of 4096.
@@ -45,12 +44,8 @@ pub(crate) fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// `=` (pairs without one are skipped), untrimmed. Nothing is validated: on the hot path
 /// only the session cookie's value is, not the other cookies' values a request carries.
 fn raw_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
-    pairs_of(headers.get_all(header::COOKIE))
-}
-
-/// [`raw_pairs`] of these `Cookie` headers.
-fn pairs_of(values: GetAll<'_, HeaderValue>) -> impl Iterator<Item = (&[u8], &[u8])> {
-    values
+    headers
+        .get_all(header::COOKIE)
         .into_iter()
         .flat_map(|v| Segments {
             rest: Some(v.as_bytes()),
@@ -181,17 +176,8 @@ fn chunk_index(cookie: &str, name: &str) -> Option<usize> {
 /// first of each name. Only the pairs' names and the chunks' values are checked to be
 /// UTF-8; the rest of the headers is only searched for `;` and `=`.
 pub(crate) fn chunks<'a>(headers: &'a HeaderMap, name: &str) -> Chunks<'a> {
-    let values = headers.get_all(header::COOKIE);
-    if values.iter().next().is_none() {
-        // No cookie at all (an API client): nothing to scan or assemble.
-        return Chunks {
-            parts: [""; MAX_CHUNKS],
-            len: 0,
-            present: 0,
-        };
-    }
     let mut parts: [Option<&str>; MAX_CHUNKS] = [None; MAX_CHUNKS];
-    for (n, v) in pairs_of(values) {
+    for (n, v) in raw_pairs(headers) {
         let Some(index) = pair_name(n).and_then(|n| chunk_index(n, name)) else {
             continue;
         };
@@ -227,17 +213,8 @@ pub(crate) fn raw_chunks<'a>(headers: &'a HeaderMap, name: &str) -> RawChunks<'a
         names_ascii: true,
         edges_ascii: true,
     };
-    // The pairs as `pairs_of` yields them, in plain loops (this runs for every request
-    // with a cookie).
-    for value in headers.get_all(header::COOKIE) {
-        let segments = Segments {
-            rest: Some(value.as_bytes()),
-        };
-        for pair in segments {
-            if let Some(eq) = pair.iter().position(|&b| b == b'=') {
-                raw.read(&pair[..eq], &pair[eq + 1..], name);
-            }
-        }
+    for (n, v) in raw_pairs(headers) {
+        raw.read(n, v, name);
     }
     raw
 }

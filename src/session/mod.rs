@@ -256,9 +256,9 @@ impl SessionCookies {
             // Only the text reading can tell; the cache may still know it.
             None => {
                 let chunks = cookie::chunks(headers, &self.name);
-                let parts = chunks.parts().map(|p| p.iter().map(|p| p.as_bytes()));
-                let parts: Option<Vec<&[u8]>> = parts.map(Iterator::collect);
-                if let Some(loaded) = parts.and_then(|p| cached(&p, chunks.present())) {
+                let present = chunks.present();
+                let cached = |parts| self.cached(opened, parts, present, now, refresh_before);
+                if let Some(loaded) = chunks.parts().and_then(cached) {
                     return loaded;
                 }
                 chunks
@@ -570,6 +570,52 @@ mod tests {
             server: false,
         };
         move |headers, now| other.load(headers, || now, 300, &s.opened)
+    }
+
+    /// However the `Cookie` header has to be read (raw bytes; raw bytes turned into
+    /// text; the text reading, when a cookie name is not ASCII or a chunk sits past a
+    /// gap), a cached session is found, and an unknown one is not.
+    #[test]
+    fn every_reading_of_the_cookie_header_finds_the_cached_session() {
+        let s = store();
+        let hit = hits_only(&s);
+        let pair = |set: &[HeaderValue]| {
+            request_with(set)[header::COOKIE]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        let session = pair(&s.save(&record(2_000, 2), 0, 1_000).unwrap());
+        let unknown = pair(&store().save(&record(2_000, 2), 0, 1_000).unwrap());
+        assert!(matches!(
+            s.load(&request_with(&[session.parse().unwrap()]), 1_000, 300),
+            Loaded::Valid(_)
+        ));
+        for (cookies, why) in [
+            (session.clone(), "raw bytes"),
+            (
+                format!("a=1;  {session} ; b=\"2\""),
+                "raw, trimmed among others",
+            ),
+            (
+                format!("caf\u{e9}=1; {session}"),
+                "a cookie name that is not ASCII",
+            ),
+            (format!("{session}; hf_session.3=x"), "a chunk past a gap"),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::COOKIE, cookies.parse().unwrap());
+            assert!(
+                matches!(hit(&headers, 1_000), Loaded::Valid(u) if u.username() == "carol"),
+                "{why}"
+            );
+            let other = cookies.replace(&session, &unknown);
+            headers.insert(header::COOKIE, other.parse().unwrap());
+            assert!(
+                matches!(hit(&headers, 1_000), Loaded::Invalid { .. }),
+                "{why}"
+            );
+        }
     }
 
     #[test]
