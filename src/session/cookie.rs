@@ -130,8 +130,8 @@ pub(crate) fn chunk_name(name: &str, i: usize) -> String {
 }
 
 /// The chunks of a value as the request carries them, borrowed from the headers: what
-/// the opened-session cache is looked up by, without copying.
-#[derive(Debug)]
+/// the opened-session cache is looked up by, without copying. No `Debug`: the parts
+/// are the session cookie's value, which signs in whoever sends it.
 pub(crate) struct Chunks<'a> {
     /// `name`, `name.1`, … up to the first gap; empty when chunk 0 is missing.
     parts: [&'a str; MAX_CHUNKS],
@@ -232,8 +232,7 @@ fn trim_whitespace(bytes: &[u8]) -> &[u8] {
     &bytes[start..end]
 }
 
-/// [`raw_chunks`]' reading.
-#[derive(Debug)]
+/// [`raw_chunks`]' reading. No `Debug`, as for [`Chunks`].
 pub(crate) struct RawChunks<'a> {
     parts: [&'a [u8]; MAX_CHUNKS],
     /// Bit `i` set: the request carries chunk `i`.
