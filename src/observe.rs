@@ -40,6 +40,13 @@
 //! Recorded through the `metrics` facade: install any recorder (the example app uses
 //! `metrics-exporter-prometheus` and serves the text format at `/metrics`).
 //!
+//! `hf_auth_bearer_cache_total` is counted on every bearer request, so each thread
+//! keeps its two handles with the recorder that made them, and asks again when it
+//! finds another recorder in force. A local recorder (`metrics::with_local_recorder`)
+//! that ends and is followed, on the same thread, by another of the same type at the
+//! same address would be counted into the first one's handles: give each test its own
+//! thread (as `cargo test` does) or use one recorder throughout.
+//!
 //! | metric | type | labels | counts |
 //! |---|---|---|---|
 //! | `hf_auth_sign_ins_total` | counter | `outcome` = `success`, `denied`, `failure` | callbacks; `denied`: the user cancelled or the app refused them (organizations) |
@@ -184,8 +191,16 @@ impl Step {
 
     /// A bearer token answered by the cache (`DEBUG`: it happens on every request).
     /// Its duration is only the span's (no metric times it), so the clock is read only
-    /// when a subscriber wants the span.
+    /// when a subscriber wants the span. Below `DEBUG` (or with no subscriber at all)
+    /// there is no span to make nor fields to record: not even through `tracing`'s
+    /// `log` fallback, which would otherwise format every cached check.
     pub(crate) fn bearer_cached() -> Self {
+        if tracing::level_filters::LevelFilter::current() < tracing::Level::DEBUG {
+            return Self {
+                span: Span::none(),
+                started: None,
+            };
+        }
         Self::traced(tracing::debug_span!(
             "hf_auth.bearer",
             cache = "hit",
@@ -224,6 +239,9 @@ impl Step {
     /// duration.
     pub(crate) fn end(&self, outcome: &'static str, error: Option<&str>) -> Duration {
         let took = self.started.map_or(Duration::ZERO, |at| at.elapsed());
+        if self.span.is_none() {
+            return took;
+        }
         self.span.record("outcome", outcome);
         if let Some(error) = error {
             self.span.record("error.type", error);
@@ -262,7 +280,9 @@ pub(crate) fn renewal_remembered(profile_only: bool) {
 /// What a bearer check came to, with the error type of a refusal; `hit`: answered
 /// without a provider call of this request's own.
 pub(crate) fn bearer_done(step: &Step, outcome: &'static str, error: Option<&str>, hit: bool) {
-    step.span.record("cache", if hit { "hit" } else { "miss" });
+    if !step.span.is_none() {
+        step.span.record("cache", if hit { "hit" } else { "miss" });
+    }
     step.end(outcome, error);
     metrics::bearer_cache(hit);
 }
@@ -313,7 +333,9 @@ pub(crate) fn provider_done(
 mod metrics {
     use std::time::Duration;
 
-    use ::metrics::{counter, histogram};
+    use std::cell::RefCell;
+
+    use ::metrics::{Counter, counter, histogram};
 
     pub(super) fn sign_in(outcome: &'static str, took: Duration) {
         counter!("hf_auth_sign_ins_total", "outcome" => outcome).increment(1);
@@ -325,13 +347,48 @@ mod metrics {
         counter!("hf_auth_refreshes_total", "kind" => kind, "outcome" => outcome).increment(1);
     }
 
+    /// Counts a bearer check. It happens on every bearer request, so the two counters'
+    /// handles are kept per thread, with the recorder that made them, instead of
+    /// asking the recorder for them each time (a registry lookup, about as costly as
+    /// the rest of a cached check). A thread that finds another recorder in force (one
+    /// installed since, or a local one) asks that recorder again.
     pub(super) fn bearer_cache(hit: bool) {
-        // Literal labels make a static key: no allocation on every bearer request.
-        if hit {
-            counter!("hf_auth_bearer_cache_total", "result" => "hit").increment(1);
-        } else {
-            counter!("hf_auth_bearer_cache_total", "result" => "miss").increment(1);
+        thread_local! {
+            static HANDLES: RefCell<Option<(Made, [Counter; 2])>> = const { RefCell::new(None) };
         }
+        ::metrics::with_recorder(|recorder| {
+            let by = made_by(recorder);
+            HANDLES.with_borrow_mut(|kept| {
+                let counters = match kept {
+                    Some((made, counters)) if by.is_some() && *made == by => counters,
+                    _ => {
+                        // Literal labels make a static key: nothing allocated for it.
+                        let counters = [
+                            counter!("hf_auth_bearer_cache_total", "result" => "hit"),
+                            counter!("hf_auth_bearer_cache_total", "result" => "miss"),
+                        ];
+                        &mut kept.insert((by, counters)).1
+                    }
+                };
+                counters[usize::from(!hit)].increment(1);
+            });
+        });
+    }
+
+    /// Which recorder made a handle: its address and size, which tell apart any two
+    /// recorders alive at once. `None` for a recorder of no size (such as the no-op
+    /// one), whose address may be shared with another: its handles are not kept.
+    ///
+    /// A recorder that is dropped while a thread keeps its handles, then replaced by
+    /// one of the same size at the same address, would be taken for it on that
+    /// thread. A global recorder is never dropped; only local recorders made one after
+    /// another in the same place could, and the module docs say so.
+    type Made = Option<(usize, usize)>;
+
+    fn made_by(recorder: &dyn ::metrics::Recorder) -> Made {
+        let size = std::mem::size_of_val(recorder);
+        let address = std::ptr::from_ref(recorder).cast::<()>() as usize;
+        (size > 0).then_some((address, size))
     }
 
     pub(super) fn denial(reason: &'static str) {
@@ -406,5 +463,89 @@ mod tests {
         assert_ne!(pseudonym, ids.of("66f1b5a1c2d3e4f5a6b7c8da"));
         let raw = UserIds::new(&Secret::new("a".repeat(32)), true);
         assert_eq!(raw.of(id), id);
+    }
+
+    /// A recorder counting `hf_auth_bearer_cache_total` by result.
+    #[cfg(feature = "metrics")]
+    #[derive(Default)]
+    struct Counting {
+        hits: std::sync::Arc<std::sync::atomic::AtomicU64>,
+        misses: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    }
+
+    #[cfg(feature = "metrics")]
+    impl ::metrics::Recorder for Counting {
+        fn describe_counter(
+            &self,
+            _: ::metrics::KeyName,
+            _: Option<::metrics::Unit>,
+            _: ::metrics::SharedString,
+        ) {
+        }
+        fn describe_gauge(
+            &self,
+            _: ::metrics::KeyName,
+            _: Option<::metrics::Unit>,
+            _: ::metrics::SharedString,
+        ) {
+        }
+        fn describe_histogram(
+            &self,
+            _: ::metrics::KeyName,
+            _: Option<::metrics::Unit>,
+            _: ::metrics::SharedString,
+        ) {
+        }
+        fn register_counter(
+            &self,
+            key: &::metrics::Key,
+            _: &::metrics::Metadata<'_>,
+        ) -> ::metrics::Counter {
+            assert_eq!(key.name(), "hf_auth_bearer_cache_total");
+            match key.labels().next().map(|l| l.value()) {
+                Some("hit") => ::metrics::Counter::from_arc(self.hits.clone()),
+                Some("miss") => ::metrics::Counter::from_arc(self.misses.clone()),
+                other => panic!("unexpected label {other:?}"),
+            }
+        }
+        fn register_gauge(
+            &self,
+            _: &::metrics::Key,
+            _: &::metrics::Metadata<'_>,
+        ) -> ::metrics::Gauge {
+            ::metrics::Gauge::noop()
+        }
+        fn register_histogram(
+            &self,
+            _: &::metrics::Key,
+            _: &::metrics::Metadata<'_>,
+        ) -> ::metrics::Histogram {
+            ::metrics::Histogram::noop()
+        }
+    }
+
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn bearer_checks_are_counted_by_the_recorder_in_force_though_handles_are_kept() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (first, second) = (Counting::default(), Counting::default());
+        let count = |hit| bearer_done(&Step::bearer_cached(), "accepted", None, hit);
+        // None in force: counted nowhere, and nothing kept stands in for a recorder.
+        count(true);
+        ::metrics::with_local_recorder(&first, || {
+            count(true);
+            count(true);
+            count(false);
+        });
+        ::metrics::with_local_recorder(&second, || count(true));
+        ::metrics::with_local_recorder(&first, || count(false));
+        assert_eq!(
+            (first.hits.load(Relaxed), first.misses.load(Relaxed)),
+            (2, 2)
+        );
+        assert_eq!(
+            (second.hits.load(Relaxed), second.misses.load(Relaxed)),
+            (1, 0)
+        );
     }
 }
