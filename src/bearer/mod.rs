@@ -121,11 +121,12 @@ pub(crate) struct BearerRejected;
 /// The token of an `Authorization: Bearer …` header (scheme case-insensitive).
 pub(crate) fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
     let value = headers.get(http::header::AUTHORIZATION)?.as_bytes();
-    let space = value.iter().position(|&b| b == b' ')?;
-    let (scheme, token) = (&value[..space], &value[space + 1..]);
+    // The scheme is what comes before the first space, and `bearer` has none: it is
+    // the value's first seven bytes with the space.
+    let (scheme, token) = value.split_at_checked(7)?;
     // Then `HeaderValue::to_str`'s rule for the whole value (visible ASCII and tabs),
     // checked without an exit per byte, so that many bytes are checked at once.
-    if !scheme.eq_ignore_ascii_case(b"bearer") || !all_bytes(token, is_visible) {
+    if !scheme.eq_ignore_ascii_case(b"bearer ") || !all_bytes(token, is_visible) {
         return None;
     }
     // Only visible ASCII, spaces and tabs are left: trimming ASCII whitespace is what
@@ -318,14 +319,13 @@ impl BearerValidator {
     /// Synchronous fast path: the cached answer for this token if still fresh (no
     /// await, no allocation beyond hashing). A malformed token is answered `Invalid`.
     pub(crate) fn cached(&self, token: &str) -> Option<Answer> {
-        if !well_formed(token) {
-            return Some(Err(BearerRejection::Invalid));
-        }
         let now = self.now();
         // Read before the lookup: an eviction after it leaves the index entry unused.
         let evictions = self.answers.evictions();
         let answer = match self.fast.get(token, now, evictions) {
+            // The very bytes of a token accepted before, so well-formed.
             Some(user) => Ok(user),
+            None if !well_formed(token) => return Some(Err(BearerRejection::Invalid)),
             None => {
                 let answer = self.answers.cached(&key_of(token), now)?;
                 self.index(token, &answer, now, evictions);
