@@ -408,7 +408,11 @@ where
 
     #[inline]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        if let Some(refusal) = refusal(&req, self.caller, [&self.requirement]) {
+        // Passing is a lookup and a test; `refusal`, which asks again, is for the rest.
+        let user = req.extensions().get::<HfUser>();
+        if !user.is_some_and(|user| self.requirement.passes(user))
+            && let Some(refusal) = refusal(&req, self.caller, [&self.requirement])
+        {
             return ResponseFuture::ready(refusal);
         }
         // `poll_ready` readied `self.inner`, and it is called now, not from the future:
