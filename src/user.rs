@@ -383,8 +383,10 @@ impl fmt::Debug for HfOrg {
 /// ```
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Scopes {
-    list: Vec<String>,
-    /// The documented scopes among `list`, one bit each ([`scope::bit`]).
+    /// The scopes in the order granted, each once, joined by single spaces: one
+    /// allocation however many there are.
+    text: String,
+    /// The documented scopes among them, one bit each ([`scope::bit`]).
     known: u32,
 }
 
@@ -398,18 +400,19 @@ impl Scopes {
     /// Whether `scope` was granted.
     #[must_use]
     pub fn contains(&self, scope: &str) -> bool {
-        self.list.iter().any(|s| s == scope)
+        self.iter().any(|s| s == scope)
     }
 
     /// The scopes, in the order granted.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.list.iter().map(String::as_str)
+        // No scope is empty, so an empty text holds none (`split` would yield "").
+        self.text.split(' ').filter(|s| !s.is_empty())
     }
 
     /// Whether no scope was granted.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.text.is_empty()
     }
 
     /// The documented scopes granted, one bit each ([`scope::bit`]).
@@ -420,14 +423,14 @@ impl Scopes {
 
 impl fmt::Debug for Scopes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Scopes").field(&self.list).finish()
+        f.debug_tuple("Scopes").field(&self.iter().collect::<Vec<_>>()).finish()
     }
 }
 
-/// A list of strings, as before the bits were kept beside it.
+/// A list of strings, as before the scopes were kept as one text.
 impl Serialize for Scopes {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.list.serialize(serializer)
+        serializer.collect_seq(self.iter())
     }
 }
 
@@ -437,24 +440,48 @@ impl<'de> Deserialize<'de> for Scopes {
     }
 }
 
-impl<S: Into<String>> FromIterator<S> for Scopes {
+/// Empty strings are skipped, and so is a scope seen before. A scope is a single
+/// token: one holding a space is taken as the scopes it separates.
+impl<S: AsRef<str>> FromIterator<S> for Scopes {
     fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
-        let mut list: Vec<String> = Vec::new();
-        let mut known = 0;
+        let mut scopes = Self::default();
         for s in iter {
-            let s = s.into();
-            if !s.is_empty() && !list.contains(&s) {
-                known |= scope::bit(&s).unwrap_or(0);
-                list.push(s);
+            let s = s.as_ref();
+            if s.as_bytes().contains(&b' ') {
+                s.split(' ').for_each(|s| scopes.push(s));
+            } else {
+                scopes.push(s);
             }
         }
-        Self { list, known }
+        scopes
+    }
+}
+
+impl Scopes {
+    /// Adds `scope` (a token: no space) unless it is empty or already there.
+    fn push(&mut self, scope: &str) {
+        let bit = scope::bit(scope);
+        let seen = match bit {
+            Some(bit) => self.known & bit != 0,
+            None => scope.is_empty() || self.contains(scope),
+        };
+        if seen {
+            return;
+        }
+        if self.text.is_empty() {
+            // Room for the usual few scopes at once, instead of growing by each.
+            self.text.reserve(64);
+        } else {
+            self.text.push(' ');
+        }
+        self.text.push_str(scope);
+        self.known |= bit.unwrap_or(0);
     }
 }
 
 impl fmt::Display for Scopes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.list.join(" "))
+        f.write_str(&self.text)
     }
 }
 
@@ -774,5 +801,27 @@ mod tests {
     fn scopes_dedupe_and_keep_unknown() {
         let s = Scopes::parse("openid  openid brand-new-scope");
         assert_eq!(s.iter().collect::<Vec<_>>(), ["openid", "brand-new-scope"]);
+    }
+
+    #[test]
+    fn scopes_are_tokens_kept_once_in_order_and_serialized_as_a_list() {
+        let s: Scopes = ["profile", "", "openid profile", " read-repos ", "openid"]
+            .into_iter()
+            .collect();
+        assert_eq!(
+            s.iter().collect::<Vec<_>>(),
+            ["profile", "openid", "read-repos"]
+        );
+        assert_eq!(s.to_string(), "profile openid read-repos");
+        assert!(s.contains("openid") && s.contains("read-repos"));
+        assert!(!s.contains("") && !s.contains("openid profile") && !s.contains("read"));
+        assert_eq!(format!("{s:?}"), r#"Scopes(["profile", "openid", "read-repos"])"#);
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(json, r#"["profile","openid","read-repos"]"#);
+        assert_eq!(serde_json::from_str::<Scopes>(&json).unwrap(), s);
+        let none = Scopes::parse("  ");
+        assert!(none.is_empty() && none.iter().next().is_none());
+        assert_eq!(none, Scopes::default());
+        assert_eq!(none.to_string(), "");
     }
 }
