@@ -423,7 +423,9 @@ impl Scopes {
 
 impl fmt::Debug for Scopes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Scopes").field(&self.iter().collect::<Vec<_>>()).finish()
+        f.debug_tuple("Scopes")
+            .field(&self.iter().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -815,7 +817,10 @@ mod tests {
         assert_eq!(s.to_string(), "profile openid read-repos");
         assert!(s.contains("openid") && s.contains("read-repos"));
         assert!(!s.contains("") && !s.contains("openid profile") && !s.contains("read"));
-        assert_eq!(format!("{s:?}"), r#"Scopes(["profile", "openid", "read-repos"])"#);
+        assert_eq!(
+            format!("{s:?}"),
+            r#"Scopes(["profile", "openid", "read-repos"])"#
+        );
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(json, r#"["profile","openid","read-repos"]"#);
         assert_eq!(serde_json::from_str::<Scopes>(&json).unwrap(), s);
