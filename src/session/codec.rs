@@ -27,6 +27,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::Secret;
 
+/// Sealed values' base64url, SIMD-accelerated: on a cache miss, decoding the cookie
+/// with the scalar `base64` engine was about a sixth of opening it. Strict as that
+/// engine is (no padding, no non-canonical trailing bits); a test holds the two to the
+/// same answers.
+const SEALED_B64: base64_simd::Base64 = base64_simd::URL_SAFE_NO_PAD;
+
 const KEY_ID_LEN: usize = 4;
 const TAG_LEN: usize = 16;
 const SALT: &[u8] = b"tower-hf-auth cookie keys v2";
@@ -192,13 +198,13 @@ impl KeyRing {
             )
             .expect("AES-GCM sealing of a cookie-sized value");
         buf.extend_from_slice(&body);
-        URL_SAFE_NO_PAD.encode(buf)
+        SEALED_B64.encode_to_string(buf)
     }
 
     /// Decrypts a value sealed for the cookie named `name`; `None` when it is not
     /// base64, was sealed under a key not in the ring, or was altered in any way.
     pub(crate) fn open(&self, name: &str, value: &str) -> Option<Vec<u8>> {
-        let mut raw = URL_SAFE_NO_PAD.decode(value.as_bytes()).ok()?;
+        let mut raw = SEALED_B64.decode_to_vec(value).ok()?;
         if raw.len() < KEY_ID_LEN + NONCE_LEN + TAG_LEN {
             return None;
         }
@@ -388,6 +394,36 @@ mod tests {
         }
 
         proptest! {
+            /// The SIMD base64 reads and writes sealed values exactly as the `base64`
+            /// crate's strict engine does: the same bytes, or an error for the same
+            /// strings (padding, stray characters, a length of 4n + 1, non-canonical
+            /// trailing bits).
+            #[test]
+            fn sealed_base64_agrees_with_the_base64_crate(
+                text in "[A-Za-z0-9_=+/ -]{0,80}",
+                bytes in prop::collection::vec(any::<u8>(), 0..200),
+            ) {
+                prop_assert_eq!(
+                    SEALED_B64.decode_to_vec(&text).ok(),
+                    URL_SAFE_NO_PAD.decode(&text).ok()
+                );
+                let encoded = SEALED_B64.encode_to_string(&bytes);
+                prop_assert_eq!(&encoded, &URL_SAFE_NO_PAD.encode(&bytes));
+                // Every string one character away from a valid one, too.
+                for (i, c) in encoded.char_indices() {
+                    for other in ['A', 'B', 'P', 'Q', 'g', '_', '-', '='] {
+                        if other != c {
+                            let mut text = encoded.clone();
+                            text.replace_range(i..=i, &other.to_string());
+                            prop_assert_eq!(
+                                SEALED_B64.decode_to_vec(&text).ok(),
+                                URL_SAFE_NO_PAD.decode(&text).ok()
+                            );
+                        }
+                    }
+                }
+            }
+
             #[test]
             fn what_is_sealed_opens_unchanged(
                 name in "[a-z_.0-9]{1,20}",
