@@ -159,16 +159,18 @@ impl<'a> Chunks<'a> {
 /// The chunk index of the cookie `cookie` if it is a chunk of `name`: 0 for `name`,
 /// `i` for exactly `name.i` (no sign, no leading zero), below [`MAX_CHUNKS`]. Only the
 /// names [`chunk_name`] writes count, so that what is read is what can be cleared.
-fn chunk_index(cookie: &str, name: &str) -> Option<usize> {
-    let rest = cookie.strip_prefix(name)?;
-    if rest.is_empty() {
-        return Some(0);
-    }
-    let digits = rest.strip_prefix('.')?;
-    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok().filter(|i| (1..MAX_CHUNKS).contains(i))
+fn chunk_index(cookie: impl AsRef<[u8]>, name: &str) -> Option<usize> {
+    let rest = cookie.as_ref().strip_prefix(name.as_bytes())?;
+    let Some(digits) = rest.strip_prefix(b".") else {
+        return rest.is_empty().then_some(0);
+    };
+    // 1 to 15: no leading zero, and at most two digits.
+    let index = match *digits {
+        [d @ b'1'..=b'9'] => usize::from(d - b'0'),
+        [b'1', d @ b'0'..=b'9'] => 10 + usize::from(d - b'0'),
+        _ => return None,
+    };
+    (index < MAX_CHUNKS).then_some(index)
 }
 
 /// Finds `name`, `name.1`, … up to the first gap (at most [`MAX_CHUNKS`]), in one pass
@@ -296,9 +298,7 @@ impl<'a> RawChunks<'a> {
             self.names_ascii = false;
             return;
         }
-        let index = std::str::from_utf8(n)
-            .ok()
-            .and_then(|n| chunk_index(n, name));
+        let index = chunk_index(n, name);
         let Some(index) = index.filter(|i| self.seen & (1 << i) == 0) else {
             return;
         };
@@ -390,6 +390,20 @@ pub(crate) fn remove_chunked(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunk_indexes_are_exactly_the_names_chunk_name_writes() {
+        for i in 0..MAX_CHUNKS {
+            assert_eq!(chunk_index(chunk_name("hf_auth", i), "hf_auth"), Some(i));
+        }
+        for other in [
+            "hf_auth.0", "hf_auth.01", "hf_auth.10", "hf_auth.19", "hf_auth.100", "hf_auth.",
+            "hf_auth.+1", "hf_auth.-1", "hf_auth.1a", "hf_auth1", "hf_auth_1", "hf_aut",
+            "xhf_auth", "hf_auth.\u{661}", "HF_AUTH", "",
+        ] {
+            assert_eq!(chunk_index(other, "hf_auth"), None, "{other}");
+        }
+    }
 
     fn headers(cookies: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();
