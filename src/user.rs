@@ -128,6 +128,112 @@ pub(crate) struct Span {
     pub(crate) len: u32,
 }
 
+/// One of a profile's strings: a [`Span`] of a text it may share with the profile's
+/// other strings. A decoded session's strings all share the one text the session codec
+/// laid them out in, so opening a session allocates none of them (and dropping it
+/// frees one text, not one string each); any other string has a text of its own.
+#[derive(Clone)]
+pub(crate) struct Text {
+    text: Arc<str>,
+    span: Span,
+}
+
+impl Text {
+    /// The bytes `span` of `text`, when they are a string of it.
+    pub(crate) fn of(text: &Arc<str>, span: Span) -> Option<Self> {
+        let start = span.start as usize;
+        text.get(start..start.checked_add(span.len as usize)?)?;
+        Some(Self {
+            text: text.clone(),
+            span,
+        })
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        let start = self.span.start as usize;
+        // Checked when made: `of` takes only spans of the text, `From` the whole.
+        self.text
+            .get(start..start + self.span.len as usize)
+            .unwrap_or_default()
+    }
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        // One shared empty text: a default profile (what a record is decoded into
+        // before its profile) allocates nothing.
+        static EMPTY: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| "".into());
+        Self {
+            text: EMPTY.clone(),
+            span: Span { start: 0, len: 0 },
+        }
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Self {
+        let len = u32::try_from(s.len()).expect("a profile string under 4 GiB");
+        Self {
+            text: s.into(),
+            span: Span { start: 0, len },
+        }
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Self {
+        s.as_str().into()
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Text {}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        &**self == other
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        &**self == *other
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl Serialize for Text {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        std::borrow::Cow::<'de, str>::deserialize(deserializer).map(|s| (*s).into())
+    }
+}
+
 /// An organization's fields, with its strings as [`Span`]s of a shared text: what the
 /// session codec decodes an organization into.
 #[derive(Debug, Clone)]
@@ -229,13 +335,35 @@ impl<'de> Deserialize<'de> for HfOrg {
     }
 }
 
-/// The length of each distinct text behind `orgs` (organizations of one profile
-/// share theirs, and sit next to each other).
-pub(crate) fn shared_texts(orgs: &[HfOrg]) -> impl Iterator<Item = usize> {
-    orgs.iter()
+/// The length of each distinct text behind `profile`'s strings and its
+/// organizations' (a profile read from a session record has one for all; organizations
+/// that share theirs sit next to each other). The shared empty text is not counted.
+pub(crate) fn shared_texts(profile: &Profile) -> impl Iterator<Item = usize> + '_ {
+    let orgs = &profile.orgs;
+    let own = [
+        Some(&profile.sub),
+        Some(&profile.preferred_username),
+        profile.name.as_ref(),
+        profile.picture.as_ref(),
+        profile.profile.as_ref(),
+        profile.website.as_ref(),
+        profile.email.as_ref(),
+    ];
+    let texts = move || {
+        let own = own.into_iter().flatten().map(|t| &t.text);
+        let orgs = orgs
+            .iter()
+            .enumerate()
+            .filter(|&(i, org)| i == 0 || !Arc::ptr_eq(&orgs[i - 1].text, &org.text))
+            .map(|(_, org)| &org.text);
+        own.chain(orgs)
+    };
+    texts()
         .enumerate()
-        .filter(|&(i, org)| i == 0 || !Arc::ptr_eq(&orgs[i - 1].text, &org.text))
-        .map(|(_, org)| org.text.len())
+        .filter(move |&(i, text)| {
+            !text.is_empty() && !texts().take(i).any(|t| Arc::ptr_eq(t, text))
+        })
+        .map(|(_, text)| text.len())
 }
 
 /// The same keys userinfo uses, so that what is serialized parses back unchanged.
@@ -419,6 +547,11 @@ impl Scopes {
     pub(crate) fn known_bits(&self) -> u32 {
         self.known
     }
+
+    /// Bytes allocated for the scopes (their text's capacity; none when empty).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.text.capacity()
+    }
 }
 
 impl fmt::Debug for Scopes {
@@ -491,19 +624,19 @@ impl fmt::Display for Scopes {
 /// parse; unknown fields are ignored.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Profile {
-    pub(crate) sub: String,
+    pub(crate) sub: Text,
     #[serde(default)]
-    pub(crate) preferred_username: String,
+    pub(crate) preferred_username: Text,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) name: Option<String>,
+    pub(crate) name: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) picture: Option<String>,
+    pub(crate) picture: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) profile: Option<String>,
+    pub(crate) profile: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) website: Option<String>,
+    pub(crate) website: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) email: Option<String>,
+    pub(crate) email: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) email_verified: Option<bool>,
     #[serde(default, rename = "isPro", deserialize_with = "null_default")]

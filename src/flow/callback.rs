@@ -354,7 +354,7 @@ async fn verified_profile(
         .userinfo(&tokens.access_token)
         .await
         .map_err(|e| provider_failure(&e))?;
-    if profile.sub != claims.sub {
+    if *profile.sub != *claims.sub {
         return Err(bad(
             AuthErrorKind::SubjectMismatch,
             "Hugging Face's user information is for a different user than the ID token.",

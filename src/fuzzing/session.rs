@@ -257,7 +257,7 @@ impl SessionStages {
     /// profile's shape, its text as in step 3 and every string laid out); the username.
     #[must_use]
     pub fn decode(plain: &[u8]) -> Option<String> {
-        crate::session::record::decode(plain).map(|r| r.profile.preferred_username)
+        crate::session::record::decode(plain).map(|r| r.profile.preferred_username.to_string())
     }
 
     /// The record of a format 3 plaintext written again as earlier versions wrote it

@@ -499,12 +499,12 @@ async fn whoami_asks_under_the_issuer_without_discovery() {
     let who = provider.whoami(&Secret::new("hf_good")).await.unwrap();
     assert_eq!(who.profile.preferred_username, "ada");
     assert_eq!(
-        who.profile.picture,
-        Some(format!("{}/avatars/ada.png", server.issuer))
+        who.profile.picture.as_deref(),
+        Some(format!("{}/avatars/ada.png", server.issuer).as_str())
     );
     assert_eq!(
-        who.profile.profile,
-        Some(format!("{}/tenant/ada", server.issuer))
+        who.profile.profile.as_deref(),
+        Some(format!("{}/tenant/ada", server.issuer).as_str())
     );
     assert_eq!(server.hits("/tenant/api/whoami-v2"), 1);
     assert_eq!(server.hits(DISCOVERY), 0);

@@ -125,14 +125,17 @@ impl WhoAmI {
             .filter_map(|org| org_from_json(issuer, org))
             .collect();
         let profile = Profile {
-            sub: raw.id,
-            preferred_username: username,
-            name: raw.fullname,
-            picture: raw.avatar_url.and_then(|url| resolve(issuer, &url)),
-            profile: profile_url,
+            sub: raw.id.into(),
+            preferred_username: username.into(),
+            name: raw.fullname.map(Into::into),
+            picture: raw
+                .avatar_url
+                .and_then(|url| resolve(issuer, &url))
+                .map(Into::into),
+            profile: profile_url.map(Into::into),
             website: None,
             email_verified: raw.email.as_ref().and(raw.email_verified),
-            email: raw.email,
+            email: raw.email.map(Into::into),
             is_pro: raw.is_pro.unwrap_or(false),
             can_pay: raw.can_pay,
             orgs,

@@ -428,21 +428,10 @@ const fn allocation(n: usize) -> usize {
 fn user_bytes(user: &HfUser) -> usize {
     let text = |s: Option<&str>| s.map_or(0, |s| allocation(s.len()));
     let record = user.record();
-    let profile = [
-        Some(user.id()),
-        Some(user.username()),
-        user.name(),
-        user.avatar_url(),
-        user.profile_url(),
-        user.website(),
-        user.email(),
-    ]
-    .into_iter()
-    .map(text)
-    .sum::<usize>();
-    // The organizations' strings live in texts they share (one per profile read from a
-    // session record): each text counts once, with its `Arc`'s counts.
-    let shared = crate::user::shared_texts(user.orgs())
+    // The profile's and the organizations' strings live in texts they share (one per
+    // profile read from a session record): each text counts once, with its `Arc`'s
+    // counts.
+    let shared = crate::user::shared_texts(&record.profile)
         .map(|len| allocation(2 * size_of::<usize>() + len))
         .sum::<usize>();
     let restrictions = user
@@ -460,17 +449,14 @@ fn user_bytes(user: &HfUser) -> usize {
     let orgs = shared + restrictions;
     let scopes = [user.scopes(), user.asked_scopes()]
         .into_iter()
-        .map(|s| {
-            let strings: usize = s.iter().map(|s| allocation(s.len())).sum();
-            strings + allocation(s.iter().count() * size_of::<String>())
-        })
+        .map(|s| allocation(s.heap_bytes()))
         .sum::<usize>();
     let tokens = text(Some(user.access_token().expose()))
         + text(record.refresh_token.as_ref().map(|t| t.expose()));
     // The `Arc`'s counts with the record, and the orgs' vector.
     let fixed = allocation(2 * size_of::<usize>() + size_of_val(record))
         + allocation(size_of_val(user.orgs()));
-    fixed + profile + orgs + scopes + tokens
+    fixed + orgs + scopes + tokens
 }
 
 fn read(lock: &RwLock<Shard>) -> RwLockReadGuard<'_, Shard> {

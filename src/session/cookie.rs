@@ -397,9 +397,22 @@ mod tests {
             assert_eq!(chunk_index(chunk_name("hf_auth", i), "hf_auth"), Some(i));
         }
         for other in [
-            "hf_auth.0", "hf_auth.01", "hf_auth.10", "hf_auth.19", "hf_auth.100", "hf_auth.",
-            "hf_auth.+1", "hf_auth.-1", "hf_auth.1a", "hf_auth1", "hf_auth_1", "hf_aut",
-            "xhf_auth", "hf_auth.\u{661}", "HF_AUTH", "",
+            "hf_auth.0",
+            "hf_auth.01",
+            "hf_auth.10",
+            "hf_auth.19",
+            "hf_auth.100",
+            "hf_auth.",
+            "hf_auth.+1",
+            "hf_auth.-1",
+            "hf_auth.1a",
+            "hf_auth1",
+            "hf_auth_1",
+            "hf_aut",
+            "xhf_auth",
+            "hf_auth.\u{661}",
+            "HF_AUTH",
+            "",
         ] {
             assert_eq!(chunk_index(other, "hf_auth"), None, "{other}");
         }

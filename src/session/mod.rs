@@ -726,7 +726,7 @@ mod tests {
             } else {
                 small.clone()
             };
-            r.profile.sub = format!("{i:024x}");
+            r.profile.sub = format!("{i:024x}").into();
             let headers = request_with(&s.save(&r, 0, 1_000).unwrap());
             assert!(matches!(s.load(&headers, 1_000, 300), Loaded::Valid(_)));
             if i.is_multiple_of(1_000) {

@@ -82,7 +82,18 @@ impl<'a> Reader<'a> {
     }
 
     /// An unsigned LEB128 integer of at most 64 bits, in its shortest form or not.
+    #[inline]
     pub(crate) fn uint(&mut self) -> Option<u64> {
+        // Most are one byte (the lengths of a profile's strings): kept small to inline.
+        if let [b @ 0..0x80, rest @ ..] = self.0 {
+            self.0 = rest;
+            return Some(u64::from(*b));
+        }
+        self.long_uint()
+    }
+
+    #[inline(never)]
+    fn long_uint(&mut self) -> Option<u64> {
         let mut n = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
@@ -99,6 +110,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A length, at most `limit`.
+    #[inline]
     pub(crate) fn len(&mut self, limit: usize) -> Option<usize> {
         usize::try_from(self.uint()?).ok().filter(|&n| n <= limit)
     }

@@ -30,7 +30,7 @@ use miniz_oxide::inflate::decompress_to_vec_with_limit;
 use crate::Secret;
 use crate::provider::TokenResponse;
 use crate::session::pack::{MAX_TEXT, Reader, Writer};
-use crate::user::{HfOrg, OrgRole, OrgSpans, Profile, Scopes, SessionRecord, Span};
+use crate::user::{HfOrg, OrgRole, OrgSpans, Profile, Scopes, SessionRecord, Span, Text};
 
 /// The format byte of a JSON record with a DEFLATE-compressed profile (read only).
 const DEFLATED: u8 = 1;
@@ -229,8 +229,16 @@ impl Cursor<'_> {
         Some(self.str(span).to_owned())
     }
 
-    fn opt_string(&mut self) -> Option<Option<String>> {
-        Some(self.opt_span()?.map(|span| self.str(span).to_owned()))
+    /// The next string, sharing the text: no allocation.
+    fn text(&mut self, shared: &Arc<str>) -> Option<Text> {
+        Text::of(shared, self.span()?)
+    }
+
+    fn opt_text(&mut self, shared: &Arc<str>) -> Option<Option<Text>> {
+        match self.opt_span()? {
+            None => Some(None),
+            Some(span) => Text::of(shared, span).map(Some),
+        }
     }
 }
 
@@ -241,9 +249,9 @@ fn profile_from(shape: &[u8], text: &str) -> Option<Profile> {
         text,
         at: 0,
     };
-    let sub = c.string()?;
-    let preferred_username = c.string()?;
-    let [name, picture, profile, website, email] = [(); 5].map(|()| c.opt_string());
+    let sub = c.text(&shared)?;
+    let preferred_username = c.text(&shared)?;
+    let [name, picture, profile, website, email] = [(); 5].map(|()| c.opt_text(&shared));
     let flags = c.shape.byte()?;
     // Every organization takes at least 7 bytes of shape.
     let count = c.shape.len(c.shape.0.len() / 7)?;
