@@ -81,26 +81,32 @@ pub const ALL: &[&str] = &[
 /// A `match` rather than a search of [`ALL`]: it runs for every scope of every session
 /// opened (a test checks that the two agree).
 pub(crate) fn bit(scope: &str) -> Option<u32> {
+    bit_of_bytes(scope.as_bytes())
+}
+
+/// [`bit`] of a scope's bytes (a session record's scopes are read as bytes, and
+/// checked to be UTF-8 once, all together).
+pub(crate) fn bit_of_bytes(scope: &[u8]) -> Option<u32> {
     const _: () = assert!(ALL.len() <= 32, "one bit per known scope in a u32");
     let index = match scope {
-        OPENID => 0,
-        PROFILE => 1,
-        EMAIL => 2,
-        READ_BILLING => 3,
-        READ_REPOS => 4,
-        WRITE_REPOS => 5,
-        MANAGE_REPOS => 6,
-        INFERENCE_API => 7,
-        WRITE_DISCUSSIONS => 8,
-        READ_MEMBERSHIPS => 9,
-        GATED_REPOS => 10,
-        CONTRIBUTE_REPOS => 11,
-        READ_COLLECTIONS => 12,
-        WRITE_COLLECTIONS => 13,
-        READ_ENDPOINTS => 14,
-        WRITE_ENDPOINTS => 15,
-        JOBS => 16,
-        WEBHOOKS => 17,
+        b"openid" => 0,
+        b"profile" => 1,
+        b"email" => 2,
+        b"read-billing" => 3,
+        b"read-repos" => 4,
+        b"write-repos" => 5,
+        b"manage-repos" => 6,
+        b"inference-api" => 7,
+        b"write-discussions" => 8,
+        b"read-memberships" => 9,
+        b"gated-repos" => 10,
+        b"contribute-repos" => 11,
+        b"read-collections" => 12,
+        b"write-collections" => 13,
+        b"read-endpoints" => 14,
+        b"write-endpoints" => 15,
+        b"jobs" => 16,
+        b"webhooks" => 17,
         _ => return None,
     };
     Some(1 << index)

@@ -579,26 +579,51 @@ impl<'de> Deserialize<'de> for Scopes {
 /// token: one holding a space is taken as the scopes it separates.
 impl<S: AsRef<str>> FromIterator<S> for Scopes {
     fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
-        let mut scopes = Self::default();
+        let mut scopes = ScopesBuilder::default();
         for s in iter {
-            let s = s.as_ref();
-            if s.as_bytes().contains(&b' ') {
-                s.split(' ').for_each(|s| scopes.push(s));
-            } else {
-                scopes.push(s);
-            }
+            scopes.push_all(s.as_ref().as_bytes());
         }
-        scopes
+        // Made of `str`s cut at spaces: UTF-8.
+        scopes.finish().unwrap_or_default()
     }
 }
 
 impl Scopes {
+    /// Scopes from tokens read as bytes (a session record's), as `FromIterator` takes
+    /// them; `None` when a token could not be read, or unless they are UTF-8 (checked
+    /// once for all).
+    pub(crate) fn read<'a>(tokens: impl IntoIterator<Item = Option<&'a [u8]>>) -> Option<Self> {
+        let mut scopes = ScopesBuilder::default();
+        for token in tokens {
+            scopes.push_all(token?);
+        }
+        scopes.finish()
+    }
+}
+
+/// Scopes being gathered, as bytes.
+#[derive(Default)]
+struct ScopesBuilder {
+    text: Vec<u8>,
+    known: u32,
+}
+
+impl ScopesBuilder {
+    /// Adds the scopes `item` holds, separated by spaces.
+    fn push_all(&mut self, item: &[u8]) {
+        if item.contains(&b' ') {
+            item.split(|&b| b == b' ').for_each(|s| self.push(s));
+        } else {
+            self.push(item);
+        }
+    }
+
     /// Adds `scope` (a token: no space) unless it is empty or already there.
-    fn push(&mut self, scope: &str) {
-        let bit = scope::bit(scope);
+    fn push(&mut self, scope: &[u8]) {
+        let bit = scope::bit_of_bytes(scope);
         let seen = match bit {
             Some(bit) => self.known & bit != 0,
-            None => scope.is_empty() || self.contains(scope),
+            None => scope.is_empty() || self.text.split(|&b| b == b' ').any(|t| t == scope),
         };
         if seen {
             return;
@@ -607,10 +632,17 @@ impl Scopes {
             // Room for the usual few scopes at once, instead of growing by each.
             self.text.reserve(64);
         } else {
-            self.text.push(' ');
+            self.text.push(b' ');
         }
-        self.text.push_str(scope);
+        self.text.extend_from_slice(scope);
         self.known |= bit.unwrap_or(0);
+    }
+
+    fn finish(self) -> Option<Scopes> {
+        Some(Scopes {
+            text: String::from_utf8(self.text).ok()?,
+            known: self.known,
+        })
     }
 }
 
@@ -961,5 +993,26 @@ mod tests {
         assert!(none.is_empty() && none.iter().next().is_none());
         assert_eq!(none, Scopes::default());
         assert_eq!(none.to_string(), "");
+    }
+
+    #[test]
+    fn scopes_read_as_bytes_are_what_the_strings_make_or_nothing() {
+        let tokens: [&[u8]; 4] = [b"openid", b"x-new", b"openid", b"read-repos email"];
+        let read = Scopes::read(tokens.map(Some)).unwrap();
+        assert_eq!(read, Scopes::parse("openid x-new read-repos email"));
+        assert!(
+            read.contains("email")
+                && read.known_bits() == Scopes::parse("openid read-repos email").known_bits()
+        );
+        assert_eq!(
+            Scopes::read([Some(&b"openid"[..]), None]),
+            None,
+            "a token not read"
+        );
+        assert_eq!(Scopes::read([Some(&b"caf\xc3"[..])]), None, "not UTF-8");
+        assert_eq!(
+            Scopes::read([Some("café".as_bytes())]).unwrap().to_string(),
+            "café"
+        );
     }
 }

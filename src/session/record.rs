@@ -106,7 +106,7 @@ fn tokens(r: &mut Reader<'_>) -> Option<SessionRecord> {
     };
     let mut scopes = || -> Option<Scopes> {
         let n = r.len(MAX_SCOPES)?;
-        (0..n).map(|_| r.str()).collect()
+        Scopes::read((0..n).map(|_| r.bytes()))
     };
     let (scopes, asked) = (scopes()?, scopes()?);
     Some(SessionRecord {
