@@ -223,13 +223,11 @@ impl SessionStages {
         }
     }
 
-    /// Step 1: the cookie value's base64 decoded.
+    /// Step 1: the cookie value's base64 decoded, by the decoder [`open`](Self::open)
+    /// uses.
     #[must_use]
     pub fn base64(value: &str) -> Option<Vec<u8>> {
-        use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(value)
-            .ok()
+        crate::session::codec::decode_sealed(value)
     }
 
     /// Steps 1 and 2: the value decoded and decrypted (AES-256-GCM): the record's

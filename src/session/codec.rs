@@ -33,6 +33,11 @@ use crate::Secret;
 /// same answers.
 const SEALED_B64: base64_simd::Base64 = base64_simd::URL_SAFE_NO_PAD;
 
+/// A sealed value's bytes, before decryption; `None` unless it is strict base64url.
+pub(crate) fn decode_sealed(value: &str) -> Option<Vec<u8>> {
+    SEALED_B64.decode_to_vec(value).ok()
+}
+
 const KEY_ID_LEN: usize = 4;
 const TAG_LEN: usize = 16;
 const SALT: &[u8] = b"tower-hf-auth cookie keys v2";
@@ -204,7 +209,7 @@ impl KeyRing {
     /// Decrypts a value sealed for the cookie named `name`; `None` when it is not
     /// base64, was sealed under a key not in the ring, or was altered in any way.
     pub(crate) fn open(&self, name: &str, value: &str) -> Option<Vec<u8>> {
-        let mut raw = SEALED_B64.decode_to_vec(value).ok()?;
+        let mut raw = decode_sealed(value)?;
         if raw.len() < KEY_ID_LEN + NONCE_LEN + TAG_LEN {
             return None;
         }
