@@ -57,14 +57,14 @@ impl FastAnswers {
     /// The user an accepted answer made for exactly `token`, if it is fresh at `now`
     /// and the cache has evicted nothing since it was found (`evictions` is the
     /// cache's count now).
-    pub(super) fn get(&self, token: &str, now: u64, evictions: u64) -> Option<HfUser> {
+    pub(super) fn get(&self, token: &[u8], now: u64, evictions: u64) -> Option<HfUser> {
         if self.capacity == 0 {
             return None;
         }
         let hash = self.hasher.hash(&[token]);
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
         let entry = entries.get(&hash)?;
-        let same = entry.user.access_token().expose().as_bytes() == token.as_bytes();
+        let same = entry.user.access_token().expose().as_bytes() == token;
         (same && entry.answers(now, evictions)).then(|| entry.user.clone())
     }
 
@@ -123,14 +123,17 @@ mod tests {
         let fast = FastAnswers::new(10);
         let token = "hf_oauth_token_one";
         fast.insert(token, &user(token, 100), 100, 0, 7);
-        assert!(fast.get(token, 99, 7).is_some());
+        assert!(fast.get(token.as_bytes(), 99, 7).is_some());
         assert!(
-            fast.get("hf_oauth_token_onf", 0, 7).is_none(),
+            fast.get(b"hf_oauth_token_onf", 0, 7).is_none(),
             "another token"
         );
-        assert!(fast.get("hf_oauth_token_on", 0, 7).is_none(), "a prefix");
-        assert!(fast.get(token, 100, 7).is_none(), "expired");
-        assert!(fast.get(token, 0, 8).is_none(), "the cache evicted since");
+        assert!(fast.get(b"hf_oauth_token_on", 0, 7).is_none(), "a prefix");
+        assert!(fast.get(token.as_bytes(), 100, 7).is_none(), "expired");
+        assert!(
+            fast.get(token.as_bytes(), 0, 8).is_none(),
+            "the cache evicted since"
+        );
     }
 
     #[test]
@@ -138,8 +141,8 @@ mod tests {
         let fast = FastAnswers::new(10);
         fast.insert("hf_asked", &user("hf_other", 100), 100, 0, 0);
         assert_eq!(fast.len(), 0);
-        assert!(fast.get("hf_asked", 0, 0).is_none());
-        assert!(fast.get("hf_other", 0, 0).is_none());
+        assert!(fast.get(b"hf_asked", 0, 0).is_none());
+        assert!(fast.get(b"hf_other", 0, 0).is_none());
     }
 
     #[test]
@@ -150,9 +153,12 @@ mod tests {
             fast.insert(token, &user(token, 100), 100, 0, 0);
             assert!(fast.len() <= 3, "after {i}");
         }
-        assert!(fast.get(&tokens[9], 0, 0).is_some(), "the newest is found");
+        assert!(
+            fast.get(tokens[9].as_bytes(), 0, 0).is_some(),
+            "the newest is found"
+        );
         let off = FastAnswers::new(0);
         off.insert(&tokens[0], &user(&tokens[0], 100), 100, 0, 0);
-        assert!(off.get(&tokens[0], 0, 0).is_none());
+        assert!(off.get(tokens[0].as_bytes(), 0, 0).is_none());
     }
 }

@@ -291,22 +291,49 @@ where
             });
         }
 
-        // The fast paths call `self.inner`, which `poll_ready` readied, at once.
-        let Some((validator, token)) = bearer_to_check(runtime, signed_in, &req) else {
-            mark(&mut req, signed_in, context);
-            return ResponseFuture::inner(self.inner.call(req), set_cookies);
+        // The fast paths call `self.inner`, which `poll_ready` readied, at once: a token
+        // accepted recently, found by its header's bytes before any check, then one
+        // whose answer is cached, without boxing.
+        let answer = match known_bearer(runtime, signed_in, &req) {
+            Some(user) => Ok(user),
+            None => {
+                let Some((validator, token)) = bearer_to_check(runtime, signed_in, &req) else {
+                    mark(&mut req, signed_in, context);
+                    return ResponseFuture::inner(self.inner.call(req), set_cookies);
+                };
+                match validator.cached(token) {
+                    Some(answer) => answer,
+                    None => {
+                        let (validator, token) = (validator.clone(), token.to_owned());
+                        return self.check_bearer(req, validator, token, set_cookies);
+                    }
+                }
+            }
         };
-        // A token seen recently is answered from the cache, without boxing.
-        if let Some(answer) = validator.cached(token) {
-            let accepted = bearer::accept(&mut req, answer, |u| runtime.admits(u), &via(context));
-            mark(&mut req, accepted, context);
-            return ResponseFuture::inner(self.inner.call(req), set_cookies);
-        }
+        let accepted = bearer::accept(&mut req, answer, |u| runtime.admits(u), &via(context));
+        mark(&mut req, accepted, context);
+        ResponseFuture::inner(self.inner.call(req), set_cookies)
+    }
+}
+
+impl<S> HfAuth<S> {
+    /// Answers after asking whether `token` is valid (the provider, or a check in
+    /// flight for the same token).
+    fn check_bearer<ReqBody>(
+        &mut self,
+        mut req: Request<ReqBody>,
+        validator: Arc<BearerValidator>,
+        token: String,
+        set_cookies: Vec<http::HeaderValue>,
+    ) -> ResponseFuture<S::Future>
+    where
+        S: Service<Request<ReqBody>> + Clone + Send + 'static,
+        S::Future: Send,
+        ReqBody: Send + 'static,
+    {
         let mut inner = take_ready(&mut self.inner);
-        let validator = validator.clone();
-        let token = token.to_owned();
-        let context = context.clone();
-        let caller = caller.unwrap_or_else(|| Caller::of(&req));
+        let context = self.context.clone();
+        let caller = context.caller.unwrap_or_else(|| Caller::of(&req));
         ResponseFuture::step(async move {
             let admits = |u: &HfUser| context.runtime.admits(u);
             match bearer::check(&validator, &token, &mut req, admits, &via(&context)).await {
@@ -493,6 +520,13 @@ fn bearer_to_check<'a, B>(
 ) -> Option<(&'a Arc<BearerValidator>, &'a str)> {
     let validator = runtime.bearer.as_ref().filter(|_| !signed_in)?;
     Some((validator, bearer::bearer_token(req.headers())?))
+}
+
+/// The user of a bearer token accepted recently, if the request has one and is not
+/// signed in already (see [`BearerValidator::known`]).
+fn known_bearer<B>(runtime: &Runtime, signed_in: bool, req: &Request<B>) -> Option<HfUser> {
+    let validator = runtime.bearer.as_ref().filter(|_| !signed_in)?;
+    validator.known(bearer::raw_bearer_token(req.headers())?)
 }
 
 /// Inserts a session's user into the request, carrying the layer's context, if the app
