@@ -59,7 +59,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::guard::{Requirement, refusal};
-use crate::layer::{AuthBody, ResponseFuture};
+use crate::layer::{AuthBody, GuardFuture};
 use crate::respond::Denial;
 use crate::{HfUser, RequireLogin, RequireOrg, RequireScopes, RequireUser};
 
@@ -261,7 +261,7 @@ where
 {
     type Response = Response<AuthBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = GuardFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -273,12 +273,12 @@ where
         if rules.peek().is_some()
             && let Some(refusal) = refusal(&req, None, rules)
         {
-            return ResponseFuture::ready(refusal);
+            return GuardFuture::denied(refusal);
         }
         // `poll_ready` readied `self.inner`; call that one and keep a clone.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::inner(inner.call(req), Vec::new())
+        GuardFuture::inner(inner.call(req))
     }
 }
 

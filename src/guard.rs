@@ -95,7 +95,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::flow::return_to;
-use crate::layer::{self, AuthBody, AuthContext, ResponseFuture};
+use crate::layer::{self, AuthBody, AuthContext, GuardFuture};
 use crate::respond::{self, Caller, Denial, OrgShortfall};
 use crate::{HfUser, OrgRole};
 
@@ -400,7 +400,7 @@ where
 {
     type Response = Response<AuthBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = GuardFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -413,11 +413,11 @@ where
         if !user.is_some_and(|user| self.requirement.passes(user))
             && let Some(refusal) = refusal(&req, self.caller, [&self.requirement])
         {
-            return ResponseFuture::ready(refusal);
+            return GuardFuture::denied(refusal);
         }
         // `poll_ready` readied `self.inner`, and it is called now, not from the future:
         // no clone is needed (nor taken on every request).
-        ResponseFuture::inner(self.inner.call(req), Vec::new())
+        GuardFuture::inner(self.inner.call(req))
     }
 }
 

@@ -1,4 +1,4 @@
-//! The response future shared by the layer and the guards.
+//! The response futures of the layer and of the guards.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -43,6 +43,68 @@ pin_project! {
         // The crate talks to the provider first (sign-in, callback, a new bearer token),
         // then answers itself or calls the inner service.
         Boxed { fut: Boxed<F> },
+    }
+}
+
+pin_project! {
+    /// Response future of the guards ([`RequireLogin`](crate::RequireLogin) and the
+    /// others, [`GrpcMethods`](crate::GrpcMethods)): the inner service's, or a denial.
+    /// Smaller than [`ResponseFuture`] (guards never set cookies nor wait), which
+    /// matters because guards nest, and each level moves the future inside it.
+    pub struct GuardFuture<F> {
+        #[pin]
+        state: GuardState<F>,
+    }
+}
+
+pin_project! {
+    #[project = GuardProj]
+    enum GuardState<F> {
+        // The request passed: the inner service answers.
+        Inner { #[pin] fut: F },
+        // A denial, boxed so that the future is as small as the inner one.
+        Denied { response: Option<Box<Own>> },
+    }
+}
+
+impl<F> GuardFuture<F> {
+    #[inline]
+    pub(crate) fn inner(fut: F) -> Self {
+        Self {
+            state: GuardState::Inner { fut },
+        }
+    }
+
+    pub(crate) fn denied(response: Own) -> Self {
+        Self {
+            state: GuardState::Denied {
+                response: Some(Box::new(response)),
+            },
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for GuardFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for GuardFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<AuthBody<B>>, E>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            GuardProj::Inner { fut } => Poll::Ready(Ok(ready!(fut.poll(cx))?.map(AuthBody::inner))),
+            GuardProj::Denied { response } => {
+                let res = response.take().expect("polled after completion");
+                Poll::Ready(Ok(res.map(AuthBody::own)))
+            }
+        }
     }
 }
 

@@ -36,8 +36,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 pub use body::AuthBody;
-pub use future::ResponseFuture;
 pub(crate) use future::Step;
+pub use future::{GuardFuture, ResponseFuture};
 
 use crate::HfUser;
 use crate::bearer::{self, BearerValidator};
