@@ -745,10 +745,10 @@ mod unit_tests {
                 // Whatever the unchecked reading finds that could be an accepted token
                 // (well-formed), the checked one reads alike.
                 let raw = raw_bearer_token(&headers);
-                if let Some(token) = raw.and_then(|raw| std::str::from_utf8(raw).ok()) {
-                    if well_formed(token) {
-                        proptest::prop_assert_eq!(bearer_token(&headers), Some(token));
-                    }
+                if let Some(token) = raw.and_then(|raw| std::str::from_utf8(raw).ok())
+                    && well_formed(token)
+                {
+                    proptest::prop_assert_eq!(bearer_token(&headers), Some(token));
                 }
             }
         }
