@@ -100,10 +100,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             GuardProj::Inner { fut } => Poll::Ready(Ok(ready!(fut.poll(cx))?.map(AuthBody::inner))),
-            GuardProj::Denied { response } => {
-                let res = response.take().expect("polled after completion");
-                Poll::Ready(Ok(res.map(AuthBody::own)))
-            }
+            GuardProj::Denied { response } => own(response),
         }
     }
 }
@@ -167,11 +164,14 @@ where
                 }
                 Poll::Ready(Ok(res.map(AuthBody::inner)))
             }
-            InnerProj::Ready { response } => {
-                let res = response.take().expect("polled after completion");
-                Poll::Ready(Ok(res.map(AuthBody::own)))
-            }
+            InnerProj::Ready { response } => own(response),
             InnerProj::Boxed { .. } => unreachable!("a boxed step became Inner above"),
         }
     }
+}
+
+/// The crate's own answer, kept boxed until the future is polled.
+fn own<B, E>(response: &mut Option<Box<Own>>) -> Poll<Result<Response<AuthBody<B>>, E>> {
+    let res = response.take().expect("polled after completion");
+    Poll::Ready(Ok(res.map(AuthBody::own)))
 }

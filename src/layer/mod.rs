@@ -518,15 +518,19 @@ fn bearer_to_check<'a, B>(
     signed_in: bool,
     req: &'a Request<B>,
 ) -> Option<(&'a Arc<BearerValidator>, &'a str)> {
-    let validator = runtime.bearer.as_ref().filter(|_| !signed_in)?;
+    let validator = bearer_validator(runtime, signed_in)?;
     Some((validator, bearer::bearer_token(req.headers())?))
+}
+
+/// The bearer validator, in bearer mode, for a request no session signed in.
+fn bearer_validator(runtime: &Runtime, signed_in: bool) -> Option<&Arc<BearerValidator>> {
+    runtime.bearer.as_ref().filter(|_| !signed_in)
 }
 
 /// The user of a bearer token accepted recently, if the request has one and is not
 /// signed in already (see [`BearerValidator::known`]).
 fn known_bearer<B>(runtime: &Runtime, signed_in: bool, req: &Request<B>) -> Option<HfUser> {
-    let validator = runtime.bearer.as_ref().filter(|_| !signed_in)?;
-    validator.known(bearer::raw_bearer_token(req.headers())?)
+    bearer_validator(runtime, signed_in)?.known(bearer::raw_bearer_token(req.headers())?)
 }
 
 /// Inserts a session's user into the request, carrying the layer's context, if the app
