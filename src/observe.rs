@@ -195,20 +195,26 @@ impl Step {
     /// there is no span to make nor fields to record: not even through `tracing`'s
     /// `log` fallback, which would otherwise format every cached check.
     pub(crate) fn bearer_cached() -> Self {
+        Self::bearer_cached_traced().unwrap_or(Self {
+            span: Span::none(),
+            started: None,
+        })
+    }
+
+    /// [`bearer_cached`](Self::bearer_cached)'s step when it has a span (`DEBUG`);
+    /// `None` below, where [`bearer_counted`] is all a cached check has to do.
+    pub(crate) fn bearer_cached_traced() -> Option<Self> {
         if tracing::level_filters::LevelFilter::current() < tracing::Level::DEBUG {
-            return Self {
-                span: Span::none(),
-                started: None,
-            };
+            return None;
         }
-        Self::traced(tracing::debug_span!(
+        Some(Self::traced(tracing::debug_span!(
             "hf_auth.bearer",
             cache = "hit",
             outcome = Empty,
             "error.type" = Empty,
             "user.id" = Empty,
             duration_ms = Empty,
-        ))
+        )))
     }
 
     /// A call to a server-side session store (`operation`: `load`, `create`, …).
@@ -284,6 +290,11 @@ pub(crate) fn bearer_done(step: &Step, outcome: &'static str, error: Option<&str
         step.span.record("cache", if hit { "hit" } else { "miss" });
     }
     step.end(outcome, error);
+    metrics::bearer_cache(hit);
+}
+
+/// Counts a bearer check that had no span to end (see [`Step::bearer_cached_traced`]).
+pub(crate) fn bearer_counted(hit: bool) {
     metrics::bearer_cache(hit);
 }
 

@@ -44,9 +44,14 @@ pub(crate) fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// `=` (pairs without one are skipped), untrimmed. Nothing is validated: on the hot path
 /// only the session cookie's value is, not the other cookies' values a request carries.
 fn raw_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
-    headers
-        .get_all(header::COOKIE)
-        .into_iter()
+    pairs_of(headers.get_all(header::COOKIE).into_iter())
+}
+
+/// [`raw_pairs`] of these `Cookie` header values.
+fn pairs_of<'a>(
+    values: impl Iterator<Item = &'a HeaderValue>,
+) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+    values
         .flat_map(|v| Segments {
             rest: Some(v.as_bytes()),
         })
@@ -81,6 +86,7 @@ struct Segments<'a> {
 impl<'a> Iterator for Segments<'a> {
     type Item = &'a [u8];
 
+    #[inline]
     fn next(&mut self) -> Option<&'a [u8]> {
         let rest = self.rest?;
         // memchr: SIMD, so that skipping a session cookie's kilobytes costs little.
@@ -185,14 +191,19 @@ pub(crate) fn chunks<'a>(headers: &'a HeaderMap, name: &str) -> Chunks<'a> {
 /// throughout, so UTF-8, and trimming it of Unicode whitespace takes off what trimming
 /// it of ASCII whitespace does. A cache hit is such a reading, since the cache holds
 /// only ASCII keys.
-pub(crate) fn raw_chunks<'a>(headers: &'a HeaderMap, name: &str) -> RawChunks<'a> {
+///
+/// `values`: the request's `Cookie` header values (`HeaderMap::get_all`).
+pub(crate) fn raw_chunks<'a>(
+    values: impl Iterator<Item = &'a HeaderValue>,
+    name: &str,
+) -> RawChunks<'a> {
     let mut raw = RawChunks {
         parts: [&[]; MAX_CHUNKS],
         seen: 0,
         names_ascii: true,
         edges_ascii: true,
     };
-    for (n, v) in raw_pairs(headers) {
+    for (n, v) in pairs_of(values) {
         raw.read(n, v, name);
     }
     raw
@@ -269,6 +280,7 @@ impl<'a> RawChunks<'a> {
 
     /// Takes in the pair `n=v` of a `Cookie` header (untrimmed): a chunk of `name`,
     /// unless one of its index came before.
+    #[inline]
     fn read(&mut self, n: &[u8], v: &'a [u8], name: &str) {
         let n = trim_whitespace(n);
         if !n.is_ascii() {
@@ -620,7 +632,7 @@ mod tests {
                 values in header_values(false),
             ) {
                 let h = headers(&values);
-                let raw = raw_chunks(&h, "s");
+                let raw = raw_chunks(h.get_all(header::COOKIE).iter(), "s");
                 let read = chunks(&h, "s");
                 let ascii = raw.parts().is_some_and(|p| p.iter().all(|p| p.is_ascii()));
                 if raw.exact() && ascii {

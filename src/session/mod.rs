@@ -233,9 +233,14 @@ impl SessionCookies {
         refresh_before: u64,
         opened: &OpenedSessions,
     ) -> Loaded {
-        let raw = cookie::raw_chunks(headers, &self.name);
+        let mut values = headers.get_all(http::header::COOKIE).into_iter().peekable();
+        // No `Cookie` header at all (an API client): not even the reading to set up.
+        if values.peek().is_none() {
+            return Loaded::Absent;
+        }
+        let raw = cookie::raw_chunks(values, &self.name);
         if raw.none() {
-            // No session cookie (an API client): nothing to read, nor the clock.
+            // No session cookie: nothing to read, nor the clock.
             return Loaded::Absent;
         }
         let now = now();
