@@ -27,7 +27,8 @@
 //! The overheads over the bare route are small beside how much this shared machine
 //! drifts between criterion's cases, so they are also measured paired (group `paired`
 //! in the CSV): blocks of requests alternate between the bare route and each case,
-//! and the median of the blocks' differences is kept.
+//! and the median of the blocks' differences is kept, with the median of the bare
+//! route's own blocks (`paired,bare`: how fast the machine ran meanwhile).
 //!
 //! ```sh
 //! cargo bench --all-features --bench session -- --warm-up-time 1 --measurement-time 3
@@ -433,7 +434,8 @@ fn per_request(c: &mut Criterion, rt: &Runtime, fx: &Fixture) {
             bearer_req,
         );
         let bare_req = || request(&[]);
-        for (case, ns) in [
+        let mut bare_ns = Vec::new();
+        for (case, (over, base)) in [
             ("hit", paired_ns(rt, (&bare, &bare_req), (&hit, &cookie))),
             ("miss", paired_ns(rt, (&bare, &bare_req), (&miss, &cookie))),
             (
@@ -441,8 +443,12 @@ fn per_request(c: &mut Criterion, rt: &Runtime, fx: &Fixture) {
                 paired_ns(rt, (&bare, &bare_req), (&bearer, &bearer_req)),
             ),
         ] {
-            let _ = writeln!(paired_csv, "paired,{case}_over_bare,{profile},{ns:.1}");
+            let _ = writeln!(paired_csv, "paired,{case}_over_bare,{profile},{over:.1}");
+            bare_ns.push(base);
         }
+        // The run's pace: the bare route's own time in those pairs.
+        bare_ns.sort_by(f64::total_cmp);
+        let _ = writeln!(paired_csv, "paired,bare,{profile},{:.1}", bare_ns[1]);
         #[cfg(feature = "redis")]
         {
             let i = usize::from(*profile != PROFILES[0]);
@@ -509,17 +515,18 @@ const BLOCKS: usize = 101;
 /// of [`BLOCK`] requests through each, the two timed one after the other (in turn
 /// first), so that the machine's drift hits both alike. As with [`time`], each request
 /// goes through a fresh clone made beforehand and its response is dropped afterwards.
+/// Second: the median of `base`'s own blocks, the pace of the machine meanwhile.
 fn paired_ns<A, B>(
     rt: &Runtime,
     base: (&A, &dyn Fn() -> Request<Full<Bytes>>),
     with: (&B, &dyn Fn() -> Request<Full<Bytes>>),
-) -> f64
+) -> (f64, f64)
 where
     A: Service<Request<Full<Bytes>>> + Clone,
     B: Service<Request<Full<Bytes>>> + Clone,
 {
     if counting().is_some() {
-        return f64::NAN;
+        return (f64::NAN, f64::NAN);
     }
     fn block<S: Service<Request<Full<Bytes>>> + Clone>(
         rt: &Runtime,
@@ -538,19 +545,21 @@ where
     // Warm both up first.
     block(rt, base);
     block(rt, with);
-    let mut differences: Vec<f64> = (0..BLOCKS)
+    let (mut differences, mut bases): (Vec<f64>, Vec<f64>) = (0..BLOCKS)
         .map(|i| {
             if i % 2 == 0 {
                 let a = block(rt, base);
-                block(rt, with) - a
+                (block(rt, with) - a, a)
             } else {
                 let b = block(rt, with);
-                b - block(rt, base)
+                let a = block(rt, base);
+                (b - a, a)
             }
         })
-        .collect();
+        .unzip();
     differences.sort_by(f64::total_cmp);
-    differences[BLOCKS / 2]
+    bases.sort_by(f64::total_cmp);
+    (differences[BLOCKS / 2], bases[BLOCKS / 2])
 }
 
 /// Where [`per_request`] and [`layer_and_guards`] leave their paired overheads for
@@ -642,7 +651,7 @@ fn layer_and_guards(c: &mut Criterion, rt: &Runtime, fx: &Fixture) {
     });
     group.finish();
     let alice_req = || with_cookie(Some(alice));
-    let three = paired_ns(rt, (&svc, &alice_req), (&guarded, &alice_req));
+    let (three, _) = paired_ns(rt, (&svc, &alice_req), (&guarded, &alice_req));
     let mut paired = std::fs::read_to_string(paired_path()).unwrap_or_default();
     let _ = writeln!(paired, "paired,each_passing_guard,,{:.1}", three / 3.0);
     std::fs::write(paired_path(), paired).unwrap();
@@ -752,7 +761,12 @@ fn report() {
         let line = paired.lines().find(|l| l.starts_with(&prefix))?;
         line[prefix.len()..].parse::<f64>().ok()
     };
-    for case in ["hit_over_bare", "miss_over_bare", "bearer_hit_over_bare"] {
+    for case in [
+        "bare",
+        "hit_over_bare",
+        "miss_over_bare",
+        "bearer_hit_over_bare",
+    ] {
         row(&format!("{case} (µs)"), &|p| {
             paired_of(case, p).map(|ns| format!("{:.2}", ns / 1e3))
         });
