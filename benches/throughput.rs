@@ -6,13 +6,13 @@
 //!    A load generator written here (hyper's HTTP/1 client, `CONNECTIONS` keep-alive
 //!    connections, each sending its next request when the last is answered) runs on a
 //!    third one-thread runtime and drives each server for `SECONDS`, `ROUNDS` times in
-//!    turn, with the same requests carrying alice's (2 organizations) or carol's (41)
-//!    session cookie. The machine has two cores, so
-//!    client and server each get about one.
+//!    turn (in turn first), with the same requests carrying alice's (2 organizations)
+//!    or carol's (41) session cookie; then `ROUNDS` more with both servers loaded at
+//!    the same time. The ratios are the medians of the rounds' ratios (see `main`).
 //! 2. **Sign-ins.** The example app and `MockHfProvider` on one two-thread runtime, and
 //!    `SIGN_IN_TASKS` browsers that each sign in again and again (login redirect,
 //!    authorize, callback with code exchange, ID token check and userinfo, session
-//!    cookie) for `SECONDS`, all in this process: complete sign-ins per second.
+//!    cookie) for `2 * SECONDS`, all in this process: complete sign-ins per second.
 //!
 //! Prints a table and writes it to `{target}/criterion/throughput.csv`.
 //!
@@ -42,9 +42,10 @@ use tower_hf_auth::{HfAuthLayer, HfUser, RequireLogin};
 
 const SECRET: &str = "bench secret: thirty-two characters or more, really";
 const CONNECTIONS: usize = 64;
-const SECONDS: u64 = 3;
-/// Alternating runs of each server per profile.
-const ROUNDS: usize = 3;
+/// How long each load runs, in seconds (the sign-ins run twice as long).
+const SECONDS: u64 = 2;
+/// Rounds per profile: each runs both servers, one after the other (in turn first).
+const ROUNDS: usize = 5;
 const SIGN_IN_TASKS: usize = 32;
 
 fn runtime(threads: usize) -> tokio::runtime::Runtime {
@@ -108,6 +109,35 @@ fn load(client: &tokio::runtime::Runtime, addr: &str, cookie: Option<&HeaderValu
             ok += task.await.unwrap();
         }
         ok as f64 / start.elapsed().as_secs_f64()
+    })
+}
+
+/// Requests per second answered `200 OK` by each of `addrs`, loaded at the same time
+/// over `CONNECTIONS` connections each.
+fn load_together(
+    client: &tokio::runtime::Runtime,
+    addrs: [&str; 2],
+    cookie: Option<&HeaderValue>,
+) -> [f64; 2] {
+    client.block_on(async {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = addrs.map(|addr| {
+            (0..CONNECTIONS)
+                .map(|_| tokio::spawn(connection(addr.to_owned(), cookie.cloned(), stop.clone())))
+                .collect::<Vec<_>>()
+        });
+        let start = Instant::now();
+        tokio::time::sleep(Duration::from_secs(SECONDS)).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut rps = [0.0; 2];
+        for (tasks, rps) in tasks.into_iter().zip(&mut rps) {
+            let mut ok = 0;
+            for task in tasks {
+                ok += task.await.unwrap();
+            }
+            *rps = ok as f64;
+        }
+        rps.map(|ok| ok / start.elapsed().as_secs_f64())
     })
 }
 
@@ -179,7 +209,7 @@ fn sign_ins_per_second(rt: &tokio::runtime::Runtime, base: &str) -> f64 {
         .unwrap();
     rt.block_on(async {
         let done = Arc::new(AtomicU64::new(0));
-        let deadline = Instant::now() + Duration::from_secs(SECONDS);
+        let deadline = Instant::now() + Duration::from_secs(2 * SECONDS);
         let tasks: Vec<_> = (0..SIGN_IN_TASKS)
             .map(|i| {
                 let (http, base, done) = (http.clone(), base.to_owned(), done.clone());
@@ -247,22 +277,49 @@ fn main() {
         csv.push_str(&format!("{case},{value:.0}\n"));
     };
     // The bare server gets the same requests, cookie included, so both parse the same
-    // bytes (it ignores the cookie). The two alternate, `ROUNDS` times each, so that
-    // whatever else the machine does falls on both alike.
+    // bytes (it ignores the cookie). Two ways, `ROUNDS` rounds each, each round's ratio
+    // kept and the median reported:
+    // - in turn: each server loaded alone, one after the other (in turn first), so the
+    //   requests per second are each server's own. The machine's pace moves from one
+    //   second to the next (rounds' ratios of 0.6 to 1.5 were seen), so these ratios
+    //   scatter widely;
+    // - together: both loaded at the same time by the same client, sharing the two
+    //   cores, so whatever the machine does falls on both at once; each server's share
+    //   of the CPU is about the same, so the ratio is that of their costs per request.
     // `ONLY_SIGN_INS=1`: skip the request loads (to profile sign-ins alone).
     let loads = std::env::var_os("ONLY_SIGN_INS").is_none();
+    let median = |mut ratios: Vec<f64>| {
+        ratios.sort_by(f64::total_cmp);
+        ratios[ratios.len() / 2] * 1000.0
+    };
     for (cookie, profile) in cookies.iter().zip(["2_orgs", "41_orgs"]).filter(|_| loads) {
+        let cookie = Some(cookie);
         let (mut bare_rps, mut auth_rps) = (0.0, 0.0);
-        for _ in 0..ROUNDS {
-            bare_rps += load(&client, &bare, Some(cookie)) / ROUNDS as f64;
-            auth_rps += load(&client, &auth, Some(cookie)) / ROUNDS as f64;
-        }
+        let in_turn: Vec<f64> = (0..ROUNDS)
+            .map(|round| {
+                let (b, a) = if round % 2 == 0 {
+                    let b = load(&client, &bare, cookie);
+                    (b, load(&client, &auth, cookie))
+                } else {
+                    let a = load(&client, &auth, cookie);
+                    (load(&client, &bare, cookie), a)
+                };
+                bare_rps += b / ROUNDS as f64;
+                auth_rps += a / ROUNDS as f64;
+                a / b
+            })
+            .collect();
+        let together: Vec<f64> = (0..ROUNDS)
+            .map(|_| {
+                let [b, a] = load_together(&client, [&bare, &auth], cookie);
+                a / b
+            })
+            .collect();
+        eprintln!("{profile}: rounds' ratios in turn {in_turn:.3?}, together {together:.3?}");
         line(&format!("bare route {profile}, requests/s"), bare_rps);
         line(&format!("authenticated {profile}, requests/s"), auth_rps);
-        line(
-            &format!("ratio x1000 {profile}"),
-            auth_rps / bare_rps * 1000.0,
-        );
+        line(&format!("ratio in turn x1000 {profile}"), median(in_turn));
+        line(&format!("ratio together x1000 {profile}"), median(together));
     }
     drop(client);
     let sign_ins = sign_ins_per_second(&app_rt, &base);
