@@ -20,7 +20,8 @@
 //! base64, AES-GCM, the profile text (LZ4, hex runs unpacked), the whole record
 //! decoded; and, for comparison, decoding the same record in the JSON format earlier
 //! versions wrote. `layer` and `guards` time the cheap paths (no cookie,
-//! a tampered one) and three passing guards. At the end the ratios are printed and
+//! a tampered one) and three passing guards, behind the layer and alone (over a
+//! service that answers at once, the request signed in beforehand). At the end the ratios are printed and
 //! written, with every mean, to `{target}/criterion/hot_path.csv`
 //! (`scripts/bench_chart.py` draws the chart of BENCHMARKS.md from it).
 //!
@@ -47,6 +48,7 @@ use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -652,8 +654,60 @@ fn layer_and_guards(c: &mut Criterion, rt: &Runtime, fx: &Fixture) {
     group.finish();
     let alice_req = || with_cookie(Some(alice));
     let (three, _) = paired_ns(rt, (&svc, &alice_req), (&guarded, &alice_req));
+
+    // The guards alone, without the layer's hit around them (about 7 times their cost,
+    // and as noisy): a request the layer signed alice into, through the three guards
+    // over a service that answers at once, against that service alone.
+    let kept = Arc::new(Mutex::new(None));
+    let keep = auth.layer(service_fn({
+        let kept = kept.clone();
+        move |req: Request<Full<Bytes>>| {
+            *kept.lock().unwrap() = req.extensions().get::<HfUser>().cloned();
+            std::future::ready(Ok::<_, Infallible>(Response::new(Full::<Bytes>::default())))
+        }
+    }));
+    rt.block_on(keep.oneshot(with_cookie(Some(alice)))).unwrap();
+    let user = kept
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the layer signed alice in");
+    let signed_in = || {
+        let mut req = with_cookie(None);
+        req.extensions_mut().insert(user.clone());
+        req
+    };
+    let at_once = service_fn(|_: Request<Full<Bytes>>| {
+        std::future::ready(Ok::<_, Infallible>(Response::new(Full::<Bytes>::default())))
+    });
+    let three_alone = ServiceBuilder::new()
+        .layer(RequireLogin)
+        .layer(RequireScopes::all(["openid", "profile"]))
+        .layer(RequireOrg::role("acme", OrgRole::Admin))
+        .service(at_once);
+    let res = rt
+        .block_on(three_alone.clone().oneshot(signed_in()))
+        .unwrap();
+    assert_eq!(res.status(), http::StatusCode::OK, "the three guards pass");
+    let mut group = c.benchmark_group("guards");
+    time(&mut group, rt, "alone_none", &at_once, signed_in);
+    time(
+        &mut group,
+        rt,
+        "alone_three_passing",
+        &three_alone,
+        signed_in,
+    );
+    group.finish();
+    let (three_alone, _) = paired_ns(rt, (&at_once, &signed_in), (&three_alone, &signed_in));
+
     let mut paired = std::fs::read_to_string(paired_path()).unwrap_or_default();
     let _ = writeln!(paired, "paired,each_passing_guard,,{:.1}", three / 3.0);
+    let _ = writeln!(
+        paired,
+        "paired,each_passing_guard_alone,,{:.1}",
+        three_alone / 3.0
+    );
     std::fs::write(paired_path(), paired).unwrap();
 }
 
@@ -701,6 +755,8 @@ fn report() {
         ("layer", "tampered_cookie"),
         ("guards", "none"),
         ("guards", "three_passing"),
+        ("guards", "alone_none"),
+        ("guards", "alone_three_passing"),
     ] {
         if let Some(ns) = mean_ns(group, id) {
             let _ = writeln!(csv, "{group},{id},,{ns:.1}");
@@ -755,6 +811,12 @@ fn report() {
     ) {
         eprintln!("each passing guard (ns)    {:>10.0}", (three - none) / 3.0);
     }
+    if let (Some(none), Some(three)) = (
+        mean_ns("guards", "alone_none"),
+        mean_ns("guards", "alone_three_passing"),
+    ) {
+        eprintln!("each, guards alone (ns)    {:>10.0}", (three - none) / 3.0);
+    }
     eprintln!("\npaired, median of {BLOCKS} blocks  2 orgs      41 orgs");
     let paired_of = |case: &str, profile: &str| {
         let prefix = format!("paired,{case},{profile},");
@@ -773,6 +835,9 @@ fn report() {
     }
     if let Some(ns) = paired_of("each_passing_guard", "") {
         eprintln!("each passing guard (ns)    {ns:>10.0}");
+    }
+    if let Some(ns) = paired_of("each_passing_guard_alone", "") {
+        eprintln!("each, guards alone (ns)    {ns:>10.0}");
     }
 }
 

@@ -38,4 +38,8 @@ none=$(count none)
 three=$(count three_passing)
 printf '%-26s %12s\n' "guards/none" "$none"
 printf '%-26s %12s %12s\n' "guards/three_passing" "$three" "$(((three - none) / 3)) each"
+none=$(count alone_none)
+three=$(count alone_three_passing)
+printf '%-26s %12s\n' "guards/alone_none" "$none"
+printf '%-26s %12s %12s\n' "guards/alone_three_passing" "$three" "$(((three - none) / 3)) each"
 rm -r "$out"
