@@ -94,31 +94,13 @@ async fn connection(addr: String, cookie: Option<HeaderValue>, stop: Arc<AtomicB
     ok
 }
 
-/// Requests per second answered `200 OK` by `addr` over `CONNECTIONS` connections.
-fn load(client: &tokio::runtime::Runtime, addr: &str, cookie: Option<&HeaderValue>) -> f64 {
-    client.block_on(async {
-        let stop = Arc::new(AtomicBool::new(false));
-        let tasks: Vec<_> = (0..CONNECTIONS)
-            .map(|_| tokio::spawn(connection(addr.to_owned(), cookie.cloned(), stop.clone())))
-            .collect();
-        let start = Instant::now();
-        tokio::time::sleep(Duration::from_secs(SECONDS)).await;
-        stop.store(true, Ordering::Relaxed);
-        let mut ok = 0;
-        for task in tasks {
-            ok += task.await.unwrap();
-        }
-        ok as f64 / start.elapsed().as_secs_f64()
-    })
-}
-
 /// Requests per second answered `200 OK` by each of `addrs`, loaded at the same time
 /// over `CONNECTIONS` connections each.
-fn load_together(
+fn load<const N: usize>(
     client: &tokio::runtime::Runtime,
-    addrs: [&str; 2],
+    addrs: [&str; N],
     cookie: Option<&HeaderValue>,
-) -> [f64; 2] {
+) -> [f64; N] {
     client.block_on(async {
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = addrs.map(|addr| {
@@ -129,15 +111,14 @@ fn load_together(
         let start = Instant::now();
         tokio::time::sleep(Duration::from_secs(SECONDS)).await;
         stop.store(true, Ordering::Relaxed);
-        let mut rps = [0.0; 2];
-        for (tasks, rps) in tasks.into_iter().zip(&mut rps) {
-            let mut ok = 0;
+        let mut answered = [0; N];
+        for (tasks, ok) in tasks.into_iter().zip(&mut answered) {
             for task in tasks {
-                ok += task.await.unwrap();
+                *ok += task.await.unwrap();
             }
-            *rps = ok as f64;
         }
-        rps.map(|ok| ok / start.elapsed().as_secs_f64())
+        let took = start.elapsed().as_secs_f64();
+        answered.map(|ok| ok as f64 / took)
     })
 }
 
@@ -298,11 +279,11 @@ fn main() {
         let in_turn: Vec<f64> = (0..ROUNDS)
             .map(|round| {
                 let (b, a) = if round % 2 == 0 {
-                    let b = load(&client, &bare, cookie);
-                    (b, load(&client, &auth, cookie))
+                    let [b] = load(&client, [&bare], cookie);
+                    (b, load(&client, [&auth], cookie)[0])
                 } else {
-                    let a = load(&client, &auth, cookie);
-                    (load(&client, &bare, cookie), a)
+                    let [a] = load(&client, [&auth], cookie);
+                    (load(&client, [&bare], cookie)[0], a)
                 };
                 bare_rps += b / ROUNDS as f64;
                 auth_rps += a / ROUNDS as f64;
@@ -311,7 +292,7 @@ fn main() {
             .collect();
         let together: Vec<f64> = (0..ROUNDS)
             .map(|_| {
-                let [b, a] = load_together(&client, [&bare, &auth], cookie);
+                let [b, a] = load(&client, [&bare, &auth], cookie);
                 a / b
             })
             .collect();
