@@ -21,8 +21,8 @@
 //! decoded; and, for comparison, decoding the same record in the JSON format earlier
 //! versions wrote. `layer` and `guards` time the cheap paths (no cookie,
 //! a tampered one) and three passing guards, behind the layer and alone (over a
-//! service that answers at once, the request signed in beforehand). At the end the ratios are printed and
-//! written, with every mean, to `{target}/criterion/hot_path.csv`
+//! service that answers at once, the request signed in beforehand). At the end the
+//! ratios are printed and written, with every mean, to `{target}/criterion/hot_path.csv`
 //! (`scripts/bench_chart.py` draws the chart of BENCHMARKS.md from it).
 //!
 //! The overheads over the bare route are small beside how much this shared machine
@@ -627,13 +627,11 @@ fn layer_and_guards(c: &mut Criterion, rt: &Runtime, fx: &Fixture) {
     });
     let auth = HfAuthLayer::new(fx.config().build().unwrap());
     let svc = auth.layer(inner);
-    let guarded = auth.layer(
-        ServiceBuilder::new()
-            .layer(RequireLogin)
-            .layer(RequireScopes::all(["openid", "profile"]))
-            .layer(RequireOrg::role("acme", OrgRole::Admin))
-            .service(inner),
-    );
+    let three_guards = ServiceBuilder::new()
+        .layer(RequireLogin)
+        .layer(RequireScopes::all(["openid", "profile"]))
+        .layer(RequireOrg::role("acme", OrgRole::Admin));
+    let guarded = auth.layer(three_guards.service(inner));
     let alice = &fx.users[0].cookie;
     let alice_tampered = tampered(alice);
     assert_eq!(answer(rt, &svc, with_cookie(None)), "");
@@ -680,11 +678,7 @@ fn layer_and_guards(c: &mut Criterion, rt: &Runtime, fx: &Fixture) {
     let at_once = service_fn(|_: Request<Full<Bytes>>| {
         std::future::ready(Ok::<_, Infallible>(Response::new(Full::<Bytes>::default())))
     });
-    let three_alone = ServiceBuilder::new()
-        .layer(RequireLogin)
-        .layer(RequireScopes::all(["openid", "profile"]))
-        .layer(RequireOrg::role("acme", OrgRole::Admin))
-        .service(at_once);
+    let three_alone = three_guards.service(at_once);
     let res = rt
         .block_on(three_alone.clone().oneshot(signed_in()))
         .unwrap();
