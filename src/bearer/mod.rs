@@ -344,22 +344,19 @@ impl BearerValidator {
         Some(user)
     }
 
-    /// Synchronous fast path: the cached answer for this token if still fresh (no
-    /// await, no allocation beyond hashing). A malformed token is answered `Invalid`.
+    /// Synchronous path once [`known`](Self::known) found nothing (the layer asks it
+    /// first; so must every caller): the cached answer for this token if still fresh
+    /// (no await, no allocation beyond hashing), put into the fast index when it
+    /// accepts. A malformed token is answered `Invalid`.
     pub(crate) fn cached(&self, token: &str) -> Option<Answer> {
+        if !well_formed(token) {
+            return Some(Err(BearerRejection::Invalid));
+        }
         let now = self.now();
         // Read before the lookup: an eviction after it leaves the index entry unused.
         let evictions = self.answers.evictions();
-        let answer = match self.fast.get(token.as_bytes(), now, evictions) {
-            // The very bytes of a token accepted before, so well-formed.
-            Some(user) => Ok(user),
-            None if !well_formed(token) => return Some(Err(BearerRejection::Invalid)),
-            None => {
-                let answer = self.answers.cached(&key_of(token), now)?;
-                self.index(token, &answer, now, evictions);
-                answer
-            }
-        };
+        let answer = self.answers.cached(&key_of(token), now)?;
+        self.index(token, &answer, now, evictions);
         let step = Step::bearer_cached();
         self.done(&step, &answer, true);
         Some(answer)
@@ -862,6 +859,15 @@ mod tests {
         validator_with(mock, BearerSettings::default())
     }
 
+    /// The synchronous answer the layer finds for `token`, as it looks: the fast
+    /// index by the token's bytes, then the cache.
+    fn lookup(v: &BearerValidator, token: &str) -> Option<Answer> {
+        match v.known(token.as_bytes()) {
+            Some(user) => Some(Ok(user)),
+            None => v.cached(token),
+        }
+    }
+
     fn whoami_settings() -> BearerSettings {
         BearerSettings {
             validation: BearerValidation::WhoAmI,
@@ -893,8 +899,12 @@ mod tests {
         assert_eq!(mock.requests(MockEndpoint::Userinfo), 1);
         assert_eq!(mock.requests(MockEndpoint::WhoAmI), 0);
 
-        let again = v.cached(&token).expect("cached").unwrap();
+        let again = lookup(&v, &token).expect("cached").unwrap();
         assert_eq!(again.id(), user.id());
+        // Behind the fast index, the cache itself holds the answer too.
+        let cached = v.cached(&token).expect("in the cache").unwrap();
+        assert_eq!(cached.access_token().expose(), token);
+        assert!(v.cached("not a token").unwrap().is_err(), "malformed");
         v.validate(&token).await.unwrap();
         assert_eq!(
             mock.requests(MockEndpoint::Userinfo),
@@ -917,10 +927,10 @@ mod tests {
             "the token's own expiry ({expires_at}) bounds the 5-minute ttl"
         );
         clock.advance(Duration::from_secs(60));
-        assert!(v.cached(&token).is_some());
+        assert!(lookup(&v, &token).is_some());
         clock.advance(Duration::from_secs(61));
         assert!(
-            v.cached(&token).is_none(),
+            lookup(&v, &token).is_none(),
             "the entry expired with the token"
         );
         // The mock (on real time) still accepts it; by this crate's clock it has expired.
@@ -980,7 +990,7 @@ mod tests {
             assert_eq!(rejected(v.validate(token).await), BearerRejection::Invalid);
             assert_eq!(rejected(v.validate(token).await), BearerRejection::Invalid);
             assert_eq!(
-                v.cached(token).map(rejected),
+                lookup(&v, token).map(rejected),
                 Some(BearerRejection::Invalid)
             );
             assert_eq!(
@@ -991,7 +1001,7 @@ mod tests {
         }
         clock.advance(Duration::from_secs(31));
         assert!(
-            v.cached("hf_not_a_real_token").is_none(),
+            lookup(&v, "hf_not_a_real_token").is_none(),
             "negative ttl passed"
         );
         assert_eq!(
@@ -1009,7 +1019,7 @@ mod tests {
         for token in ["hf_a b", "hf_\u{e9}t\u{e9}", "", long.as_str()] {
             assert_eq!(rejected(v.validate(token).await), BearerRejection::Invalid);
             assert_eq!(
-                v.cached(token).map(rejected),
+                lookup(&v, token).map(rejected),
                 Some(BearerRejection::Invalid)
             );
         }
@@ -1035,7 +1045,7 @@ mod tests {
         assert_eq!(v.validate(&token).await.unwrap().username(), "bob");
         assert_eq!(mock.requests(MockEndpoint::WhoAmI), 1);
         clock.advance(Duration::from_secs(1));
-        assert!(v.cached(&token).is_none());
+        assert!(lookup(&v, &token).is_none());
         assert_eq!(rejected(v.validate(&token).await), BearerRejection::Invalid);
         assert_eq!(mock.requests(MockEndpoint::WhoAmI), 2);
     }
@@ -1060,7 +1070,7 @@ mod tests {
                     BearerRejection::Unavailable { retry_after: None },
                     "{status}"
                 );
-                assert!(v.cached(token).is_none(), "{status} is not cached");
+                assert!(lookup(&v, token).is_none(), "{status} is not cached");
             }
             assert_eq!(mock.requests(endpoint), before + 2, "{status}: asked twice");
             mock.clear_faults();
@@ -1082,7 +1092,7 @@ mod tests {
             rejected(v.validate(&token).await),
             BearerRejection::Unavailable { retry_after: None }
         );
-        assert!(v.cached(&token).is_none());
+        assert!(lookup(&v, &token).is_none());
     }
 
     /// A server answering every request with `429` and `Retry-After: 7`.
@@ -1176,7 +1186,7 @@ mod tests {
         first.abort();
         assert_eq!(second.await.unwrap().unwrap().username(), "alice");
         assert_eq!(v.answers.in_flight_len(), 0);
-        assert!(v.cached(&token).is_some());
+        assert!(lookup(&v, &token).is_some());
     }
 
     #[tokio::test]
@@ -1199,8 +1209,8 @@ mod tests {
             tokens.push(token);
         }
         assert_eq!(v.answers.cached_len(), 3);
-        assert!(v.cached(&tokens[7]).is_some(), "the newest stays");
-        assert!(v.cached(&tokens[0]).is_none(), "the oldest went");
+        assert!(lookup(&v, &tokens[7]).is_some(), "the newest stays");
+        assert!(lookup(&v, &tokens[0]).is_none(), "the oldest went");
     }
 
     #[tokio::test]
